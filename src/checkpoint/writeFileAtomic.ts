@@ -1,0 +1,36 @@
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+
+// A state file is either the old version or the new one, never half of each: write a
+// temporary file in the same folder, fsync it, rename it over the real one, fsync the folder
+// so the rename itself survives a power cut.
+
+export function writeFileAtomic(path: string, content: string): void {
+  const folder = dirname(path)
+  const temporary = join(folder, `.${basename(path)}.${process.pid}.tmp`)
+  try {
+    const fd = openSync(temporary, 'w', 0o644)
+    try {
+      writeSync(fd, content)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(temporary, path)
+  } catch (error) {
+    try {
+      unlinkSync(temporary)
+    } catch {}
+    throw error
+  }
+  const dirFd = openSync(folder, 'r')
+  try {
+    fsyncSync(dirFd)
+  } finally {
+    closeSync(dirFd)
+  }
+}
+
+export function writeJsonAtomic(path: string, value: unknown): void {
+  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`)
+}

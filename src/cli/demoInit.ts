@@ -1,0 +1,39 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { createProgress } from '../coordinator/progress.ts'
+import type { Database } from '../db/database.ts'
+import { connectUrl } from '../db/openTarget.ts'
+import { openEmbedded } from '../db/openEmbedded.ts'
+import { initDemo } from '../demo/initDemo.ts'
+import { UsageError } from '../errors.ts'
+import { log } from './driveSession.ts'
+
+export interface DemoInitOptions {
+  rows: string
+  database?: string
+  embeddedPath: string
+  labelsPath: string
+}
+
+export async function demoInit(options: DemoInitOptions): Promise<number> {
+  const rows = Number(options.rows)
+  if (!Number.isInteger(rows) || rows < 1 || rows > 10_000_000) throw new UsageError(`--rows: expected a whole number from 1 to 10000000, got "${options.rows}"`)
+  const db: Database = options.database ? await connectUrl(options.database) : await openEmbedded(options.embeddedPath)
+  try {
+    log(`target: ${db.description}`)
+    const started = Date.now()
+    const task = createProgress().start('demo rows', rows + 40)
+    const result = await initDemo(db, rows, (done) => task.update(done))
+    if (!result.created) {
+      log(`the demo tables already exist (${result.rows.topics} topics, ${result.rows.atoms} atoms, ${result.rows.messages} messages); left as they are`)
+    } else {
+      task.finish(`${((Date.now() - started) / 1000).toFixed(1)} s`)
+      mkdirSync(dirname(options.labelsPath), { recursive: true })
+      writeFileSync(options.labelsPath, `${JSON.stringify(result.labels, null, 2)}\n`)
+      log(`created ${result.rows.topics} topics, ${result.rows.atoms} atoms, ${result.rows.messages} messages (embeddings NULL, no vector index); labelled queries in ${options.labelsPath}`)
+    }
+    return 0
+  } finally {
+    await db.close()
+  }
+}

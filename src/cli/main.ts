@@ -1,0 +1,101 @@
+import { Command, CommanderError, Option } from 'commander'
+import { RunnerError } from '../errors.ts'
+import { defaultRegistry } from '../steps/registry.ts'
+import type { StepRegistry } from '../steps/step.ts'
+import { demoInit } from './demoInit.ts'
+import { resume } from './resume.ts'
+import { start } from './start.ts'
+import { status } from './status.ts'
+
+// Parses arguments and hands each command to its own function. Commands only throw; this is
+// the one place that prints an error and picks the exit code.
+
+export interface MainOptions {
+  /** Tests pass a registry with test steps; the shipped one has only real steps. */
+  registry?: StepRegistry
+}
+
+const sessionsDir = () =>
+  new Option('--sessions-dir <dir>', 'where session folders live').default(process.env.RUNNER_SESSIONS_DIR ?? 'sessions')
+
+export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
+  const registry = options.registry ?? defaultRegistry()
+  const controller = new AbortController()
+  let exitCode = 0
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`\n${signal} again: exiting now; \`runner resume\` redoes the unit of work that was in flight\n`)
+      process.exit(130)
+    }
+    process.stderr.write(`\n${signal}: finishing the current unit of work and saving the checkpoint (press Ctrl-C again to exit at once)\n`)
+    controller.abort(signal)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+
+  const program = new Command('runner')
+    .description('Makes a broken pgvector semantic search work: diagnose, index, auto-embed, backfill, validate.')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
+    .showHelpAfterError('(run with --help for usage)')
+
+  program
+    .command('start')
+    .description('start a new session that runs every batch of the plan')
+    .argument('<plan>', 'the plan file, for example plans/feature-1.yaml')
+    .option('--dry-run', 'print what each batch would do; touch nothing')
+    .addOption(sessionsDir())
+    .action(async (plan: string, opts) => {
+      exitCode = await start({ planPath: plan, dryRun: Boolean(opts.dryRun), sessionsDir: opts.sessionsDir, registry, signal: controller.signal })
+    })
+
+  program
+    .command('resume')
+    .description('continue a session: completed batches are skipped, the interrupted one continues from its checkpoint')
+    .option('--session <dir>', 'the session folder (default: the latest unfinished one)')
+    .option('--allow-plan-change', 'resume even though the plan file changed since the session started')
+    .addOption(sessionsDir())
+    .action(async (opts) => {
+      exitCode = await resume({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, allowPlanChange: Boolean(opts.allowPlanChange), registry, signal: controller.signal })
+    })
+
+  program
+    .command('status')
+    .description("show a session's batches and criteria")
+    .option('--session <dir>', 'the session folder (default: the latest one)')
+    .option('--json', 'print coordination-state.json as it is')
+    .addOption(sessionsDir())
+    .action(async (opts) => {
+      exitCode = await status({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, json: Boolean(opts.json) })
+    })
+
+  const demo = program.command('demo').description('the demo application, in its broken state')
+  demo
+    .command('init')
+    .description('create the demo app (topics, atoms, messages; embeddings all NULL, no index)')
+    .option('--rows <n>', 'atoms + messages to create', '2000')
+    .option('--database <url>', 'a postgres:// URL (default: $DATABASE_URL, else the embedded database)')
+    .option('--embedded <dir>', 'the embedded database folder', '.runner/embedded')
+    .option('--labels <file>', 'where to write the labelled queries', '.runner/demo-labelled-queries.json')
+    .action(async (opts) => {
+      exitCode = await demoInit({ rows: opts.rows, database: opts.database ?? process.env.DATABASE_URL, embeddedPath: opts.embedded, labelsPath: opts.labels })
+    })
+
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return exitCode
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? 0 : 2
+    }
+    if (error instanceof RunnerError) {
+      process.stderr.write(`runner: ${error.message}\n`)
+      return error.exitCode
+    }
+    process.stderr.write(`runner: unexpected error; please report it with the lines below\n${(error as Error)?.stack ?? String(error)}\n`)
+    return 1
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}

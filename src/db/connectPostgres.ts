@@ -1,0 +1,99 @@
+import pg from 'pg'
+import pgvector from 'pgvector/pg'
+import type { Database, Queryable, QueryResult, TransactionOptions } from './database.ts'
+
+// bigint counts arrive as numbers, as they do from the embedded database; a value past 2^53
+// stays a string rather than silently losing digits.
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === pg.types.builtins.INT8) {
+      return (text: string) => (Number.isSafeInteger(Number(text)) ? Number(text) : text)
+    }
+    return pg.types.getTypeParser(oid, format)
+  },
+}
+
+/** The URL as it may be printed: user, host, port and database, never the password. */
+export function describeUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    parsed.password = ''
+    return `postgres ${parsed.username ? `${decodeURIComponent(parsed.username)}@` : ''}${parsed.host}${parsed.pathname}`
+  } catch {
+    return 'postgres (unparsable URL)'
+  }
+}
+
+function wrap(client: pg.Pool | pg.PoolClient): Queryable {
+  return {
+    async query<Row>(sql: string, params?: unknown[]): Promise<QueryResult<Row>> {
+      const result = await client.query(sql, params as unknown[])
+      return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 }
+    },
+    async exec(sql: string) {
+      await client.query(sql)
+    },
+  }
+}
+
+export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<Database> {
+  const config: pg.PoolConfig = {
+    connectionString: url,
+    types,
+    max: 4,
+    application_name: options.applicationName ?? 'runner',
+  }
+  const pool = new pg.Pool(config)
+  // An idle client that loses its connection must not crash the process.
+  pool.on('error', () => {})
+  let vectorTypesRegistered = false
+  pool.on('connect', (client) => {
+    if (vectorTypesRegistered) void pgvector.registerTypes(client).catch(() => {})
+  })
+  // Fail early, with a clear cause, when the server is not there.
+  const probe = await pool.connect()
+  try {
+    await pgvector.registerTypes(probe)
+    vectorTypesRegistered = true
+  } catch {
+    // No vector extension yet: the diagnosis reports it; nothing else needs the parser.
+  } finally {
+    probe.release()
+  }
+  const pooled = wrap(pool)
+
+  return {
+    kind: 'postgres',
+    description: describeUrl(url),
+    ...pooled,
+    async transaction(work, txOptions: TransactionOptions = {}) {
+      const client = await pool.connect()
+      try {
+        await client.query(txOptions.readOnly ? 'BEGIN READ ONLY' : 'BEGIN')
+        const result = await work(wrap(client))
+        await client.query('COMMIT')
+        return result
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    },
+    async listen(channel, onNotify) {
+      const client = new pg.Client(config)
+      client.on('error', () => {})
+      await client.connect()
+      client.on('notification', (message) => {
+        if (message.channel === channel) onNotify(message.payload ?? '')
+      })
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
+      return async () => {
+        await client.end().catch(() => {})
+      }
+    },
+    async close() {
+      await pool.end()
+    },
+  }
+}

@@ -1,0 +1,28 @@
+// The one database interface every step uses. Two implementations: a pg pool for any
+// postgres:// URL (connectPostgres.ts) and the embedded PGlite database (openEmbedded.ts).
+
+export interface QueryResult<Row> {
+  rows: Row[]
+  rowCount: number
+}
+
+export interface Queryable {
+  /** One statement; values are always $n parameters. */
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>
+  /** A script of several statements without parameters (DDL). */
+  exec(sql: string): Promise<void>
+}
+
+export interface TransactionOptions {
+  readOnly?: boolean
+}
+
+export interface Database extends Queryable {
+  readonly kind: 'postgres' | 'embedded'
+  /** Where it points, safe to print and store: never contains a password. */
+  readonly description: string
+  transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /** Calls onNotify for each NOTIFY on channel until the returned function is called. */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>
+  close(): Promise<void>
+}

@@ -1,0 +1,43 @@
+import { mkdirSync } from 'node:fs'
+import { PGlite, type Transaction } from '@electric-sql/pglite'
+import { vector } from '@electric-sql/pglite-pgvector'
+import type { Database, Queryable, QueryResult } from './database.ts'
+
+// The embedded PostgreSQL (PGlite: PostgreSQL compiled to WASM, with pgvector). Its data lives
+// in a folder so that a session can be resumed against it. It is one backend session: fine for
+// the newcomer's demo and for logic tests, not for concurrency or performance claims.
+
+function wrap(db: PGlite | Transaction): Queryable {
+  return {
+    async query<Row>(sql: string, params?: unknown[]): Promise<QueryResult<Row>> {
+      const result = await db.query<Row>(sql, params)
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length }
+    },
+    async exec(sql: string) {
+      await db.exec(sql)
+    },
+  }
+}
+
+export async function openEmbedded(dataDir: string): Promise<Database> {
+  mkdirSync(dataDir, { recursive: true })
+  const db = await PGlite.create(dataDir, { extensions: { vector } })
+  return {
+    kind: 'embedded',
+    description: `embedded PostgreSQL (PGlite) in ${dataDir}`,
+    ...wrap(db),
+    transaction(work, options = {}) {
+      return db.transaction(async (tx) => {
+        if (options.readOnly) await tx.exec('SET TRANSACTION READ ONLY')
+        return work(wrap(tx))
+      })
+    },
+    async listen(channel, onNotify) {
+      const unlisten = await db.listen(channel, onNotify)
+      return async () => unlisten()
+    },
+    async close() {
+      await db.close()
+    },
+  }
+}

@@ -1,0 +1,140 @@
+import { z } from 'zod'
+
+// The plan a user writes (plans/*.yaml). Unknown keys are errors everywhere: a typo in a
+// setting must not silently fall back to a default.
+
+export const STEP_NAMES = ['diagnose', 'index', 'pipeline', 'backfill', 'validate'] as const
+export type StepName = (typeof STEP_NAMES)[number]
+
+export const DISTANCES = ['cosine', 'l2', 'inner_product'] as const
+export type Distance = (typeof DISTANCES)[number]
+
+const identifier = z.string().min(1, 'expected a non-empty name').max(63, 'PostgreSQL names are at most 63 bytes')
+const batchId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected lowercase letters, digits, "-" or "_" (it names a folder)')
+
+export const targetTableSchema = z.strictObject({
+  schema: identifier.default('public'),
+  table: identifier,
+  key: identifier,
+  text_columns: z.array(identifier).min(1, 'expected at least one column whose text is embedded'),
+  embedding_column: identifier,
+  distance: z.enum(DISTANCES),
+})
+export type TargetTable = z.infer<typeof targetTableSchema>
+
+const targetSchema = z.strictObject({
+  database_url_env: z.string().min(1).default('DATABASE_URL'),
+  embedded: z
+    .strictObject({
+      path: z.string().min(1).default('.runner/embedded'),
+      demo_rows: z.number().int().positive().default(2000),
+    })
+    .prefault({}),
+  runner_schema: identifier.default('runner'),
+  /** The application's source folder: the diagnosis scans it for file:line references. */
+  app_source: z.string().min(1).optional(),
+  tables: z.array(targetTableSchema).min(1, 'expected at least one table to fix'),
+})
+
+const embeddingSchema = z.strictObject({
+  provider: z.enum(['auto', 'openai', 'local']).default('auto'),
+  model: z.string().min(1),
+  dimensions: z.number().int().positive().max(16000),
+  batch_size: z.number().int().positive().max(2048).default(256),
+})
+
+const indexSchema = z
+  .strictObject({
+    method: z.literal('hnsw').default('hnsw'),
+    m: z.number().int().min(2).max(100).default(16),
+    ef_construction: z.number().int().min(4).max(1000).default(64),
+    max_maintenance_work_mem_mb: z.number().int().positive().default(4096),
+    precision: z.enum(['full', 'half']).default('full'),
+    /** Replace an existing valid index that does not match (wrong operator class, wrong options). */
+    replace_mismatched: z.boolean().default(false),
+  })
+  .prefault({})
+
+const criteriaSchema = z
+  .strictObject({
+    null_embeddings_max: z.number().int().min(0).default(0),
+    hnsw_index_on_every_column: z.boolean().default(true),
+    auto_embed_within_seconds: z.number().positive().default(10),
+    relevance_recall_at_k: z
+      .strictObject({ k: z.number().int().positive().default(5), min: z.number().min(0).max(1).default(0.6) })
+      .prefault({}),
+    latency_p95_ms_max: z.number().positive().default(50),
+    explain_uses_index: z.boolean().default(true),
+  })
+  .prefault({})
+
+const batchSchema = z.strictObject({
+  id: batchId,
+  title: z.string().min(1),
+  agent: z.string().min(1),
+  step: z.enum(STEP_NAMES),
+  depends_on: z.array(batchId).default([]),
+  scope: z.array(z.string()).default([]),
+  guards: z
+    .strictObject({
+      /** The step runs inside a READ ONLY transaction. */
+      read_only: z.boolean().default(false),
+      /** The embedding columns' contents must be the same after the step as before. */
+      writes_embeddings: z.boolean().default(true),
+    })
+    .prefault({}),
+  not_to_do: z.array(z.string()).default([]),
+  outputs: z.array(z.string()).default([]),
+})
+export type Batch = z.infer<typeof batchSchema>
+
+export const planSchema = z
+  .strictObject({
+    id: batchId,
+    title: z.string().min(1),
+    priority: z.string().optional(),
+    goal: z.string().optional(),
+    target: targetSchema,
+    embedding: embeddingSchema,
+    index: indexSchema,
+    criteria: criteriaSchema,
+    agents: z.strictObject({ model: z.string().min(1).default('claude-sonnet-4-5') }).prefault({}),
+    batches: z.array(batchSchema).min(1, 'expected at least one batch'),
+  })
+  .superRefine((plan, ctx) => {
+    const seen = new Map<string, number>()
+    plan.batches.forEach((batch, i) => {
+      if (seen.has(batch.id)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['batches', i, 'id'],
+          message: `duplicate batch id "${batch.id}" (also batches[${seen.get(batch.id)}])`,
+        })
+      }
+      seen.set(batch.id, i)
+    })
+    plan.batches.forEach((batch, i) => {
+      batch.depends_on.forEach((dep, j) => {
+        if (!seen.has(dep)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['batches', i, 'depends_on', j],
+            message: `unknown batch "${dep}"; the batches are: ${[...seen.keys()].join(', ')}`,
+          })
+        } else if (dep === batch.id) {
+          ctx.addIssue({ code: 'custom', path: ['batches', i, 'depends_on', j], message: 'a batch cannot depend on itself' })
+        }
+      })
+    })
+    const tables = new Set<string>()
+    plan.target.tables.forEach((t, i) => {
+      const name = `${t.schema}.${t.table}`
+      if (tables.has(name)) {
+        ctx.addIssue({ code: 'custom', path: ['target', 'tables', i, 'table'], message: `table ${name} is listed twice` })
+      }
+      tables.add(name)
+    })
+  })
+export type Plan = z.infer<typeof planSchema>

@@ -1,0 +1,44 @@
+import type { Session } from '../checkpoint/session.ts'
+import type { Plan } from '../plan/schema.ts'
+
+// summary.md: what a reviewer reads first. The success criteria as measured, what each batch
+// did, and where every artifact is.
+
+export function writeSummary(session: Session, plan: Plan): string {
+  const { state } = session
+  const criteria = state.criteria ?? []
+  const hasValidate = plan.batches.some((b) => b.step === 'validate')
+  const lines = [
+    `# ${plan.title}`,
+    '',
+    `Session \`${state.session_id}\` · status **${state.status}** · target: ${state.target ?? 'unknown'}`,
+    `Plan: \`${state.plan_path}\` (sha256 ${state.plan_sha256.slice(0, 12)}…)`,
+    '',
+    '## Success criteria',
+    '',
+  ]
+  if (criteria.length > 0) {
+    lines.push('| criterion | threshold | measured | result |', '| --- | --- | --- | --- |')
+    for (const c of criteria) lines.push(`| ${c.description} | ${c.threshold} | ${c.measured} | ${c.passed ? 'pass' : '**FAIL**'} |`)
+  } else {
+    lines.push(hasValidate ? 'Not measured: the validate batch did not complete.' : 'Not measured: this plan has no validate batch.')
+  }
+  lines.push('', '## Batches', '', '| # | batch | agent | status | attempts | result | report |', '| --- | --- | --- | --- | --- | --- | --- |')
+  state.batches.forEach((b, i) => {
+    const result = (b.status === 'failed' || b.status === 'interrupted' ? b.error : b.summary) ?? ''
+    lines.push(`| ${i + 1} | ${b.id} | ${b.agent} | ${b.status} | ${b.attempts} | ${result.replace(/\|/g, '\\|').replace(/\n/g, ' ')} | ${b.report_path ? `[report](${b.report_path})` : ''} |`)
+  })
+  lines.push(
+    '',
+    '## Files',
+    '',
+    '- `coordination-state.json`: where each batch is (status, attempts, times, errors)',
+    '- `batch-progress.json`: cursors inside batches, for resume',
+    '- `events.ndjson`: every event, in order',
+    '- `batches/NN-<id>/output.json` and `report.md`: each batch\'s typed output and its agent\'s report',
+    '',
+  )
+  const text = lines.join('\n')
+  session.writeArtifact('summary.md', text)
+  return text
+}

@@ -1,0 +1,8 @@
+import type { Step, StepRegistry } from './step.ts'
+
+// The steps this build implements, keyed by the plan's `step:` name. Only real steps live here.
+const STEPS: Step<any>[] = []
+
+export function defaultRegistry(): StepRegistry {
+  return new Map(STEPS.map((s) => [s.name, s]))
+}
