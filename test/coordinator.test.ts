@@ -1,0 +1,227 @@
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { execa, type ResultPromise } from 'execa'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { SessionState } from '../src/checkpoint/session.ts'
+import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
+import { TEST_SCHEMA_SQL } from './fixtures/testSteps.ts'
+import { testPlan, writePlan } from './helpers/plans.ts'
+
+// The coordinator, driven as a user drives it: the real CLI in a child process (with test
+// steps registered), killed, interrupted and resumed, against a real database.
+
+const fixture = join(import.meta.dirname, 'fixtures/runnerWithTestSteps.ts')
+
+describe.each(targetKinds)('coordinator on %s', (kind) => {
+  let target: TestTarget
+  beforeAll(async () => {
+    target = await createTarget(kind)
+    const db = await target.open()
+    await db.exec(TEST_SCHEMA_SQL)
+    await db.close()
+  })
+  afterAll(async () => target?.drop())
+
+  /** A fresh session folder and plan, and a clean unit_log. */
+  async function setup(change: (plan: ReturnType<typeof testPlan>) => void = () => {}) {
+    const db = await target.open()
+    await db.exec('TRUNCATE unit_log; UPDATE items SET embedding = NULL')
+    await db.close()
+    const dir = tempDir()
+    const plan = testPlan({ embeddedPath: target.path })
+    change(plan)
+    return { dir, sessions: join(dir, 'sessions'), planPath: writePlan(dir, plan) }
+  }
+
+  function runner(args: string[], env: Record<string, string> = {}): ResultPromise<{ reject: false; all: true }> {
+    return execa('node', ['--import', 'tsx', fixture, ...args], {
+      reject: false,
+      all: true,
+      env: { TEST_TARGET_URL: target.url ?? '', ...env },
+    }) as ResultPromise<{ reject: false; all: true }>
+  }
+
+  const onlySession = (sessions: string) => join(sessions, readdirSync(sessions)[0]!)
+  const stateOf = (session: string) => JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8')) as SessionState
+
+  async function unitLog(): Promise<Record<string, number[]>> {
+    const db = await target.open()
+    const { rows } = await db.query<{ batch: string; unit: number }>('SELECT batch, unit FROM unit_log ORDER BY batch, unit')
+    await db.close()
+    const byBatch: Record<string, number[]> = {}
+    for (const r of rows) (byBatch[r.batch] ??= []).push(r.unit)
+    return byBatch
+  }
+
+  /** Polls the state file until predicate holds; every read must parse as JSON. */
+  async function waitForState(session: string, predicate: (s: SessionState) => boolean, timeoutMs = 60_000) {
+    const until = Date.now() + timeoutMs
+    while (Date.now() < until) {
+      const file = join(session, 'coordination-state.json')
+      if (existsSync(file)) {
+        const state = JSON.parse(readFileSync(file, 'utf8')) as SessionState
+        if (predicate(state)) return state
+      }
+      await sleep(20)
+    }
+    throw new Error('timed out waiting for the session state')
+  }
+
+  async function waitForSession(sessions: string) {
+    const until = Date.now() + 60_000
+    while (!existsSync(sessions) || readdirSync(sessions).length === 0) {
+      if (Date.now() > until) throw new Error('no session folder appeared')
+      await sleep(20)
+    }
+    return onlySession(sessions)
+  }
+
+  const cursorOf = (session: string, batch: string) =>
+    (JSON.parse(readFileSync(join(session, 'batch-progress.json'), 'utf8'))[batch]?.cursor as number | undefined) ?? 0
+
+  it('runs every batch in dependency order and writes the artifacts', async () => {
+    const { sessions, planPath } = await setup((p) => p.batches.reverse())
+    const run = await runner(['start', planPath, '--sessions-dir', sessions])
+    expect(run.exitCode, run.all).toBe(0)
+    const session = onlySession(sessions)
+    expect(run.stdout.trim()).toBe(session)
+    const state = stateOf(session)
+    expect(state.status).toBe('completed')
+    expect(state.batches.map((b) => [b.id, b.status, b.attempts])).toEqual([
+      ['first', 'completed', 1],
+      ['second', 'completed', 1],
+      ['third', 'completed', 1],
+    ])
+    for (const [i, id] of ['first', 'second', 'third'].entries()) {
+      const folder = join(session, 'batches', `0${i + 1}-${id}`)
+      expect(JSON.parse(readFileSync(join(folder, 'output.json'), 'utf8'))).toEqual({ units: 5, resumed_from: 0 })
+      expect(readFileSync(join(folder, 'report.md'), 'utf8')).toContain(`# Batch ${id}`)
+    }
+    expect(readFileSync(join(session, 'summary.md'), 'utf8')).toMatch(/\| 3 \| third \| pytest-test-master \| completed \| 1 \|/)
+    const events = readFileSync(join(session, 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).type)
+    expect(events).toEqual(['session_started', 'batch_started', 'batch_completed', 'batch_started', 'batch_completed', 'batch_started', 'batch_completed', 'session_finished'])
+    expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5], second: [1, 2, 3, 4, 5], third: [1, 2, 3, 4, 5] })
+  })
+
+  it('resumes a batch that failed half-way without re-running completed batches', async () => {
+    const { sessions, planPath } = await setup()
+    const failed = await runner(['start', planPath, '--sessions-dir', sessions], { TEST_FAIL_AT: 'second:3' })
+    expect(failed.exitCode, failed.all).toBe(1)
+    expect(failed.stderr).toContain('batch second: failed: injected failure at unit 3')
+    expect(failed.stderr).not.toMatch(/\n\s+at /) // no stack trace for a failed batch
+    const session = onlySession(sessions)
+    expect(stateOf(session).batches.map((b) => b.status)).toEqual(['completed', 'failed', 'pending'])
+
+    const resumed = await runner(['resume', '--sessions-dir', sessions])
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    expect(resumed.stderr).toContain('batch first: completed earlier, skipped')
+    const state = stateOf(session)
+    expect(state.batches.map((b) => [b.status, b.attempts])).toEqual([['completed', 1], ['completed', 2], ['completed', 1]])
+    // The unit in flight when it failed (3) ran twice; nothing else repeated.
+    expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5], second: [1, 2, 3, 3, 4, 5], third: [1, 2, 3, 4, 5] })
+    expect(JSON.parse(readFileSync(join(session, 'batches/02-second/output.json'), 'utf8'))).toEqual({ units: 5, resumed_from: 2 })
+  })
+
+  it('completes after SIGKILL in the middle of a batch, and the state file is valid JSON throughout', async () => {
+    const { sessions, planPath } = await setup()
+    const env = { TEST_UNITS: '30', TEST_UNIT_MS: '40' }
+    const child = runner(['start', planPath, '--sessions-dir', sessions], env)
+    const session = await waitForSession(sessions)
+    let reads = 0
+    await waitForState(session, (s) => {
+      reads++
+      return s.batches[1]!.status === 'running' && cursorOf(session, 'second') >= 5
+    })
+    child.kill('SIGKILL')
+    expect((await child).signal).toBe('SIGKILL')
+    expect(stateOf(session).batches.map((b) => b.status)).toEqual(['completed', 'running', 'pending'])
+
+    const resumed = await runner(['resume', '--sessions-dir', sessions], env)
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    expect(reads).toBeGreaterThan(0)
+    const log = await unitLog()
+    expect(log.first).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
+    expect(new Set(log.second)).toEqual(new Set(Array.from({ length: 30 }, (_, i) => i + 1)))
+    expect(log.second!.length - 30).toBeLessThanOrEqual(1) // at most the unit in flight is redone
+    expect(stateOf(session).batches.map((b) => b.attempts)).toEqual([1, 2, 1])
+  })
+
+  it('refuses a second process on the same session', async () => {
+    const { sessions, planPath } = await setup()
+    const env = { TEST_UNITS: '200', TEST_UNIT_MS: '25' }
+    const first = runner(['start', planPath, '--sessions-dir', sessions], env)
+    const session = await waitForSession(sessions)
+    await waitForState(session, (s) => s.batches[0]!.status === 'running')
+    const second = await runner(['resume', '--session', session], env)
+    first.kill('SIGKILL')
+    await first
+    expect(second.exitCode).toBe(2)
+    expect(second.stderr).toMatch(/is being driven by another runner process \(pid \d+\)/)
+  })
+
+  it('on SIGINT finishes the unit, saves the checkpoint and exits 130; resume completes', async () => {
+    const { sessions, planPath } = await setup()
+    const env = { TEST_UNITS: '40', TEST_UNIT_MS: '30' }
+    const child = runner(['start', planPath, '--sessions-dir', sessions], env)
+    const session = await waitForSession(sessions)
+    await waitForState(session, (s) => s.batches[1]!.status === 'running' && cursorOf(session, 'second') >= 3)
+    child.kill('SIGINT')
+    const result = await child
+    expect(result.exitCode, result.all).toBe(130)
+    expect(result.stderr).toContain('run `runner resume` to continue')
+    const state = stateOf(session)
+    expect(state.status).toBe('interrupted')
+    expect(state.batches[1]).toMatchObject({ status: 'interrupted' })
+    const saved = cursorOf(session, 'second')
+    expect((await unitLog()).second!.length).toBe(saved) // the unit in flight finished and was checkpointed
+
+    const resumed = await runner(['resume', '--sessions-dir', sessions], env)
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    expect((await unitLog()).second).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
+  })
+
+  it('refuses to resume when the plan changed, unless told to', async () => {
+    const { sessions, planPath } = await setup()
+    expect((await runner(['start', planPath, '--sessions-dir', sessions], { TEST_FAIL_AT: 'first:1' })).exitCode).toBe(1)
+    writeFileSync(planPath, `${readFileSync(planPath, 'utf8')}\n# edited\n`)
+    const refused = await runner(['resume', '--sessions-dir', sessions])
+    expect(refused.exitCode).toBe(2)
+    expect(refused.stderr).toMatch(/changed since this session started .*--allow-plan-change/)
+    const allowed = await runner(['resume', '--sessions-dir', sessions, '--allow-plan-change'])
+    expect(allowed.exitCode, allowed.all).toBe(0)
+  })
+
+  it('runs a read_only batch in a READ ONLY transaction', async () => {
+    const { sessions, planPath } = await setup((p) => (p.batches[0]!.guards = { read_only: true }))
+    const run = await runner(['start', planPath, '--sessions-dir', sessions])
+    expect(run.exitCode).toBe(1)
+    expect(stateOf(onlySession(sessions)).batches[0]!.error).toMatch(/cannot execute INSERT in a read-only transaction/)
+    expect(await unitLog()).toEqual({})
+  })
+
+  it('fails a batch that writes embeddings when its guard forbids it', async () => {
+    const { sessions, planPath } = await setup((p) => ((p.batches[1] as any).guards = { writes_embeddings: false }))
+    const run = await runner(['start', planPath, '--sessions-dir', sessions], { TEST_WRITE: 'second' })
+    expect(run.exitCode).toBe(1)
+    expect(stateOf(onlySession(sessions)).batches[1]!.error).toBe('guard violated: batch second may not write embeddings, but public.items.embedding: 0 -> 1 embeddings')
+  })
+
+  it('--dry-run prints the batches and touches nothing', async () => {
+    const { sessions, planPath } = await setup()
+    const run = await runner(['start', planPath, '--dry-run', '--sessions-dir', sessions])
+    expect(run.exitCode, run.all).toBe(0)
+    expect(run.stdout).toMatch(/1\. first \[step diagnose.*\n[\s\S]*3\. third \[step validate, agent pytest-test-master\] after second/)
+    expect(existsSync(sessions)).toBe(false)
+    expect(await unitLog()).toEqual({})
+  })
+
+  it('status shows where each batch is', async () => {
+    const { sessions, planPath } = await setup()
+    await runner(['start', planPath, '--sessions-dir', sessions], { TEST_FAIL_AT: 'second:2' })
+    const text = await runner(['status', '--sessions-dir', sessions])
+    expect(text.stdout).toMatch(/second\s+failed\s+attempts 1\s+injected failure at unit 2/)
+    const json = await runner(['status', '--json', '--sessions-dir', sessions])
+    expect(JSON.parse(json.stdout).batches[1].status).toBe('failed')
+  })
+})
