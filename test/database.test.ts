@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describeUrl } from '../src/db/connectPostgres.ts'
+import type { Database } from '../src/db/database.ts'
+import { quoteIdent, quoteQualified } from '../src/db/quote.ts'
+import { countEmbeddings } from '../src/coordinator/guards.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
+import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
+import { testPlan, writePlan } from './helpers/plans.ts'
+
+describe('describeUrl', () => {
+  it('never shows the password', () => {
+    const text = describeUrl('postgres://app:s3cr%40t@db.internal:6543/prod?sslmode=require')
+    expect(text).toBe('postgres app@db.internal:6543/prod')
+    expect(text).not.toContain('s3cr')
+  })
+})
+
+describe.each(targetKinds)('database interface on %s', (kind) => {
+  let target: TestTarget
+  let db: Database
+  beforeAll(async () => {
+    target = await createTarget(kind)
+    db = await target.open()
+    await db.exec('CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE things (id int PRIMARY KEY, label text, embedding vector(3))')
+  })
+  afterAll(async () => {
+    await db?.close()
+    await target?.drop()
+  })
+
+  it('takes values as parameters and returns counts as numbers', async () => {
+    await db.query('INSERT INTO things (id, label, embedding) VALUES ($1, $2, $3)', [1, "it's; DROP TABLE things", '[1,2,3]'])
+    const { rows } = await db.query<{ n: number; label: string }>('SELECT count(*) AS n, max(label) AS label FROM things')
+    expect(rows[0]).toEqual({ n: 1, label: "it's; DROP TABLE things" })
+  })
+
+  it('commits a transaction, and rolls one back on error', async () => {
+    await db.transaction(async (tx) => tx.query('INSERT INTO things (id, label) VALUES (2, $1)', ['kept']))
+    await expect(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO things (id, label) VALUES (3, $1)', ['rolled back'])
+        throw new Error('boom')
+      }),
+    ).rejects.toThrow('boom')
+    const { rows } = await db.query<{ id: number }>('SELECT id FROM things ORDER BY id')
+    expect(rows.map((r) => r.id)).toEqual([1, 2])
+  })
+
+  it('refuses writes inside a read-only transaction', async () => {
+    await expect(db.transaction((tx) => tx.query('DELETE FROM things'), { readOnly: true })).rejects.toThrow(/read-only transaction/)
+    const { rows } = await db.transaction((tx) => tx.query<{ n: number }>('SELECT count(*) AS n FROM things'), { readOnly: true })
+    expect(rows[0]!.n).toBe(2)
+  })
+
+  it('delivers NOTIFY to a listener, until it stops listening', async () => {
+    const received: string[] = []
+    const stop = await db.listen('runner_test', (payload) => received.push(payload))
+    await db.query("SELECT pg_notify('runner_test', $1)", ['hello'])
+    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
+    expect(received).toEqual(['hello'])
+    await stop()
+    await db.query("SELECT pg_notify('runner_test', 'after')")
+    await new Promise((r) => setTimeout(r, 100))
+    expect(received).toEqual(['hello'])
+  })
+
+  it('quotes identifiers from a plan, so a name carrying SQL does no harm', async () => {
+    const evil = 'x; drop table things; --'
+    await db.exec(`CREATE TABLE ${quoteIdent(evil)} (id int PRIMARY KEY, "body"" text" text, ${quoteIdent('emb')} real[])`)
+    await db.query(`INSERT INTO ${quoteQualified('public', evil)} (id, emb) VALUES (1, ARRAY[1]::real[])`)
+    const dir = tempDir()
+    const plan = testPlan()
+    plan.target.tables = [{ table: evil, key: 'id', text_columns: ['body" text'], embedding_column: 'emb', distance: 'cosine' }]
+    const { plan: loaded } = loadPlan(writePlan(dir, plan))
+    expect(await countEmbeddings(db, loaded)).toEqual({ [`public.${evil}.emb`]: 1 })
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'things'`)
+    expect(rows[0]!.n).toBe(1)
+  })
+})
