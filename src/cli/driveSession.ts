@@ -1,5 +1,6 @@
 import { acquireSessionLock } from '../checkpoint/sessionLock.ts'
 import type { Session } from '../checkpoint/session.ts'
+import { checkTargets } from '../coordinator/checkTargets.ts'
 import { createProgress } from '../coordinator/progress.ts'
 import { runSession } from '../coordinator/runSession.ts'
 import { openTarget } from '../db/openTarget.ts'
@@ -17,6 +18,7 @@ export async function driveSession(session: Session, plan: Plan, registry: StepR
     log(`session: ${session.dir}`)
     const db = await openTarget(plan, log)
     try {
+      await checkTargets(db, plan, session.state.plan_path)
       session.state.target = db.description
       session.state.status = 'running'
       session.saveState()

@@ -1,7 +1,8 @@
+import { diagnoseStep } from './diagnose/diagnoseStep.ts'
 import type { Step, StepRegistry } from './step.ts'
 
 // The steps this build implements, keyed by the plan's `step:` name. Only real steps live here.
-const STEPS: Step<any>[] = []
+const STEPS: Step<any>[] = [diagnoseStep]
 
 export function defaultRegistry(): StepRegistry {
   return new Map(STEPS.map((s) => [s.name, s]))

@@ -1,0 +1,181 @@
+import { distanceOfOperatorClass, MAX_INDEXABLE_DIMENSIONS, operatorClass, OPERATORS } from '../../db/vectorOps.ts'
+import type { Plan } from '../../plan/schema.ts'
+import type { DiagnoseOutput, Finding } from './output.ts'
+
+// Turns what the diagnosis measured into findings with evidence and a recommendation, and a
+// root cause in plain words. A pure function of the measurements, so each rule is testable.
+
+/** The baseline the runner holds pgvector to; older installed versions get a warning. */
+export const RECOMMENDED_PGVECTOR = '0.8.4'
+
+function versionBelow(version: string, baseline: string): boolean {
+  const a = version.split('.').map(Number)
+  const b = baseline.split('.').map(Number)
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) < (b[i] ?? 0)
+  }
+  return false
+}
+
+const n = (value: number) => value.toLocaleString('en-US')
+
+type Measured = Omit<DiagnoseOutput, 'findings' | 'root_cause'>
+
+export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; root_cause: string } {
+  const findings: Finding[] = []
+  const add = (f: Finding) => findings.push(f)
+
+  if (!m.extension.installed_version) {
+    add({
+      code: 'EXTENSION_MISSING',
+      severity: 'error',
+      evidence: m.extension.available_version
+        ? `the vector extension is not installed in this database (version ${m.extension.available_version} is available on the server)`
+        : 'the vector extension is neither installed nor available on the server',
+      recommendation: m.extension.available_version ? 'CREATE EXTENSION vector (as a role allowed to)' : 'install pgvector on the server, then CREATE EXTENSION vector',
+    })
+  } else if (versionBelow(m.extension.installed_version, RECOMMENDED_PGVECTOR)) {
+    add({
+      code: 'EXTENSION_OUTDATED',
+      severity: 'warning',
+      evidence: `pgvector ${m.extension.installed_version} is installed; this runner's baseline for HNSW fixes is ${RECOMMENDED_PGVECTOR}${m.extension.available_version && m.extension.available_version !== m.extension.installed_version ? ` (${m.extension.available_version} is available: ALTER EXTENSION vector UPDATE)` : ''}`,
+      recommendation: `upgrade pgvector to ${RECOMMENDED_PGVECTOR} or later and read its CHANGELOG for index rebuild notes`,
+    })
+  }
+
+  for (const t of m.targets) {
+    const name = `${t.schema}.${t.table}.${t.column}`
+    const where = { table: `${t.schema}.${t.table}`, column: t.column }
+    if (!t.type) {
+      add({ code: 'TARGET_NOT_VECTOR', severity: 'error', ...where, evidence: `${name} is not a vector or halfvec column`, recommendation: `ALTER TABLE ... ALTER COLUMN ${t.column} TYPE vector(${plan.embedding.dimensions}) once pgvector is installed` })
+      continue
+    }
+    if (t.rows > 0 && t.nulls > 0) {
+      add({
+        code: 'NULL_EMBEDDINGS',
+        severity: t.nulls === t.rows ? 'error' : 'warning',
+        ...where,
+        evidence: `${n(t.rows - t.nulls)} of ${n(t.rows)} rows of ${t.schema}.${t.table} have an embedding (${n(t.nulls)} NULL)`,
+        recommendation: 'backfill the NULL embeddings (batch backfill), and install the auto-embedding pipeline so new rows get one',
+      })
+    }
+    if (t.dimensions !== null && t.dimensions !== plan.embedding.dimensions) {
+      add({
+        code: 'DIMENSION_MISMATCH',
+        severity: 'error',
+        ...where,
+        evidence: `${name} is ${t.type}(${t.dimensions}) but the model ${plan.embedding.model} gives ${plan.embedding.dimensions} dimensions`,
+        recommendation: `change the column to ${t.type}(${plan.embedding.dimensions}) or choose a model (or dimensions setting) that gives ${t.dimensions}`,
+      })
+    }
+    if (t.dimensions !== null && t.dimensions > MAX_INDEXABLE_DIMENSIONS[t.type]) {
+      add({
+        code: 'DIMENSIONS_NOT_INDEXABLE',
+        severity: 'error',
+        ...where,
+        evidence: `${name} has ${n(t.dimensions)} dimensions; an HNSW index on ${t.type} takes at most ${n(MAX_INDEXABLE_DIMENSIONS[t.type])}`,
+        recommendation: t.dimensions <= MAX_INDEXABLE_DIMENSIONS.halfvec ? 'index the half-precision cast (index.precision: half)' : 'reduce the dimensions (text-embedding-3 models take a dimensions argument)',
+      })
+    }
+    const indexes = m.indexes.filter((i) => `${i.schema}.${i.table}` === where.table && i.column === t.column)
+    for (const index of indexes.filter((i) => !i.valid)) {
+      add({
+        code: 'INVALID_INDEX',
+        severity: 'error',
+        ...where,
+        evidence: `index ${index.name} on ${name} is invalid (pg_index.indisvalid = false): a CREATE INDEX CONCURRENTLY that failed left it behind; it is maintained on writes but never used`,
+        recommendation: `DROP INDEX CONCURRENTLY ${index.name} and build it again (batch index does)`,
+      })
+    }
+    const valid = indexes.filter((i) => i.valid)
+    const matching = valid.filter((i) => distanceOfOperatorClass(i.opclass) === t.distance)
+    for (const index of valid.filter((i) => distanceOfOperatorClass(i.opclass) !== t.distance)) {
+      add({
+        code: 'OPCLASS_MISMATCH',
+        severity: 'error',
+        ...where,
+        evidence: `index ${index.name} uses ${index.opclass} (${distanceOfOperatorClass(index.opclass) ?? 'unknown distance'}), but the application queries ${name} with ${t.distance} (${OPERATORS[t.distance]}): the planner cannot use it`,
+        recommendation: `build an index with ${operatorClass(t.distance, t.type)}${plan.index.replace_mismatched ? '' : ' (set index.replace_mismatched to let batch index replace this one)'}`,
+      })
+    }
+    if (matching.length === 0 && !indexes.some((i) => !i.valid)) {
+      add({
+        code: 'NO_VECTOR_INDEX',
+        severity: 'error',
+        ...where,
+        evidence: `${name} has no ${valid.length ? 'usable ' : ''}vector index: every search computes the distance to all ${n(t.rows)} rows`,
+        recommendation: `CREATE INDEX CONCURRENTLY ... USING hnsw (${t.column} ${operatorClass(t.distance, t.type)}) (batch index)`,
+      })
+    }
+    const triggers = m.writers.triggers.filter((tr) => tr.table === where.table)
+    if (triggers.length === 0 && !m.writers.queue && m.writers.workers_connected === 0) {
+      add({
+        code: 'NO_EMBEDDING_WRITER',
+        severity: 'error',
+        ...where,
+        evidence: `nothing in the database writes ${name}: no trigger on ${where.table}, no embedding queue (${plan.target.runner_schema}.embedding_queue), no worker connected`,
+        recommendation: 'install the auto-embedding pipeline (batch pipeline) and run `runner worker`',
+      })
+    }
+    const explained = m.query_plans.find((q) => q.table === where.table && q.column === t.column)
+    if (explained?.scan === 'sequential') {
+      add({
+        code: 'SEQUENTIAL_SCAN',
+        severity: 'error',
+        ...where,
+        evidence: `the nearest-10 query by ${OPERATORS[t.distance]} scans every row of ${where.table} (Seq Scan, ${explained.execution_ms.toFixed(1)} ms for ${n(t.rows)} rows)`,
+        recommendation: 'an HNSW index with the matching operator class lets the planner use an index scan',
+      })
+    }
+  }
+
+  if (m.writers.queue && m.writers.queue.pending > 0) {
+    add({
+      code: 'QUEUE_BACKLOG',
+      severity: 'warning',
+      evidence: `${n(m.writers.queue.pending)} rows wait in the embedding queue; the oldest for ${Math.round(m.writers.queue.oldest_pending_seconds ?? 0)} s; ${m.writers.workers_connected} worker(s) connected`,
+      recommendation: m.writers.workers_connected ? 'add workers (`runner worker` on more machines)' : 'start `runner worker`',
+    })
+  }
+  if (m.writers.queue && m.writers.queue.failed > 0) {
+    add({
+      code: 'FAILED_JOBS',
+      severity: 'warning',
+      evidence: `${n(m.writers.queue.failed)} rows failed to embed after every attempt (${plan.target.runner_schema}.embedding_failures holds the last error of each)`,
+      recommendation: 'read the errors, fix the cause, then re-queue those rows',
+    })
+  }
+  for (const c of m.vector_columns.filter((c) => !c.targeted)) {
+    add({
+      code: 'UNTARGETED_VECTOR_COLUMN',
+      severity: 'info',
+      table: `${c.schema}.${c.table}`,
+      column: c.column,
+      evidence: `${c.schema}.${c.table}.${c.column} is ${c.type}(${c.dimensions ?? '?'}) with ${n(c.rows - c.nulls)} of ${n(c.rows)} embedded; the plan does not target it`,
+      recommendation: 'add it to target.tables in the plan if the application searches it',
+    })
+  }
+  return { findings, root_cause: rootCause(m, findings) }
+}
+
+function rootCause(m: Measured, findings: Finding[]): string {
+  if (findings.some((f) => f.code === 'EXTENSION_MISSING')) return 'Semantic search cannot work: the pgvector extension is not installed in this database.'
+  // Tables with the same story are told together: "atoms (0 of 60,000 embedded), messages (...): ..."
+  const stories = new Map<string, string[]>()
+  for (const t of m.targets) {
+    const table = `${t.schema}.${t.table}`
+    const codes = new Set(findings.filter((f) => f.table === table && f.column === t.column).map((f) => f.code))
+    const parts: string[] = []
+    if (codes.has('NULL_EMBEDDINGS')) parts.push(`embeddings are missing${codes.has('NO_EMBEDDING_WRITER') ? ' because nothing writes the column: no trigger, no queue, no worker' : ''}`)
+    if (codes.has('INVALID_INDEX')) parts.push('the vector index is invalid (a failed concurrent build)')
+    else if (codes.has('OPCLASS_MISMATCH') && codes.has('NO_VECTOR_INDEX')) parts.push('the vector index serves another distance than the application queries with')
+    else if (codes.has('NO_VECTOR_INDEX')) parts.push('there is no vector index')
+    if (codes.has('SEQUENTIAL_SCAN')) parts.push('so every search is a sequential scan')
+    if (codes.has('DIMENSION_MISMATCH')) parts.push("the column's dimensions do not match the model's")
+    if (parts.length === 0) continue
+    const story = parts.join('; ')
+    stories.set(story, [...(stories.get(story) ?? []), `${table}.${t.column} (${n(t.rows - t.nulls)} of ${n(t.rows)} embedded)`])
+  }
+  if (stories.size === 0) return 'No problem found: every target column is embedded, indexed with the right operator class, and searched by index scan.'
+  return [...stories].map(([story, tables]) => `${tables.join(', ')}: ${story}.`).join(' ')
+}

@@ -1,0 +1,47 @@
+import type { DiagnoseOutput } from './output.ts'
+
+const n = (value: number) => value.toLocaleString('en-US')
+
+/** The diagnosis as Markdown for report.md: tables of evidence, every figure from the output. */
+export function renderDiagnosis(o: DiagnoseOutput): string {
+  const lines = [
+    '## Root cause',
+    '',
+    o.root_cause,
+    '',
+    '## Findings',
+    '',
+    '| severity | code | where | evidence | recommendation |',
+    '| --- | --- | --- | --- | --- |',
+    ...o.findings.map((f) => `| ${f.severity} | ${f.code} | ${f.table ? `${f.table}${f.column ? `.${f.column}` : ''}` : ''} | ${f.evidence} | ${f.recommendation} |`),
+    '',
+    `## Database`,
+    '',
+    `${o.database.kind} PostgreSQL ${o.database.server_version}; pgvector installed: ${o.extension.installed_version ?? 'no'}, available: ${o.extension.available_version ?? 'no'}`,
+    '',
+    '## Vector columns',
+    '',
+    '| column | type | rows | NULL | targeted |',
+    '| --- | --- | --- | --- | --- |',
+    ...o.vector_columns.map((c) => `| ${c.schema}.${c.table}.${c.column} | ${c.type}(${c.dimensions ?? '?'}) | ${n(c.rows)} | ${n(c.nulls)} | ${c.targeted ? 'yes' : 'no'} |`),
+    '',
+    '## Vector indexes',
+    '',
+    o.indexes.length === 0 ? 'None.' : '| index | column | method | operator class | options | size | valid |\n| --- | --- | --- | --- | --- | --- | --- |',
+    ...o.indexes.map((i) => `| ${i.name} | ${i.schema}.${i.table}.${i.column ?? '?'} | ${i.method} | ${i.opclass} | ${Object.entries(i.options).map(([k, v]) => `${k}=${v}`).join(' ')} | ${n(i.size_bytes)} B | ${i.valid ? 'yes' : '**no**'} |`),
+    '',
+    '## What writes embeddings',
+    '',
+    `- triggers on the target tables: ${o.writers.triggers.length ? o.writers.triggers.map((t) => `${t.table}: ${t.name}`).join('; ') : 'none'}`,
+    `- the runner's queue: ${o.writers.queue ? `${n(o.writers.queue.pending)} pending (oldest ${Math.round(o.writers.queue.oldest_pending_seconds ?? 0)} s), ${n(o.writers.queue.failed)} failed` : 'not installed'}`,
+    `- workers connected: ${o.writers.workers_connected}`,
+    '',
+    '## The application\'s search query (EXPLAIN ANALYZE)',
+    '',
+    ...o.query_plans.flatMap((q) => [`### ${q.table}.${q.column}: ${q.scan} scan, ${q.execution_ms.toFixed(1)} ms`, '', '```', q.sql, '', q.plan, '```', '']),
+  ]
+  if (o.source_references.length) {
+    lines.push('## Source references', '', ...o.source_references.map((r) => `- \`${r.file}:${r.line}\` (${r.kind.replace(/_/g, ' ')}): \`${r.text.replace(/`/g, "'")}\``), '')
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,196 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { connectPostgres } from '../src/db/connectPostgres.ts'
+import type { Database } from '../src/db/database.ts'
+import { initDemo } from '../src/demo/initDemo.ts'
+import { diagnoseStep } from '../src/steps/diagnose/diagnoseStep.ts'
+import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
+import { createTarget, serverUrl, targetKinds, type TestTarget } from './helpers/databases.ts'
+import { testPlan } from './helpers/plans.ts'
+import { runInProcess } from './helpers/runInProcess.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
+
+const registry = new Map([['diagnose', diagnoseStep]])
+const shipped = loadPlan('plans/feature-1.yaml').plan
+
+/** The shipped plan's targets with only its diagnose batch. */
+function demoDiagnosePlan() {
+  return { ...testPlan(), target: { tables: shipped.target.tables }, embedding: { model: 'text-embedding-ada-002', dimensions: 1536 }, batches: [shipped.batches[0]] }
+}
+
+/** A plan for the hand-made table docs(id, body, embedding). */
+function docsPlan(change: (p: ReturnType<typeof testPlan>) => void = () => {}) {
+  const plan = testPlan()
+  plan.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
+  plan.embedding = { provider: 'local', model: 'local', dimensions: 8 }
+  plan.batches = [{ id: 'diagnose', title: 'Diagnose', agent: 'vector-search-engineer', step: 'diagnose', guards: { read_only: true } } as any]
+  change(plan)
+  return plan
+}
+
+const codes = (o: DiagnoseOutput, table: string) => o.findings.filter((f) => f.table === table).map((f) => f.code)
+
+describe.each(targetKinds)('diagnose on %s', (kind) => {
+  let target: TestTarget
+  let db: Database
+  beforeAll(async () => {
+    target = await createTarget(kind)
+    db = await target.open()
+  })
+  afterAll(async () => {
+    await db?.close()
+    await target?.drop()
+  })
+
+  describe('the demo app in its broken state', () => {
+    let output: DiagnoseOutput
+    beforeAll(async () => {
+      await initDemo(db, 500)
+      const result = await runInProcess(demoDiagnosePlan(), db, registry)
+      expect(result.status).toBe('completed')
+      output = result.outputs.diagnose
+    })
+
+    it('counts every row and NULL exactly', () => {
+      expect(output.targets.map((t) => [t.table, t.type, t.dimensions, t.rows, t.nulls])).toEqual([
+        ['atoms', 'vector', 1536, 300, 300],
+        ['messages', 'vector', 1536, 200, 200],
+        ['topics', 'vector', 1536, 40, 40],
+      ])
+      expect(output.indexes).toEqual([])
+      expect(output.writers).toEqual({ triggers: [], queue: null, workers_connected: 0 })
+    })
+
+    it('names the missing writer, the missing index and the sequential scan', () => {
+      for (const table of ['public.atoms', 'public.messages', 'public.topics']) {
+        expect(codes(output, table)).toEqual(['NULL_EMBEDDINGS', 'NO_VECTOR_INDEX', 'NO_EMBEDDING_WRITER', 'SEQUENTIAL_SCAN'])
+      }
+      expect(output.query_plans.map((q) => q.scan)).toEqual(['sequential', 'sequential', 'sequential'])
+      expect(output.query_plans[0]!.plan).toMatch(/Seq Scan on atoms/)
+      expect(output.root_cause).toBe(
+        'public.atoms.embedding (0 of 300 embedded), public.messages.embedding (0 of 200 embedded), public.topics.embedding (0 of 40 embedded): ' +
+          'embeddings are missing because nothing writes the column: no trigger, no queue, no worker; there is no vector index; so every search is a sequential scan.',
+      )
+    })
+  })
+
+  describe('hand-made broken databases', () => {
+    beforeEach(async () => {
+      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; DROP TABLE IF EXISTS docs;
+        CREATE TABLE docs (id int PRIMARY KEY, body text, embedding vector(8));
+        INSERT INTO docs (id, body) SELECT g, 'doc ' || g FROM generate_series(1, 10) g;`)
+    })
+    const diagnose = async (plan = docsPlan()) => (await runInProcess(plan, db, registry)).outputs.diagnose as DiagnoseOutput
+
+    it('reports a half-filled column as a warning with its counts', async () => {
+      await db.exec(`UPDATE docs SET embedding = '[1,0,0,0,0,0,0,0]' WHERE id <= 5`)
+      const o = await diagnose()
+      expect(o.findings.find((f) => f.code === 'NULL_EMBEDDINGS')).toMatchObject({ severity: 'warning', evidence: '5 of 10 rows of public.docs have an embedding (5 NULL)' })
+    })
+
+    it('reports an invalid index and does not call the column unindexed', async () => {
+      await db.exec(`CREATE INDEX docs_embedding_idx ON docs USING hnsw (embedding vector_cosine_ops);
+        UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'docs_embedding_idx'::regclass;`)
+      const o = await diagnose()
+      expect(o.indexes).toMatchObject([{ name: 'docs_embedding_idx', column: 'embedding', method: 'hnsw', opclass: 'vector_cosine_ops', valid: false }])
+      expect(codes(o, 'public.docs')).toContain('INVALID_INDEX')
+      expect(codes(o, 'public.docs')).not.toContain('NO_VECTOR_INDEX')
+      expect(o.root_cause).toContain('the vector index is invalid')
+    })
+
+    it('reports an index whose operator class serves another distance', async () => {
+      await db.exec(`CREATE INDEX docs_l2 ON docs USING hnsw (embedding vector_l2_ops) WITH (m = 8, ef_construction = 32)`)
+      const o = await diagnose()
+      expect(o.indexes[0]).toMatchObject({ opclass: 'vector_l2_ops', options: { m: '8', ef_construction: '32' } })
+      const mismatch = o.findings.find((f) => f.code === 'OPCLASS_MISMATCH')!
+      expect(mismatch.evidence).toBe('index docs_l2 uses vector_l2_ops (l2), but the application queries public.docs.embedding with cosine (<=>): the planner cannot use it')
+      expect(codes(o, 'public.docs')).toContain('NO_VECTOR_INDEX')
+    })
+
+    it('finds the column of a half-precision expression index', async () => {
+      await db.exec(`CREATE INDEX docs_half ON docs USING hnsw ((embedding::halfvec(8)) halfvec_cosine_ops)`)
+      const o = await diagnose()
+      expect(o.indexes[0]).toMatchObject({ name: 'docs_half', column: 'embedding', opclass: 'halfvec_cosine_ops', valid: true })
+      expect(codes(o, 'public.docs')).not.toContain('NO_VECTOR_INDEX')
+    })
+
+    it("reports a column whose dimensions differ from the model's", async () => {
+      const o = await diagnose(docsPlan((p) => (p.embedding.dimensions = 16)))
+      expect(o.findings.find((f) => f.code === 'DIMENSION_MISMATCH')!.evidence).toBe('public.docs.embedding is vector(8) but the model local gives 16 dimensions')
+    })
+
+    it('reports a vector column too wide for an HNSW index on vector', async () => {
+      await db.exec(`DROP TABLE docs; CREATE TABLE docs (id int PRIMARY KEY, body text, embedding vector(3072))`)
+      const o = await diagnose(docsPlan((p) => (p.embedding.dimensions = 3072)))
+      expect(o.findings.find((f) => f.code === 'DIMENSIONS_NOT_INDEXABLE')).toMatchObject({ recommendation: 'index the half-precision cast (index.precision: half)' })
+    })
+
+    it('lists vector columns the plan does not target', async () => {
+      await db.exec(`DROP TABLE IF EXISTS notes; CREATE TABLE notes (id int, v vector(4))`)
+      const o = await diagnose()
+      expect(o.findings.find((f) => f.code === 'UNTARGETED_VECTOR_COLUMN' && f.table === 'public.notes')).toMatchObject({ column: 'v', severity: 'info', evidence: 'public.notes.v is vector(4) with 0 of 0 embedded; the plan does not target it' })
+      await db.exec('DROP TABLE notes')
+    })
+
+    it('gives file:line references from the application source', async () => {
+      const o = await diagnose(docsPlan((p) => ((p.target as any).app_source = join(import.meta.dirname, 'fixtures/app'))))
+      expect(o.source_references.map((r) => `${r.file}:${r.line} ${r.kind}`)).toEqual([
+        'backend/app/models/atom.py:12 declares_vector_column',
+        'backend/app/services/vector_search_service.py:18 distance_query',
+        'backend/app/services/vector_search_service.py:24 writes_embedding',
+      ])
+    })
+  })
+
+  it('reports the extension missing in a database without pgvector', async () => {
+    const bare = await createTarget(kind)
+    const bareDb = await bare.open()
+    try {
+      await bareDb.exec(`CREATE TABLE docs (id int PRIMARY KEY, body text, embedding real[])`)
+      const o = (await runInProcess(docsPlan(), bareDb, registry)).outputs.diagnose as DiagnoseOutput
+      expect(o.extension.installed_version).toBeNull()
+      expect(o.findings.map((f) => f.code)).toEqual(['EXTENSION_MISSING', 'TARGET_NOT_VECTOR'])
+      expect(o.root_cause).toBe('Semantic search cannot work: the pgvector extension is not installed in this database.')
+    } finally {
+      await bareDb.close()
+      await bare.drop()
+    }
+  })
+})
+
+describe.skipIf(!serverUrl)('diagnose changes nothing (real server)', () => {
+  it('succeeds as a role that can only read, and leaves the table statistics unchanged', async () => {
+    const target = await createTarget('postgres')
+    const owner = await target.open()
+    const role = `runner_ro_${process.pid}`
+    try {
+      await initDemo(owner, 200)
+      await owner.exec(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN;
+        GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role};`)
+      const stats = async () => {
+        await owner.query('SELECT pg_stat_force_next_flush()')
+        const { rows } = await owner.query<{ relname: string; n: string }>(
+          `SELECT relname, concat_ws(',', n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd) AS n FROM pg_stat_user_tables ORDER BY relname`,
+        )
+        await owner.query('SELECT pg_stat_clear_snapshot()')
+        return rows
+      }
+      const before = await stats()
+      expect(before.find((r) => r.relname === 'atoms')!.n).toBe('120,0,0,0') // the counters do move on writes
+      const url = new URL(target.url!)
+      url.username = role
+      const readOnly = await connectPostgres(url.toString())
+      const result = await runInProcess(demoDiagnosePlan(), readOnly, registry)
+      await readOnly.close()
+      expect(result.status, result.session.state.batches[0]!.error).toBe('completed')
+      expect(result.outputs.diagnose.targets[0].nulls).toBe(120)
+      expect(await stats()).toEqual(before)
+    } finally {
+      await owner.close()
+      await target.drop()
+      const cleanup = await connectPostgres(serverUrl!)
+      await cleanup.exec(`DROP ROLE IF EXISTS ${role}`)
+      await cleanup.close()
+    }
+  })
+})

@@ -1,0 +1,2 @@
+export { tempDir } from './databases.ts'
+export { writePlan } from './plans.ts'
