@@ -13,6 +13,7 @@ export function readOnlyView(tx: Queryable, base: Database): Database {
     query: (sql, params) => tx.query(sql, params),
     exec: (sql) => tx.exec(sql),
     transaction: (work) => work(tx),
+    withSession: (work) => work(tx),
     listen: () => Promise.reject(new Error('a read_only batch cannot LISTEN')),
     close: () => Promise.resolve(),
   }

@@ -80,6 +80,16 @@ export async function connectPostgres(url: string, options: { applicationName?: 
         client.release()
       }
     },
+    async withSession(work) {
+      const client = await pool.connect()
+      try {
+        return await work(wrap(client))
+      } finally {
+        // Session settings must not leak to the next user of this pooled connection.
+        await client.query('RESET ALL').catch(() => {})
+        client.release()
+      }
+    },
     async listen(channel, onNotify) {
       const client = new pg.Client(config)
       client.on('error', () => {})

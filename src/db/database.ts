@@ -22,6 +22,12 @@ export interface Database extends Queryable {
   /** Where it points, safe to print and store: never contains a password. */
   readonly description: string
   transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /**
+   * One connection for the duration of work, outside any transaction: for session settings
+   * (SET maintenance_work_mem) and statements that refuse a transaction block (CREATE INDEX
+   * CONCURRENTLY).
+   */
+  withSession<T>(work: (session: Queryable) => Promise<T>): Promise<T>
   /** Calls onNotify for each NOTIFY on channel until the returned function is called. */
   listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>
   close(): Promise<void>

@@ -32,6 +32,14 @@ export async function openEmbedded(dataDir: string): Promise<Database> {
         return work(wrap(tx))
       })
     },
+    async withSession(work) {
+      // The embedded database is one backend session already.
+      try {
+        return await work(wrap(db))
+      } finally {
+        await db.exec('RESET ALL')
+      }
+    },
     async listen(channel, onNotify) {
       const unlisten = await db.listen(channel, onNotify)
       return async () => unlisten()

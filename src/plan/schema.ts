@@ -35,6 +35,17 @@ const targetSchema = z.strictObject({
   runner_schema: identifier.default('runner'),
   /** The application's source folder: the diagnosis scans it for file:line references. */
   app_source: z.string().min(1).optional(),
+  /** The application's Alembic setup: batch index writes its revision into versions_dir. */
+  alembic: z
+    .strictObject({
+      versions_dir: z.string().min(1),
+      /** Apply by running the application's `alembic upgrade head` instead of the runner's own SQL. */
+      apply: z.boolean().default(false),
+      /** alembic.ini; alembic runs in its folder. */
+      ini: z.string().min(1).default('alembic.ini'),
+      command: z.string().min(1).default('alembic'),
+    })
+    .optional(),
   tables: z.array(targetTableSchema).min(1, 'expected at least one table to fix'),
 })
 
@@ -52,6 +63,8 @@ const indexSchema = z
     ef_construction: z.number().int().min(4).max(1000).default(64),
     max_maintenance_work_mem_mb: z.number().int().positive().default(4096),
     precision: z.enum(['full', 'half']).default('full'),
+    /** max_parallel_maintenance_workers for the build; the server's setting when not given. */
+    parallel_workers: z.number().int().min(0).max(64).optional(),
     /** Replace an existing valid index that does not match (wrong operator class, wrong options). */
     replace_mismatched: z.boolean().default(false),
   })

@@ -1,8 +1,9 @@
 import { diagnoseStep } from './diagnose/diagnoseStep.ts'
+import { indexStep } from './index/indexStep.ts'
 import type { Step, StepRegistry } from './step.ts'
 
 // The steps this build implements, keyed by the plan's `step:` name. Only real steps live here.
-const STEPS: Step<any>[] = [diagnoseStep]
+const STEPS: Step<any>[] = [diagnoseStep, indexStep]
 
 export function defaultRegistry(): StepRegistry {
   return new Map(STEPS.map((s) => [s.name, s]))

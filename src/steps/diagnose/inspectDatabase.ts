@@ -50,7 +50,7 @@ export async function inspectVectorColumns(db: Queryable, plan: Plan): Promise<V
 }
 
 /** HNSW and IVFFlat indexes, with the column they serve (also through an expression such as a halfvec cast). */
-export async function inspectVectorIndexes(db: Queryable, columns: VectorColumn[]): Promise<VectorIndex[]> {
+export async function inspectVectorIndexes(db: Queryable, columns: Pick<VectorColumn, 'schema' | 'table' | 'column'>[]): Promise<VectorIndex[]> {
   const { rows } = await db.query<{
     schema: string
     table: string

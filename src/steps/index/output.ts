@@ -1,0 +1,37 @@
+import { z } from 'zod'
+
+export const indexActionSchema = z.enum(['created', 'kept', 'rebuilt', 'replaced', 'mismatch_reported'])
+
+export const builtIndexSchema = z.object({
+  table: z.string(),
+  column: z.string(),
+  name: z.string(),
+  action: indexActionSchema,
+  /** Why this action: the existing index found, or what was wrong with it. */
+  reason: z.string(),
+  definition: z.string(),
+  /** What queries must ORDER BY for the planner to use this index, and the query vector's type. */
+  search: z.object({ expression: z.string(), cast_type: z.string(), operator: z.string(), opclass: z.string() }),
+  concurrently: z.boolean(),
+  maintenance_work_mem_mb: z.number().nullable(),
+  estimated_graph_mb: z.number().nullable(),
+  memory_capped_by: z.string().nullable(),
+  parallel_workers: z.number().int().nullable(),
+  build_seconds: z.number().nullable(),
+  size_bytes: z.number().int(),
+  /** Rows with an embedding when measured: HNSW does not index NULLs, so an index built before the backfill holds few. */
+  rows_indexed: z.number().int(),
+  valid: z.boolean(),
+  listed_in_pg_indexes: z.boolean(),
+  explain_scan: z.enum(['index', 'sequential', 'other']),
+  explain_index: z.string().nullable(),
+  query_ms_before: z.number().nullable(),
+  query_ms_after: z.number(),
+})
+export type BuiltIndex = z.infer<typeof builtIndexSchema>
+
+export const indexOutputSchema = z.object({
+  indexes: z.array(builtIndexSchema),
+  migrations: z.object({ up_sql: z.string(), down_sql: z.string(), alembic_revision: z.string().nullable(), applied_with: z.enum(['runner', 'alembic']) }),
+})
+export type IndexOutput = z.infer<typeof indexOutputSchema>

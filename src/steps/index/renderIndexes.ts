@@ -1,0 +1,30 @@
+import type { IndexOutput } from './output.ts'
+
+const ms = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)} ms`)
+
+export function renderIndexes(o: IndexOutput): string {
+  return [
+    '## Indexes',
+    '',
+    '| table.column | index | action | valid | in pg_indexes | planner uses it | build | maintenance_work_mem | size | query before | query after |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...o.indexes.map(
+      (i) =>
+        `| ${i.table}.${i.column} | ${i.name} | ${i.action} | ${i.valid ? 'yes' : '**no**'} | ${i.listed_in_pg_indexes ? 'yes' : '**no**'} | ${i.explain_scan === 'index' ? 'yes' : i.explain_index === i.name ? 'usable; the planner prefers a scan on this size' : '**no**'} | ${i.build_seconds === null ? 'not built' : `${i.build_seconds.toFixed(1)} s`} | ${i.maintenance_work_mem_mb === null ? '' : `${i.maintenance_work_mem_mb} MB (graph ~${i.estimated_graph_mb} MB${i.memory_capped_by ? `, capped by ${i.memory_capped_by}` : ''})`} | ${(i.size_bytes / 1024 / 1024).toFixed(1)} MB | ${ms(i.query_ms_before)} | ${ms(i.query_ms_after)} |`,
+    ),
+    '',
+    ...(o.indexes.some((i) => i.rows_indexed === 0)
+      ? ['Built before the backfill, as the seed orders it: HNSW skips NULL embeddings, so an index holds only the rows embedded so far and the "query after" figure says little. The validate batch measures latency on the filled index.', '']
+      : []),
+    ...o.indexes.map((i) => `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed. Queries must order by \`${i.search.expression} ${i.search.operator} $1::${i.search.cast_type}\`. Definition: \`${i.definition}\``),
+    '',
+    '## Migration',
+    '',
+    `- SQL: \`${o.migrations.up_sql}\` (up), \`${o.migrations.down_sql}\` (down)`,
+    `- Alembic revision: ${o.migrations.alembic_revision ? `\`${o.migrations.alembic_revision}\`` : 'none (the plan names no Alembic versions folder, or nothing needed building)'}`,
+    `- applied by: ${o.migrations.applied_with}`,
+    '',
+    'EXPLAIN ANALYZE of each query is in `explain.txt` beside this report.',
+    '',
+  ].join('\n')
+}

@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { UsageError } from '../../errors.ts'
+
+// The migration the application keeps: plain SQL up/down, and an Alembic revision whose
+// down_revision is the versions folder's current head. The revision id is derived from the
+// statements, so a re-run finds its own file instead of writing a second one.
+
+export interface IndexStatement {
+  name: string
+  create: string
+  drop: string
+  maintenanceWorkMemMb: number | null
+}
+
+export function migrationSql(statements: IndexStatement[]): { up: string; down: string } {
+  const up = [
+    '-- HNSW indexes for semantic search, written by runner.',
+    '-- CREATE INDEX CONCURRENTLY cannot run inside a transaction block: run this file as it is, not in BEGIN/COMMIT.',
+    ...statements.flatMap((s) => [`SET maintenance_work_mem = '${s.maintenanceWorkMemMb ?? 64}MB';`, `${s.create};`]),
+    'RESET maintenance_work_mem;',
+    '',
+  ].join('\n')
+  const down = ['-- Removes the indexes of the matching up migration.', ...statements.map((s) => `${s.drop};`), ''].join('\n')
+  return { up, down }
+}
+
+/** Revisions in an Alembic versions folder, and the one head that nothing revises. */
+export function alembicHead(versionsDir: string): string | null {
+  if (!existsSync(versionsDir)) throw new UsageError(`target.alembic.versions_dir: ${versionsDir} does not exist`)
+  const revisions = new Set<string>()
+  const revised = new Set<string>()
+  for (const file of readdirSync(versionsDir).filter((f) => f.endsWith('.py'))) {
+    const text = readFileSync(join(versionsDir, file), 'utf8')
+    const revision = /^revision\s*(?::[^=]+)?=\s*['"]([^'"]+)['"]/m.exec(text)?.[1]
+    if (!revision) continue
+    revisions.add(revision)
+    const down = /^down_revision\s*(?::[^=]+)?=\s*(.+)$/m.exec(text)?.[1] ?? ''
+    for (const m of down.matchAll(/['"]([^'"]+)['"]/g)) revised.add(m[1]!)
+  }
+  const heads = [...revisions].filter((r) => !revised.has(r))
+  if (heads.length > 1) throw new UsageError(`target.alembic.versions_dir: ${versionsDir} has several heads (${heads.join(', ')}); merge them first (alembic merge heads)`)
+  return heads[0] ?? null
+}
+
+export function alembicRevisionId(statements: IndexStatement[]): string {
+  return createHash('sha256').update(statements.map((s) => s.create).join('\n')).digest('hex').slice(0, 12)
+}
+
+const python = (sql: string) => JSON.stringify(sql) // a JSON string is a valid Python string literal
+
+export function alembicRevision(statements: IndexStatement[], revision: string, downRevision: string | null, createdAt: string): string {
+  return `"""runner: HNSW indexes for semantic search
+
+Revision ID: ${revision}
+Revises: ${downRevision ?? ''}
+Create Date: ${createdAt}
+"""
+from alembic import op
+
+revision = "${revision}"
+down_revision = ${downRevision ? `"${downRevision}"` : 'None'}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # CREATE INDEX CONCURRENTLY cannot run inside a transaction; the graph must fit in
+    # maintenance_work_mem or the build is several times slower.
+    with op.get_context().autocommit_block():
+${statements.map((s) => `        op.execute(${python(`SET maintenance_work_mem = '${s.maintenanceWorkMemMb ?? 64}MB'`)})\n        op.execute(${python(s.create)})`).join('\n')}
+        op.execute("RESET maintenance_work_mem")
+
+
+def downgrade():
+    with op.get_context().autocommit_block():
+${statements.map((s) => `        op.execute(${python(s.drop)})`).join('\n')}
+`
+}
+
+/** The file in versionsDir that already holds this revision, if any. */
+export function findRevisionFile(versionsDir: string, revision: string): string | undefined {
+  return readdirSync(versionsDir).find((f) => f.endsWith('.py') && new RegExp(`^revision\\s*=\\s*['"]${revision}['"]`, 'm').test(readFileSync(join(versionsDir, f), 'utf8')))
+}

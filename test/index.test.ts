@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Database } from '../src/db/database.ts'
+import { initDemo } from '../src/demo/initDemo.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
+import { diagnoseStep } from '../src/steps/diagnose/diagnoseStep.ts'
+import { indexStep } from '../src/steps/index/indexStep.ts'
+import type { IndexOutput } from '../src/steps/index/output.ts'
+import { estimateGraphMb, sizeBuildMemory } from '../src/steps/index/sizeBuildMemory.ts'
+import { createTarget, targetKinds, type TestTarget } from './helpers/databases.ts'
+import { testPlan } from './helpers/plans.ts'
+import { runInProcess } from './helpers/runInProcess.ts'
+
+const registry = new Map<string, any>([['diagnose', diagnoseStep], ['index', indexStep]])
+const shipped = loadPlan('plans/feature-1.yaml').plan
+
+/** The shipped plan's first two batches (diagnose, index) on the demo tables. */
+function demoIndexPlan(index: Record<string, unknown> = {}) {
+  return {
+    ...testPlan(),
+    target: { tables: shipped.target.tables },
+    embedding: { model: 'text-embedding-ada-002', dimensions: 1536 },
+    index,
+    batches: shipped.batches.slice(0, 2),
+  }
+}
+
+describe('sizing the build memory', () => {
+  it('estimates the graph of 100,000 x 1536 at m=16 near the 781 MB index measured here', () => {
+    const mb = estimateGraphMb(100_000, 1536, 4, 16)
+    expect(mb).toBeGreaterThan(781)
+    expect(mb).toBeLessThan(1200)
+    expect(estimateGraphMb(100_000, 1536, 2, 16)).toBeLessThan(mb * 0.6) // half precision halves the vectors
+  })
+
+  it("takes the estimate, never less than PostgreSQL's default, capped by the plan and the machine", () => {
+    expect(sizeBuildMemory(10, 4096)).toEqual({ estimatedMb: 10, chosenMb: 64 })
+    expect(sizeBuildMemory(900, 4096)).toEqual({ estimatedMb: 900, chosenMb: 900 })
+    expect(sizeBuildMemory(9000, 4096)).toEqual({ estimatedMb: 9000, chosenMb: 4096, cappedBy: 'index.max_maintenance_work_mem_mb (4096 MB)' })
+    expect(sizeBuildMemory(900, 4096, 1000)).toMatchObject({ chosenMb: 500, cappedBy: "half the server machine's free memory (1000 MB free)" })
+  })
+})
+
+describe.each(targetKinds)('index on %s', (kind) => {
+  let target: TestTarget
+  let db: Database
+  beforeAll(async () => {
+    target = await createTarget(kind)
+    db = await target.open()
+    await initDemo(db, 600)
+    // Some rows already embedded, so the index has a graph to build and queries have answers.
+    await db.exec(`UPDATE atoms SET embedding = (SELECT array_agg(sin(atoms.id * g))::vector FROM generate_series(1, 1536) g) WHERE id % 2 = 0`)
+  })
+  afterAll(async () => {
+    await db?.close()
+    await target?.drop()
+  })
+
+  const run = async (plan = demoIndexPlan()) => {
+    const result = await runInProcess(plan, db, registry)
+    expect(result.status, JSON.stringify(result.session.state.batches.map((b) => b.error))).toBe('completed')
+    return result.outputs.index as IndexOutput
+  }
+  const oidOf = async (name: string) => (await db.query<{ oid: number }>(`SELECT $1::regclass::oid::int AS oid`, [name])).rows[0]!.oid
+
+  it('builds a valid HNSW index with the matching operator class on every target column, used by EXPLAIN', async () => {
+    const o = await run()
+    expect(o.indexes.map((i) => [i.table, i.name, i.action, i.valid, i.listed_in_pg_indexes, i.explain_index])).toEqual([
+      ['public.atoms', 'atoms_embedding_hnsw', 'created', true, true, 'atoms_embedding_hnsw'],
+      ['public.messages', 'messages_embedding_hnsw', 'created', true, true, 'messages_embedding_hnsw'],
+      ['public.topics', 'topics_embedding_hnsw', 'created', true, true, 'topics_embedding_hnsw'],
+    ])
+    const atoms = o.indexes[0]!
+    expect(atoms.definition).toMatch(/USING hnsw \(embedding vector_cosine_ops\) WITH \(m='16', ef_construction='64'\)/)
+    expect(atoms.rows_indexed).toBe(180)
+    expect(atoms.concurrently).toBe(kind === 'postgres')
+    expect(atoms.maintenance_work_mem_mb).toBeGreaterThanOrEqual(64)
+    expect(atoms.build_seconds).toBeGreaterThan(0)
+    expect(atoms.query_ms_before).toBeGreaterThan(0)
+  })
+
+  it('changes nothing on a second run', async () => {
+    const before = await oidOf('atoms_embedding_hnsw')
+    const o = await run()
+    expect(o.indexes.map((i) => i.action)).toEqual(['kept', 'kept', 'kept'])
+    expect(o.indexes.every((i) => i.build_seconds === null)).toBe(true)
+    expect(await oidOf('atoms_embedding_hnsw')).toBe(before)
+  })
+
+  it('drops and rebuilds an invalid leftover', async () => {
+    await db.exec(`UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'messages_embedding_hnsw'::regclass`)
+    const before = await oidOf('messages_embedding_hnsw')
+    const o = await run()
+    const messages = o.indexes.find((i) => i.table === 'public.messages')!
+    expect(messages).toMatchObject({ action: 'rebuilt', valid: true, reason: 'invalid leftover messages_embedding_hnsw (a failed concurrent build) dropped and built again' })
+    expect(await oidOf('messages_embedding_hnsw')).not.toBe(before)
+  })
+
+  it('reports an index for the wrong distance, and replaces it only when the plan says so', async () => {
+    await db.exec(`DROP INDEX topics_embedding_hnsw; CREATE INDEX topics_l2 ON topics USING hnsw (embedding vector_l2_ops)`)
+    const reported = (await run()).indexes.find((i) => i.table === 'public.topics')!
+    expect(reported).toMatchObject({ action: 'mismatch_reported', name: 'topics_l2' })
+    expect(reported.reason).toContain('left in place because index.replace_mismatched is false')
+
+    const replaced = (await run(demoIndexPlan({ replace_mismatched: true }))).indexes.find((i) => i.table === 'public.topics')!
+    expect(replaced).toMatchObject({ action: 'replaced', name: 'topics_embedding_hnsw', valid: true })
+    const { rows } = await db.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'topics_l2'`)
+    expect(rows).toEqual([])
+  })
+
+  it('indexes the half-precision cast, and queries through the same expression use it', async () => {
+    // The full-precision index from before does not serve the cast: reported, not touched...
+    expect((await run(demoIndexPlan({ precision: 'half' }))).indexes[0]).toMatchObject({ action: 'mismatch_reported', name: 'atoms_embedding_hnsw' })
+    // ...until the plan allows replacing it.
+    const o = await run(demoIndexPlan({ precision: 'half', replace_mismatched: true }))
+    const atoms = o.indexes[0]!
+    expect(atoms).toMatchObject({ name: 'atoms_embedding_hnsw_half', action: 'replaced', explain_index: 'atoms_embedding_hnsw_half', valid: true })
+    expect(atoms.search).toEqual({ expression: '("embedding"::halfvec(1536))', cast_type: 'halfvec(1536)', operator: '<=>', opclass: 'halfvec_cosine_ops' })
+    expect(atoms.definition).toMatch(/hnsw \(\(\(embedding\)::halfvec\(1536\)\) halfvec_cosine_ops\)/)
+    expect(atoms.reason).toBe('atoms_embedding_hnsw (hnsw, vector_cosine_ops) replaced by atoms_embedding_hnsw_half')
+  })
+})
