@@ -1,0 +1,72 @@
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { describe, expect, it } from 'vitest'
+import { createLocalProvider } from '../src/embeddings/localProvider.ts'
+import { rankingMetrics } from '../src/embeddings/rankingMetrics.ts'
+import { demoLabels, generateDemo } from '../src/demo/generateDemo.ts'
+import { defaultCachePath } from '../src/embeddings/wordVectors.ts'
+
+const cosine = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i]!, 0)
+const norm = (a: number[]) => Math.hypot(...a)
+
+describe('the local embedding provider', () => {
+  const local = createLocalProvider({ dimensions: 1536 })
+
+  it('gives unit vectors of exactly the requested dimension, deterministically', async () => {
+    const { vectors, failures } = await local.embed(['Simmer the tomato sauce.', '', 'x'])
+    expect(failures).toEqual([])
+    for (const v of vectors) {
+      expect(v).toHaveLength(1536)
+      expect(norm(v!)).toBeCloseTo(1, 5)
+    }
+    expect(createLocalProvider({ dimensions: 1536 }).embedOne('Simmer the tomato sauce.')).toEqual(vectors[0])
+    const small = createLocalProvider({ dimensions: 8 }).embedOne('Simmer the tomato sauce.')
+    expect(small).toHaveLength(8)
+    expect(norm(small)).toBeCloseTo(1, 5)
+  })
+
+  it('puts a paraphrase with no shared words nearer than an unrelated sentence', () => {
+    const query = local.embedOne('how long do I cook marinara until it gets thick')
+    const paraphrase = local.embedOne('Simmer the tomato sauce gently for at least twenty minutes.')
+    const unrelated = local.embedOne('A missing index forces PostgreSQL into a sequential scan of the whole table.')
+    expect(cosine(query, paraphrase)).toBeGreaterThan(cosine(query, unrelated) + 0.2)
+  })
+
+  it('beats the lexical baseline on the labelled demo queries', () => {
+    const demo = generateDemo(1000)
+    const labels = demoLabels(demo).filter((l) => l.table === 'atoms')
+    const score = (provider: ReturnType<typeof createLocalProvider>) => {
+      const docs = demo.atoms.map((a) => ({ id: a.id, v: provider.embedOne(`${a.title} ${a.content}`) }))
+      return rankingMetrics(
+        labels.map((l) => {
+          const q = provider.embedOne(l.query)
+          return { ranked: [...docs].sort((a, b) => cosine(b.v, q) - cosine(a.v, q)).map((d) => d.id), relevant: new Set(l.relevant_ids) }
+        }),
+        5,
+      )
+    }
+    const semantic = score(local)
+    const lexical = score(createLocalProvider({ dimensions: 1536, semantic: false }))
+    expect(semantic.recallAtK).toBeGreaterThan(lexical.recallAtK + 0.15)
+    expect(semantic.mrr).toBeGreaterThan(lexical.mrr)
+  })
+
+  it('starts from its binary cache in well under a second in a new process', async () => {
+    expect(existsSync(defaultCachePath())).toBe(true)
+    const script = `import { createLocalProvider } from './src/embeddings/localProvider.ts'
+      const t = performance.now(); createLocalProvider({ dimensions: 1536 }).embedOne('hello world'); console.log(performance.now() - t)`
+    const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..') })
+    expect(Number(stdout)).toBeLessThan(1000)
+  })
+
+  it('rebuilds a missing cache from the package', async () => {
+    const path = join(import.meta.dirname, '../.runner/test-cache/words.bin')
+    rmSync(path, { force: true })
+    const script = `import { loadWordVectors } from './src/embeddings/wordVectors.ts'
+      const w = loadWordVectors(${JSON.stringify(path)}); console.log(w.index.size, w.index.get('the'), w.index.has('marinara'))`
+    const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..') })
+    expect(stdout.trim()).toBe('150000 0 true')
+    expect(existsSync(path)).toBe(true)
+  }, 120_000)
+})
