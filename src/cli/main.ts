@@ -1,11 +1,14 @@
+import { existsSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
 import { RunnerError } from '../errors.ts'
 import { defaultRegistry } from '../steps/registry.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { demoInit } from './demoInit.ts'
+import { pipelineUninstall } from './pipelineUninstall.ts'
 import { resume } from './resume.ts'
 import { start } from './start.ts'
 import { status } from './status.ts'
+import { worker } from './worker.ts'
 
 // Parses arguments and hands each command to its own function. Commands only throw; this is
 // the one place that prints an error and picks the exit code.
@@ -15,10 +18,14 @@ export interface MainOptions {
   registry?: StepRegistry
 }
 
+const providerOption = () => new Option('--provider <name>', "embedding provider, overriding the plan's embedding.provider").choices(['local', 'openai'])
+
 const sessionsDir = () =>
   new Option('--sessions-dir <dir>', 'where session folders live').default(process.env.RUNNER_SESSIONS_DIR ?? 'sessions')
 
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
+  // Keys may live in a .env file, as in the seed's application.
+  if (existsSync('.env')) process.loadEnvFile('.env')
   const registry = options.registry ?? defaultRegistry()
   const controller = new AbortController()
   let exitCode = 0
@@ -44,9 +51,10 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('start a new session that runs every batch of the plan')
     .argument('<plan>', 'the plan file, for example plans/feature-1.yaml')
     .option('--dry-run', 'print what each batch would do; touch nothing')
+    .addOption(providerOption())
     .addOption(sessionsDir())
     .action(async (plan: string, opts) => {
-      exitCode = await start({ planPath: plan, dryRun: Boolean(opts.dryRun), sessionsDir: opts.sessionsDir, registry, signal: controller.signal })
+      exitCode = await start({ planPath: plan, dryRun: Boolean(opts.dryRun), sessionsDir: opts.sessionsDir, registry, signal: controller.signal, provider: opts.provider })
     })
 
   program
@@ -54,9 +62,10 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('continue a session: completed batches are skipped, the interrupted one continues from its checkpoint')
     .option('--session <dir>', 'the session folder (default: the latest unfinished one)')
     .option('--allow-plan-change', 'resume even though the plan file changed since the session started')
+    .addOption(providerOption())
     .addOption(sessionsDir())
     .action(async (opts) => {
-      exitCode = await resume({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, allowPlanChange: Boolean(opts.allowPlanChange), registry, signal: controller.signal })
+      exitCode = await resume({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, allowPlanChange: Boolean(opts.allowPlanChange), registry, signal: controller.signal, provider: opts.provider })
     })
 
   program
@@ -67,6 +76,26 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .addOption(sessionsDir())
     .action(async (opts) => {
       exitCode = await status({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, json: Boolean(opts.json) })
+    })
+
+  program
+    .command('worker')
+    .description('embed new and changed rows as the triggers queue them (the background worker); stops cleanly on SIGTERM')
+    .argument('<plan>', 'the plan file')
+    .addOption(providerOption())
+    .option('--until-empty', 'exit when the queue is empty instead of waiting for more')
+    .action(async (plan: string, opts) => {
+      exitCode = await worker({ planPath: plan, provider: opts.provider, untilEmpty: Boolean(opts.untilEmpty), signal: controller.signal })
+    })
+
+  program
+    .command('pipeline')
+    .description('the auto-embedding pipeline')
+    .command('uninstall')
+    .description("remove the capture triggers and the runner's schema (embeddings are kept)")
+    .argument('<plan>', 'the plan file')
+    .action(async (plan: string) => {
+      exitCode = await pipelineUninstall(plan)
     })
 
   const demo = program.command('demo').description('the demo application, in its broken state')

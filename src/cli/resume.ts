@@ -10,6 +10,7 @@ export interface ResumeOptions {
   allowPlanChange: boolean
   registry: StepRegistry
   signal: AbortSignal
+  provider?: 'local' | 'openai'
 }
 
 export async function resume(options: ResumeOptions): Promise<number> {
@@ -35,5 +36,5 @@ export async function resume(options: ResumeOptions): Promise<number> {
   const added = loaded.plan.batches.filter((b) => !known.has(b.id))
   if (added.length > 0) throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
   session.event('session_resumed', { pid: process.pid })
-  return driveSession(session, loaded.plan, options.registry, options.signal)
+  return driveSession(session, loaded.plan, options.registry, options.signal, options.provider)
 }

@@ -12,6 +12,7 @@ export interface StartOptions {
   sessionsDir: string
   registry: StepRegistry
   signal: AbortSignal
+  provider?: 'local' | 'openai'
 }
 
 export async function start(options: StartOptions): Promise<number> {
@@ -37,5 +38,5 @@ export async function start(options: StartOptions): Promise<number> {
   }
   const session = Session.create(options.sessionsDir, loaded, ordered)
   session.event('session_started', { plan: loaded.path, plan_sha256: loaded.sha256 })
-  return driveSession(session, plan, options.registry, options.signal)
+  return driveSession(session, plan, options.registry, options.signal, options.provider)
 }

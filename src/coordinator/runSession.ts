@@ -2,6 +2,8 @@ import { join } from 'node:path'
 import { writeBatchReportFromTemplate } from '../agents/writeBatchReport.ts'
 import type { CriterionResult, Session } from '../checkpoint/session.ts'
 import type { Database } from '../db/database.ts'
+import { createProvider } from '../embeddings/createProvider.ts'
+import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import { errorMessage, Interrupted, UsageError } from '../errors.ts'
 import { dependenciesOf, orderBatches } from '../plan/orderBatches.ts'
 import type { Batch, Plan, StepName } from '../plan/schema.ts'
@@ -18,6 +20,8 @@ export interface RunOptions {
   progress: Progress
   signal: AbortSignal
   log(message: string): void
+  /** --provider on the command line: overrides the plan's embedding.provider. */
+  providerOverride?: 'local' | 'openai'
 }
 
 export interface RunResult {
@@ -92,6 +96,7 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
 async function runBatch(options: RunOptions, batch: Batch, inputs: StepContext['inputs']): Promise<unknown> {
   const { session, plan, registry, db } = options
   const step = registry.get(batch.step)!
+  let provider: EmbeddingProvider | undefined
   const context = (handle: Database): StepContext => ({
     plan,
     batch,
@@ -105,6 +110,7 @@ async function runBatch(options: RunOptions, batch: Batch, inputs: StepContext['
       save: (cursor) => session.saveCursor(batch.id, cursor),
     },
     writeArtifact: (name, content) => session.writeArtifact(join(session.batchDir(batch.id), name), content),
+    embeddings: () => (provider ??= createProvider(plan, db.kind, options.log, process.env, options.providerOverride)),
   })
 
   const before = batch.guards.writes_embeddings ? undefined : await countEmbeddings(db, plan)

@@ -20,18 +20,18 @@ export function demoLabelsPath(plan: Plan): string {
   return join(dirname(plan.target.embedded.path), 'demo-labelled-queries.json')
 }
 
-export async function connectUrl(url: string): Promise<Database> {
+export async function connectUrl(url: string, applicationName?: string): Promise<Database> {
   try {
-    return await connectPostgres(url)
+    return await connectPostgres(url, { applicationName })
   } catch (error) {
     throw new WorkError(`cannot connect to the database (${errorMessage(error)}); check the URL and that the server is running`)
   }
 }
 
-export async function openTarget(plan: Plan, log: (message: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<Database> {
+export async function openTarget(plan: Plan, log: (message: string) => void, env: NodeJS.ProcessEnv = process.env, applicationName?: string): Promise<Database> {
   const url = targetUrl(plan, env)
   if (url) {
-    const db = await connectUrl(url)
+    const db = await connectUrl(url, applicationName)
     log(`target: ${db.description} (from $${plan.target.database_url_env})`)
     return db
   }

@@ -54,7 +54,24 @@ const embeddingSchema = z.strictObject({
   model: z.string().min(1),
   dimensions: z.number().int().positive().max(16000),
   batch_size: z.number().int().positive().max(2048).default(256),
+  /** Requests in flight at once, and the account's limits (the x-ratelimit-* headers refine them). */
+  concurrency: z.number().int().positive().max(64).default(4),
+  requests_per_minute: z.number().int().positive().optional(),
+  tokens_per_minute: z.number().int().positive().optional(),
+  /** The backfill stops before it starts when its cost estimate is above this. */
+  budget_usd: z.number().positive().optional(),
 })
+
+const workerSchema = z
+  .strictObject({
+    batch_size: z.number().int().positive().max(2048).default(64),
+    /** A claimed job whose worker has not finished within this is taken over by another. */
+    lease_seconds: z.number().int().positive().default(60),
+    max_attempts: z.number().int().positive().default(5),
+    /** The fallback poll when no NOTIFY arrives. */
+    poll_ms: z.number().int().positive().default(1000),
+  })
+  .prefault({})
 
 const indexSchema = z
   .strictObject({
@@ -112,6 +129,7 @@ export const planSchema = z
     target: targetSchema,
     embedding: embeddingSchema,
     index: indexSchema,
+    worker: workerSchema,
     criteria: criteriaSchema,
     agents: z.strictObject({ model: z.string().min(1).default('claude-sonnet-4-5') }).prefault({}),
     batches: z.array(batchSchema).min(1, 'expected at least one batch'),

@@ -2,6 +2,7 @@ import type { z } from 'zod'
 import type { CriterionResult } from '../checkpoint/session.ts'
 import type { Progress } from '../coordinator/progress.ts'
 import type { Database } from '../db/database.ts'
+import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import type { Batch, Plan, StepName } from '../plan/schema.ts'
 
 // A step does one batch's real work against the target database and returns a typed output,
@@ -23,6 +24,8 @@ export interface StepContext {
   }
   /** Aborted on SIGINT/SIGTERM: finish the current unit of work, save the cursor, throw Interrupted. */
   signal: AbortSignal
+  /** The plan's embedding provider, created on first use (so batches that embed nothing need no key). */
+  embeddings(): EmbeddingProvider
   /** Writes a file into this batch's folder (secrets redacted); returns its path in the session. */
   writeArtifact(name: string, content: string): string
   log(message: string): void
