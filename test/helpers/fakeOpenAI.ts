@@ -26,6 +26,10 @@ export interface FakeOpenAI {
   requests: { inputs: number; tokens: number; encoding: string | undefined; status: number }[]
   /** Enforced tokens per minute (429 beyond), and advertised in the headers. */
   tokensPerMinute?: number
+  /** Requests received so far, counted on arrival (requests counts them when answered). */
+  arrived: number
+  /** Added to every answer, to make timing windows in tests wide enough. */
+  delayMs: number
   close(): Promise<void>
 }
 
@@ -39,7 +43,7 @@ export function fakeVector(text: string, dimensions: number): number[] {
 }
 
 export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}): Promise<FakeOpenAI> {
-  const fake: Omit<FakeOpenAI, 'url' | 'close'> = { key: 'sk-test-fake-key-0123456789', faults: [], badInputs: new Set(), embedded: new Map(), requests: [], tokensPerMinute: options.tokensPerMinute }
+  const fake: Omit<FakeOpenAI, 'url' | 'close'> = { key: 'sk-test-fake-key-0123456789', faults: [], badInputs: new Set(), embedded: new Map(), requests: [], tokensPerMinute: options.tokensPerMinute, arrived: 0, delayMs: 0 }
   const window: { at: number; tokens: number }[] = []
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -51,6 +55,8 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
+    fake.arrived++
+    if (fake.delayMs) await new Promise((r) => setTimeout(r, fake.delayMs))
     if (req.method !== 'POST' || !req.url?.endsWith('/embeddings')) return send(res, 404, error('not found', 'invalid_request_error'))
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { model: string; input: string | string[]; encoding_format?: string; dimensions?: number }
     const inputs = Array.isArray(body.input) ? body.input : [body.input]

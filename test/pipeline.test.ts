@@ -1,0 +1,205 @@
+import { readFileSync, readdirSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { execa, type ResultPromise } from 'execa'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import type { Database } from '../src/db/database.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
+import { installPipeline } from '../src/pipeline/installPipeline.ts'
+import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
+import { fakeVector, startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
+import { testPlan, writePlan } from './helpers/plans.ts'
+
+// The auto-embedding pipeline on the real server: real `runner worker` processes, the real
+// OpenAI SDK against a fake server on loopback that counts what it embedded.
+
+const bin = join(import.meta.dirname, '../bin/runner.js')
+const DIMS = 8
+
+describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
+  let target: TestTarget
+  let db: Database
+  let fake: FakeOpenAI
+  const dir = tempDir()
+  const children: ResultPromise[] = []
+
+  function plan(worker: Record<string, number> = {}, batches?: unknown[]) {
+    const p = testPlan({ urlEnv: 'DATABASE_URL' })
+    p.target.tables = [{ table: 'docs', key: 'id', text_columns: ['title', 'body'], embedding_column: 'embedding', distance: 'cosine' }]
+    p.embedding = { provider: 'openai', model: 'text-embedding-3-small', dimensions: DIMS, batch_size: 100 } as any
+    ;(p as any).worker = { poll_ms: 200, lease_seconds: 30, ...worker }
+    if (batches) p.batches = batches as any
+    return p
+  }
+  const env = () => ({ DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url })
+  function startWorker(planPath: string, args: string[] = []) {
+    const child = execa('node', [bin, 'worker', planPath, ...args], { env: env(), reject: false, all: true })
+    children.push(child)
+    return child
+  }
+  async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+    const until = Date.now() + timeoutMs
+    for (;;) {
+      const value = await probe()
+      if (value) return value
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+      await sleep(50)
+    }
+  }
+  const embeddingOf = async (id: number) => {
+    const { rows } = await db.query<{ e: string | null }>('SELECT embedding::text AS e FROM docs WHERE id = $1', [id])
+    return rows[0]?.e ? (JSON.parse(rows[0].e) as number[]) : null
+  }
+  const isEmbeddingOf = (e: number[] | null, text: string) => e !== null && fakeVector(text, DIMS).every((v, i) => Math.abs(v - e[i]!) < 1e-5)
+  const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n
+
+  beforeAll(async () => {
+    target = await createTarget('postgres')
+    db = await target.open()
+  })
+  beforeEach(async () => {
+    fake = await startFakeOpenAI()
+    await db.exec(`DROP SCHEMA IF EXISTS runner CASCADE; DROP TABLE IF EXISTS docs; CREATE EXTENSION IF NOT EXISTS vector;
+      CREATE TABLE docs (id bigint PRIMARY KEY, title text NOT NULL, body text, category text, embedding vector(${DIMS}))`)
+  })
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL')
+    await fake?.close()
+    await db?.close()
+    await target?.drop()
+  })
+
+  async function install(p = plan()) {
+    const path = writePlan(dir, p, `plan-${Math.random().toString(36).slice(2)}.yaml`)
+    await installPipeline(db, loadPlan(path).plan)
+    return path
+  }
+
+  it('embeds an INSERT, replaces the embedding on an UPDATE of the text, and queues nothing for other columns', async () => {
+    const planPath = await install()
+    const worker = startWorker(planPath)
+    await db.query(`INSERT INTO docs (id, title, body) VALUES (1, 'Tomato sauce', 'Simmer it slowly')`)
+    await waitFor('the insert to be embedded', async () => isEmbeddingOf(await embeddingOf(1), 'Tomato sauce Simmer it slowly'))
+
+    await db.query(`UPDATE docs SET body = 'Simmer it for an hour' WHERE id = 1`)
+    expect(await embeddingOf(1)).toBeNull() // the stale embedding is gone in the writer's own transaction
+    await waitFor('the update to be embedded', async () => isEmbeddingOf(await embeddingOf(1), 'Tomato sauce Simmer it for an hour'))
+
+    const requests = fake.requests.length
+    await db.query(`UPDATE docs SET category = 'cooking' WHERE id = 1`)
+    await db.query(`UPDATE docs SET body = body WHERE id = 1`) // same text
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
+    expect(isEmbeddingOf(await embeddingOf(1), 'Tomato sauce Simmer it for an hour')).toBe(true)
+
+    await db.query('DELETE FROM docs WHERE id = 1')
+    worker.kill('SIGTERM')
+    const result = await worker
+    expect(result.exitCode, result.all).toBe(0)
+    expect(result.all).toMatch(/worker stopped: 2 embedded/)
+    expect(fake.requests.length).toBe(requests)
+  })
+
+  it('four workers drain 10,000 jobs with each row embedded exactly once', async () => {
+    const planPath = await install(plan({ batch_size: 200 }))
+    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'doc ' || g, 'body of ' || g FROM generate_series(1, 10000) g`)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(10000)
+    fake.delayMs = 5
+    const workers = [0, 1, 2, 3].map(() => startWorker(planPath, ['--until-empty']))
+    const results = await Promise.all(workers)
+    for (const r of results) expect(r.exitCode, r.all).toBe(0)
+    expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
+    const counts = [...fake.embedded].filter(([t]) => t.startsWith('doc '))
+    expect(counts).toHaveLength(10000)
+    expect(counts.every(([, n]) => n === 1)).toBe(true)
+    const perWorker = results.map((r) => Number(/worker stopped: (\d+) embedded/.exec(r.all)![1]))
+    expect(perWorker.reduce((a, b) => a + b, 0)).toBe(10000)
+    expect(perWorker.filter((n) => n > 0).length).toBeGreaterThan(1) // the work was shared
+  })
+
+  it('ends with the embedding of the new text when the text changes while the old one is being embedded', async () => {
+    const planPath = await install()
+    const worker = startWorker(planPath)
+    await waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    const before = fake.arrived
+    fake.faults.push({ type: 'slow', ms: 1500 })
+    await db.query(`INSERT INTO docs (id, title, body) VALUES (7, 'Old title', 'old body')`)
+    await waitFor('the old text to be in flight', async () => fake.arrived > before)
+    await db.query(`UPDATE docs SET title = 'New title' WHERE id = 7`)
+    await waitFor('the new text to be embedded', async () => isEmbeddingOf(await embeddingOf(7), 'New title old body'))
+    await sleep(1700) // the slow answer for the old text has arrived and been refused by now
+    expect(isEmbeddingOf(await embeddingOf(7), 'New title old body')).toBe(true)
+    expect(fake.embedded.get('Old title old body')).toBe(1)
+    worker.kill('SIGTERM')
+    await worker
+  })
+
+  it('a worker killed with SIGKILL mid-batch leaves jobs that another finishes after the lease expires', async () => {
+    const planPath = await install(plan({ lease_seconds: 2 }))
+    const first = startWorker(planPath)
+    await waitFor('the first worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    const before = fake.arrived
+    fake.faults.push({ type: 'slow', ms: 10_000 })
+    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'doc ' || g, 'x' FROM generate_series(1, 5) g`)
+    await waitFor('the first worker to be embedding', async () => fake.arrived > before)
+    first.kill('SIGKILL')
+    await first
+    const locked = await count(`SELECT count(*)::int AS n FROM runner.embedding_queue WHERE locked_by IS NOT NULL AND attempts = 1`)
+    expect(locked).toBe(5)
+    const killedAt = Date.now()
+    const second = startWorker(planPath)
+    await waitFor('the second worker to finish the jobs', async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0)
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1500)
+    second.kill('SIGTERM')
+    await second
+  })
+
+  it('sends a row the provider always refuses to the failed-jobs table, and completes the rest', async () => {
+    const planPath = await install(plan({ max_attempts: 2 }))
+    fake.badInputs.add('poison')
+    const worker = startWorker(planPath)
+    await db.exec(`INSERT INTO docs (id, title, body) VALUES (1, 'fine', 'one'), (2, 'this is poison', 'two'), (3, 'fine', 'three')`)
+    await waitFor('the bad row to fail for good', async () => (await count('SELECT count(*)::int AS n FROM runner.embedding_failures')) === 1, 20_000).catch(async (error) => {
+      worker.kill('SIGTERM')
+      console.log((await worker).all, await db.query('SELECT * FROM runner.embedding_queue'))
+      throw error
+    })
+    const { rows } = await db.query<{ row_key: string; attempts: number; last_error: string }>('SELECT row_key, attempts, last_error FROM runner.embedding_failures')
+    expect(rows[0]).toMatchObject({ row_key: '2', attempts: 2 })
+    expect(rows[0]!.last_error).toMatch(/^400: .*is not allowed/)
+    expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(1)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
+    worker.kill('SIGTERM')
+    await worker
+  })
+
+  it('a backfill killed with SIGKILL at a random moment, then resumed, ends with 0 NULL and at most one batch repeated', async () => {
+    const p = plan({}, [
+      { id: 'pipeline', title: 'Pipeline', agent: 'fastapi-backend-expert', step: 'pipeline' },
+      { id: 'backfill', title: 'Backfill', agent: 'vector-search-engineer', step: 'backfill', depends_on: ['pipeline'] },
+    ])
+    const planPath = writePlan(dir, p, 'backfill.yaml')
+    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'row ' || g, 'text' FROM generate_series(1, 3000) g`)
+    fake.delayMs = 30
+    const sessions = join(dir, `sessions-${Date.now()}`)
+    const run = execa('node', [bin, 'start', planPath, '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    const progress = async () => {
+      if (!existsSync(sessions) || readdirSync(sessions).length === 0) return 0
+      const file = join(sessions, readdirSync(sessions)[0]!, 'batch-progress.json')
+      return existsSync(file) ? Number(JSON.parse(readFileSync(file, 'utf8')).backfill?.cursor?.written?.['public.docs'] ?? 0) : 0
+    }
+    await waitFor('the backfill to be under way', async () => (await progress()) >= 300)
+    await sleep(Math.random() * 300)
+    run.kill('SIGKILL')
+    await run
+    expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBeGreaterThan(0)
+
+    const resumed = await execa('node', [bin, 'resume', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
+    const rows = [...fake.embedded].filter(([t]) => t.startsWith('row '))
+    expect(rows).toHaveLength(3000)
+    const repeated = rows.reduce((s, [, n]) => s + n - 1, 0)
+    expect(repeated).toBeLessThanOrEqual(100) // one batch
+  })
+})
