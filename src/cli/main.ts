@@ -51,10 +51,11 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('start a new session that runs every batch of the plan')
     .argument('<plan>', 'the plan file, for example plans/feature-1.yaml')
     .option('--dry-run', 'print what each batch would do; touch nothing')
+    .option('--with-worker', 'run a worker during the validate batch\'s auto-embedding check')
     .addOption(providerOption())
     .addOption(sessionsDir())
     .action(async (plan: string, opts) => {
-      exitCode = await start({ planPath: plan, dryRun: Boolean(opts.dryRun), sessionsDir: opts.sessionsDir, registry, signal: controller.signal, provider: opts.provider })
+      exitCode = await start({ planPath: plan, dryRun: Boolean(opts.dryRun), sessionsDir: opts.sessionsDir, registry, signal: controller.signal, provider: opts.provider, withWorker: Boolean(opts.withWorker) })
     })
 
   program
@@ -62,10 +63,11 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('continue a session: completed batches are skipped, the interrupted one continues from its checkpoint')
     .option('--session <dir>', 'the session folder (default: the latest unfinished one)')
     .option('--allow-plan-change', 'resume even though the plan file changed since the session started')
+    .option('--with-worker', 'run a worker during the validate batch\'s auto-embedding check')
     .addOption(providerOption())
     .addOption(sessionsDir())
     .action(async (opts) => {
-      exitCode = await resume({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, allowPlanChange: Boolean(opts.allowPlanChange), registry, signal: controller.signal, provider: opts.provider })
+      exitCode = await resume({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, allowPlanChange: Boolean(opts.allowPlanChange), registry, signal: controller.signal, provider: opts.provider, withWorker: Boolean(opts.withWorker) })
     })
 
   program

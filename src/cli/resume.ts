@@ -11,6 +11,7 @@ export interface ResumeOptions {
   registry: StepRegistry
   signal: AbortSignal
   provider?: 'local' | 'openai'
+  withWorker?: boolean
 }
 
 export async function resume(options: ResumeOptions): Promise<number> {
@@ -36,5 +37,5 @@ export async function resume(options: ResumeOptions): Promise<number> {
   const added = loaded.plan.batches.filter((b) => !known.has(b.id))
   if (added.length > 0) throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
   session.event('session_resumed', { pid: process.pid })
-  return driveSession(session, loaded.plan, options.registry, options.signal, options.provider)
+  return driveSession(session, loaded.plan, options.registry, options.signal, { provider: options.provider, withWorker: options.withWorker })
 }

@@ -13,6 +13,7 @@ export interface StartOptions {
   registry: StepRegistry
   signal: AbortSignal
   provider?: 'local' | 'openai'
+  withWorker?: boolean
 }
 
 export async function start(options: StartOptions): Promise<number> {
@@ -38,5 +39,5 @@ export async function start(options: StartOptions): Promise<number> {
   }
   const session = Session.create(options.sessionsDir, loaded, ordered)
   session.event('session_started', { plan: loaded.path, plan_sha256: loaded.sha256 })
-  return driveSession(session, plan, options.registry, options.signal, options.provider)
+  return driveSession(session, plan, options.registry, options.signal, { provider: options.provider, withWorker: options.withWorker })
 }

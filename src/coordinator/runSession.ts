@@ -22,6 +22,7 @@ export interface RunOptions {
   log(message: string): void
   /** --provider on the command line: overrides the plan's embedding.provider. */
   providerOverride?: 'local' | 'openai'
+  withWorker?: boolean
 }
 
 export interface RunResult {
@@ -110,6 +111,7 @@ async function runBatch(options: RunOptions, batch: Batch, inputs: StepContext['
       save: (cursor) => session.saveCursor(batch.id, cursor),
     },
     writeArtifact: (name, content) => session.writeArtifact(join(session.batchDir(batch.id), name), content),
+    withWorker: options.withWorker ?? false,
     embeddings: () => (provider ??= createProvider(plan, db.kind, options.log, process.env, options.providerOverride)),
   })
 

@@ -87,16 +87,33 @@ const indexSchema = z
   })
   .prefault({})
 
+// Each criterion can be switched off with null (for example relevance, for an application
+// that has no labelled queries yet).
 const criteriaSchema = z
   .strictObject({
-    null_embeddings_max: z.number().int().min(0).default(0),
+    null_embeddings_max: z.number().int().min(0).nullable().default(0),
     hnsw_index_on_every_column: z.boolean().default(true),
-    auto_embed_within_seconds: z.number().positive().default(10),
+    auto_embed_within_seconds: z.number().positive().nullable().default(10),
     relevance_recall_at_k: z
-      .strictObject({ k: z.number().int().positive().default(5), min: z.number().min(0).max(1).default(0.6) })
+      .strictObject({ k: z.number().int().positive().default(5), min: z.number().min(0).max(1).default(0.5) })
+      .nullable()
       .prefault({}),
-    latency_p95_ms_max: z.number().positive().default(50),
+    latency_p95_ms_max: z.number().positive().nullable().default(50),
     explain_uses_index: z.boolean().default(true),
+  })
+  .prefault({})
+
+const validateSchema = z
+  .strictObject({
+    /** JSON: [{ query, table, relevant_ids }]. The embedded demo writes .runner/demo-labelled-queries.json. */
+    labelled_queries: z.string().min(1).optional(),
+    /** Query vectors for latency and recall, sampled from the table's own embeddings. */
+    latency_queries: z.number().int().positive().max(10_000).default(100),
+    /** Queries run as exact scans (each reads the whole table). */
+    exact_queries: z.number().int().positive().max(1000).default(20),
+    /** The recall@10 the recommended hnsw.ef_search must reach. */
+    recall_target: z.number().min(0).max(1).default(0.95),
+    ef_search_candidates: z.array(z.number().int().positive().max(1000)).min(1).default([10, 20, 40, 64, 100, 200, 400]),
   })
   .prefault({})
 
@@ -130,6 +147,7 @@ export const planSchema = z
     embedding: embeddingSchema,
     index: indexSchema,
     worker: workerSchema,
+    validate: validateSchema,
     criteria: criteriaSchema,
     agents: z.strictObject({ model: z.string().min(1).default('claude-sonnet-4-5') }).prefault({}),
     batches: z.array(batchSchema).min(1, 'expected at least one batch'),

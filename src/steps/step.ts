@@ -24,6 +24,8 @@ export interface StepContext {
   }
   /** Aborted on SIGINT/SIGTERM: finish the current unit of work, save the cursor, throw Interrupted. */
   signal: AbortSignal
+  /** --with-worker: the validate batch runs a worker for the duration of its auto-embedding check. */
+  withWorker: boolean
   /** The plan's embedding provider, created on first use (so batches that embed nothing need no key). */
   embeddings(): EmbeddingProvider
   /** Writes a file into this batch's folder (secrets redacted); returns its path in the session. */

@@ -1,0 +1,83 @@
+import type { Database, Queryable } from '../../db/database.ts'
+import type { SearchExpression } from '../../db/searchExpression.ts'
+import type { ResolvedTarget } from '../../pipeline/resolveTargets.ts'
+
+// Latency and recall of the application's nearest-10 query, as the application sees it: each
+// query timed on the client, round trip included. The exact answer comes from the same query
+// with index scans disabled for that session.
+
+export interface Percentiles {
+  p50: number
+  p95: number
+  p99: number
+}
+
+export function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) }
+}
+
+export function searchSql(t: ResolvedTarget, search: SearchExpression, limit = 10): string {
+  return `SELECT ${t.key}::text AS key FROM ${t.table} ORDER BY ${search.expression} ${search.operator} $1::${search.castType} LIMIT ${limit}`
+}
+
+/** Realistic query vectors: embeddings of rows of the table itself, sampled at random. */
+export async function sampleQueryVectors(db: Queryable, t: ResolvedTarget, count: number): Promise<string[]> {
+  const { rows } = await db.query<{ v: string }>(`SELECT ${t.embedding}::text AS v FROM ${t.table} WHERE ${t.embedding} IS NOT NULL ORDER BY random() LIMIT $1`, [count])
+  return rows.map((r) => r.v)
+}
+
+export interface TimedRun {
+  ms: number[]
+  ids: string[][]
+}
+
+async function timeQueries(session: Queryable, sql: string, vectors: string[]): Promise<TimedRun> {
+  const run: TimedRun = { ms: [], ids: [] }
+  for (const vector of vectors) {
+    const started = performance.now()
+    const { rows } = await session.query<{ key: string }>(sql, [vector])
+    run.ms.push(performance.now() - started)
+    run.ids.push(rows.map((r) => r.key))
+  }
+  return run
+}
+
+export async function runIndexed(db: Database, sql: string, vectors: string[], efSearch: number): Promise<TimedRun> {
+  return db.withSession(async (session) => {
+    await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [String(efSearch)])
+    return timeQueries(session, sql, vectors)
+  })
+}
+
+export async function runExact(db: Database, sql: string, vectors: string[]): Promise<TimedRun> {
+  return db.withSession(async (session) => {
+    await session.exec('SET enable_indexscan = off; SET enable_bitmapscan = off')
+    return timeQueries(session, sql, vectors)
+  })
+}
+
+export function recallAt10(found: string[][], exact: string[][]): number {
+  let sum = 0
+  exact.forEach((truth, i) => {
+    const got = new Set(found[i] ?? [])
+    sum += truth.length ? truth.filter((id) => got.has(id)).length / truth.length : 1
+  })
+  return exact.length ? sum / exact.length : Number.NaN
+}
+
+/** Loads the index into shared buffers with pg_prewarm where the server has it (kept in the runner's schema). */
+export async function prewarmIndex(db: Queryable, schema: string, schemaIdent: string, indexQualified: string): Promise<boolean> {
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'pg_prewarm'`)
+  if (rows[0]!.n === 0) return false
+  try {
+    await db.exec(`CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA ${schemaIdent}`)
+    const { rows: ext } = await db.query<{ schema: string }>(`SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_prewarm'`)
+    const where = ext[0]?.schema ?? schema
+    await db.query(`SELECT "${where.replace(/"/g, '""')}".pg_prewarm($1::regclass)`, [indexQualified])
+    return true
+  } catch {
+    return false
+  }
+}

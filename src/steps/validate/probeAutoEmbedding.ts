@@ -1,0 +1,43 @@
+import type { Queryable } from '../../db/database.ts'
+import { quoteIdent } from '../../db/quote.ts'
+import type { ResolvedTarget } from '../../pipeline/resolveTargets.ts'
+
+// Auto-embedding end to end: insert a probe row through the application's table (a copy of
+// an existing row with a probe text, its key from the table's own default), wait for a worker
+// to embed it, measure the delay, delete the probe.
+
+export type ProbeResult = { measured: true; delay_ms: number; key: string } | { measured: false; reason: string; key?: string }
+
+export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withinSeconds: number): Promise<ProbeResult> {
+  const { rows: columns } = await db.query<{ name: string; has_default: boolean }>(
+    `SELECT a.attname AS name, (a.atthasdef OR a.attidentity <> '') AS has_default
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`,
+    [t.plan.schema, t.plan.table],
+  )
+  if (!columns.find((c) => c.name === t.plan.key)?.has_default) {
+    return { measured: false, reason: `${t.name}.${t.plan.key} has no default, so the runner cannot insert a probe row without inventing a key` }
+  }
+  const copied = columns.filter((c) => c.name !== t.plan.key && c.name !== t.plan.embedding_column)
+  const texts = new Set(t.plan.text_columns)
+  const probeText = `runner probe ${new Date().toISOString()}`
+  const list = copied.map((c) => quoteIdent(c.name)).join(', ')
+  const values = copied.map((c) => (texts.has(c.name) ? '$1' : quoteIdent(c.name))).join(', ')
+  const inserted = await db.query<{ key: string }>(
+    `INSERT INTO ${t.table} (${list}) SELECT ${values} FROM ${t.table} LIMIT 1 RETURNING ${t.key}::text AS key`,
+    [probeText],
+  )
+  const key = inserted.rows[0]?.key
+  if (!key) return { measured: false, reason: `${t.name} is empty: there is no row to copy for a probe` }
+  const started = performance.now()
+  try {
+    for (;;) {
+      const { rows } = await db.query<{ done: boolean }>(`SELECT ${t.embedding} IS NOT NULL AS done FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
+      if (rows[0]?.done) return { measured: true, delay_ms: performance.now() - started, key }
+      if (performance.now() - started > withinSeconds * 1000) return { measured: false, reason: `no embedding after ${withinSeconds} s`, key }
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  } finally {
+    await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
+  }
+}
