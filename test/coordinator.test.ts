@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { execa, type ResultPromise } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionState } from '../src/checkpoint/session.ts'
-import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
+import { createTarget, serverUrl, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
 import { TEST_SCHEMA_SQL } from './fixtures/testSteps.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
 
@@ -223,5 +223,33 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     expect(text.stdout).toMatch(/second\s+failed\s+attempts 1\s+injected failure at unit 2/)
     const json = await runner(['status', '--json', '--sessions-dir', sessions])
     expect(JSON.parse(json.stdout).batches[1].status).toBe('failed')
+  })
+})
+
+describe.skipIf(!serverUrl)('resume against another target', () => {
+  it('is refused before any batch runs', async () => {
+    const server = await createTarget('postgres')
+    const embedded = await createTarget('embedded')
+    try {
+      for (const t of [server, embedded]) {
+        const db = await t.open()
+        await db.exec(TEST_SCHEMA_SQL)
+        await db.close()
+      }
+      const dir = tempDir()
+      const planPath = writePlan(dir, testPlan({ embeddedPath: embedded.path }))
+      const sessions = join(dir, 'sessions')
+      const run = (args: string[], url: string, env: Record<string, string> = {}) => execa('node', ['--import', 'tsx', fixture, ...args], { reject: false, env: { TEST_TARGET_URL: url, ...env } })
+      expect((await run(['start', planPath, '--sessions-dir', sessions], server.url!, { TEST_FAIL_AT: 'second:1' })).exitCode).toBe(1)
+      const resumed = await run(['resume', '--sessions-dir', sessions], '')
+      expect(resumed.exitCode).toBe(2)
+      expect(resumed.stderr).toMatch(/this session ran against postgres postgres@127\.0\.0\.1:5432\/runner_test_\w+, but the target now is embedded PostgreSQL/)
+      const db = await embedded.open()
+      expect((await db.query('SELECT * FROM unit_log')).rows).toEqual([])
+      await db.close()
+    } finally {
+      await server.drop()
+      await embedded.drop()
+    }
   })
 })

@@ -4,6 +4,7 @@ import { checkTargets } from '../coordinator/checkTargets.ts'
 import { createProgress } from '../coordinator/progress.ts'
 import { runSession } from '../coordinator/runSession.ts'
 import { openTarget } from '../db/openTarget.ts'
+import { UsageError } from '../errors.ts'
 import type { Plan } from '../plan/schema.ts'
 import type { StepRegistry } from '../steps/step.ts'
 
@@ -18,6 +19,12 @@ export async function driveSession(session: Session, plan: Plan, registry: StepR
     log(`session: ${session.dir}`)
     const db = await openTarget(plan, log)
     try {
+      if (session.state.target && session.state.target !== db.description) {
+        throw new UsageError(
+          `this session ran against ${session.state.target}, but the target now is ${db.description}; ` +
+            `resume with the same $${plan.target.database_url_env}${session.state.target.startsWith('embedded') ? ' (unset)' : ''}, or start a new session`,
+        )
+      }
       await checkTargets(db, plan, session.state.plan_path)
       session.state.target = db.description
       session.state.status = 'running'

@@ -118,7 +118,8 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       })
     }
     const explained = m.query_plans.find((q) => q.table === where.table && q.column === t.column)
-    if (explained?.scan === 'sequential') {
+    // On a small table with a usable index the planner is right to prefer a scan.
+    if (explained?.scan === 'sequential' && !(matching.length > 0 && t.rows < 10_000)) {
       add({
         code: 'SEQUENTIAL_SCAN',
         severity: 'error',
