@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { createProgress } from '../coordinator/progress.ts'
 import type { Database } from '../db/database.ts'
-import { connectUrl } from '../db/openTarget.ts'
+import { connectUrl, demoLabelsPath } from '../db/openTarget.ts'
 import { openEmbedded } from '../db/openEmbedded.ts'
 import { initDemo } from '../demo/initDemo.ts'
 import { UsageError } from '../errors.ts'
@@ -12,7 +12,7 @@ export interface DemoInitOptions {
   rows: string
   database?: string
   embeddedPath: string
-  labelsPath: string
+  labelsPath?: string
 }
 
 export async function demoInit(options: DemoInitOptions): Promise<number> {
@@ -28,9 +28,10 @@ export async function demoInit(options: DemoInitOptions): Promise<number> {
       log(`the demo tables already exist (${result.rows.topics} topics, ${result.rows.atoms} atoms, ${result.rows.messages} messages); left as they are`)
     } else {
       task.finish(`${((Date.now() - started) / 1000).toFixed(1)} s`)
-      mkdirSync(dirname(options.labelsPath), { recursive: true })
-      writeFileSync(options.labelsPath, `${JSON.stringify(result.labels, null, 2)}\n`)
-      log(`created ${result.rows.topics} topics, ${result.rows.atoms} atoms, ${result.rows.messages} messages (embeddings NULL, no vector index); labelled queries in ${options.labelsPath}`)
+      const labelsPath = options.labelsPath ?? demoLabelsPath(dirname(options.embeddedPath), db.description)
+      mkdirSync(dirname(labelsPath), { recursive: true })
+      writeFileSync(labelsPath, `${JSON.stringify(result.labels, null, 2)}\n`)
+      log(`created ${result.rows.topics} topics, ${result.rows.atoms} atoms, ${result.rows.messages} messages (embeddings NULL, no vector index); labelled queries in ${labelsPath}`)
     }
     return 0
   } finally {

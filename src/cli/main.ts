@@ -8,6 +8,7 @@ import { pipelineUninstall } from './pipelineUninstall.ts'
 import { resume } from './resume.ts'
 import { start } from './start.ts'
 import { status } from './status.ts'
+import { search } from './search.ts'
 import { worker } from './worker.ts'
 
 // Parses arguments and hands each command to its own function. Commands only throw; this is
@@ -100,6 +101,19 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       exitCode = await pipelineUninstall(plan)
     })
 
+  program
+    .command('search')
+    .description('semantic search as the application runs it: the nearest rows to a text, with distances and time taken')
+    .argument('<text>', 'what to search for')
+    .option('--plan <file>', 'the plan', 'plans/feature-1.yaml')
+    .option('--table <name>', 'only this target table')
+    .option('-k <n>', 'rows per table', '5')
+    .option('--ef-search <n>', 'hnsw.ef_search for the query (the validate batch recommends one)')
+    .addOption(providerOption())
+    .action(async (text: string, opts) => {
+      exitCode = await search({ query: text, planPath: opts.plan, table: opts.table, k: opts.k, efSearch: opts.efSearch, provider: opts.provider })
+    })
+
   const demo = program.command('demo').description('the demo application, in its broken state')
   demo
     .command('init')
@@ -107,7 +121,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--rows <n>', 'atoms + messages to create', '2000')
     .option('--database <url>', 'a postgres:// URL (default: $DATABASE_URL, else the embedded database)')
     .option('--embedded <dir>', 'the embedded database folder', '.runner/embedded')
-    .option('--labels <file>', 'where to write the labelled queries', '.runner/demo-labelled-queries.json')
+    .option('--labels <file>', 'where to write the labelled queries (default: .runner/, named after the target, where validate finds them)')
     .action(async (opts) => {
       exitCode = await demoInit({ rows: opts.rows, database: opts.database ?? process.env.DATABASE_URL, embeddedPath: opts.embedded, labelsPath: opts.labels })
     })

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { initDemo, demoExists } from '../demo/initDemo.ts'
@@ -15,9 +16,12 @@ export function targetUrl(plan: Plan, env: NodeJS.ProcessEnv = process.env): str
   return url && url.trim() !== '' ? url : undefined
 }
 
-/** Where `runner demo init` and the embedded default write the demo's labelled queries. */
-export function demoLabelsPath(plan: Plan): string {
-  return join(dirname(plan.target.embedded.path), 'demo-labelled-queries.json')
+/**
+ * Where the demo's labelled queries for one target live: the ids are that database's, so
+ * each target has its own file (named after its description, which holds no password).
+ */
+export function demoLabelsPath(folder: string, targetDescription: string): string {
+  return join(folder, `demo-labelled-queries-${createHash('sha256').update(targetDescription).digest('hex').slice(0, 12)}.json`)
 }
 
 export async function connectUrl(url: string, applicationName?: string): Promise<Database> {
@@ -41,7 +45,7 @@ export async function openTarget(plan: Plan, log: (message: string) => void, env
   if (!(await demoExists(db))) {
     log(`creating the demo application in its broken state: ${demo_rows} rows, embeddings all NULL, no index`)
     const result = await initDemo(db, demo_rows)
-    const labelsPath = demoLabelsPath(plan)
+    const labelsPath = demoLabelsPath(dirname(path), db.description)
     mkdirSync(dirname(labelsPath), { recursive: true })
     writeFileSync(labelsPath, `${JSON.stringify(result.labels, null, 2)}\n`)
   }

@@ -49,6 +49,9 @@ export function generateDemo(rows: number, seed = 1): DemoRows {
     const { subject, fact } = FACTS[index]!
     const sentences = [pick(fact.paraphrases, next), pick(subject.background, next)]
     if (next() < 0.3) sentences.push(pick(fact.paraphrases, next))
+    // A detail of its own, as real notes have: without it 100,000 rows would be a few hundred
+    // texts repeated, and ties at equal distance are not what an application's data looks like.
+    sentences.push(`(note ${i + 1}, ${pick(AUTHORS, next)})`)
     atoms.push({ id: i + 1, topic_id: index + 1, title: fact.topic, content: sentences.join(' ') })
   }
   const messages: DemoRows['messages'] = []
@@ -59,7 +62,7 @@ export function generateDemo(rows: number, seed = 1): DemoRows {
       id: i + 1,
       topic_id: index + 1,
       author: pick(AUTHORS, next),
-      content: `${pick(MESSAGE_OPENERS, next)} ${pick(fact.paraphrases, next)}`,
+      content: `${pick(MESSAGE_OPENERS, next)} ${pick(fact.paraphrases, next)} (#${i + 1})`,
     })
   }
   return { topics, atoms, messages }

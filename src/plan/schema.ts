@@ -105,7 +105,7 @@ const criteriaSchema = z
 
 const validateSchema = z
   .strictObject({
-    /** JSON: [{ query, table, relevant_ids }]. The embedded demo writes .runner/demo-labelled-queries.json. */
+    /** JSON: [{ query, table, relevant_ids }]. Unset: the demo's own labels for this target, when `runner demo init` or the embedded default wrote them. */
     labelled_queries: z.string().min(1).optional(),
     /** Query vectors for latency and recall, sampled from the table's own embeddings. */
     latency_queries: z.number().int().positive().max(10_000).default(100),

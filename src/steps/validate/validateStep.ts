@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { demoLabelsPath } from '../../db/openTarget.ts'
 import { quoteIdent, quoteQualified } from '../../db/quote.ts'
 import { WORKER_APPLICATION_NAME } from '../../db/runnerObjects.ts'
@@ -10,7 +11,7 @@ import { explainNearestNeighbour } from '../diagnose/explainNearestNeighbour.ts'
 import { inspectVectorIndexes } from '../diagnose/inspectDatabase.ts'
 import type { TargetColumn } from '../diagnose/output.ts'
 import { indexOutputSchema } from '../index/output.ts'
-import { requireInput, type Step, type StepContext } from '../step.ts'
+import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { percentiles, prewarmIndex, recallAt10, runExact, runIndexed, sampleQueryVectors, searchSql } from './measureSearch.ts'
 import { validateOutputSchema, type TableValidation, type ValidateOutput } from './output.ts'
@@ -27,7 +28,8 @@ interface Label {
 }
 
 function labelsFor(ctx: StepContext): { path: string | null; labels: Label[] } {
-  const path = ctx.plan.validate.labelled_queries ?? (existsSync(demoLabelsPath(ctx.plan)) ? demoLabelsPath(ctx.plan) : null)
+  const demoLabels = demoLabelsPath(dirname(ctx.plan.target.embedded.path), ctx.db.description)
+  const path = ctx.plan.validate.labelled_queries ?? (existsSync(demoLabels) ? demoLabels : null)
   if (!path) return { path: null, labels: [] }
   try {
     return { path, labels: JSON.parse(readFileSync(path, 'utf8')) as Label[] }
@@ -61,7 +63,7 @@ async function measureTable(ctx: StepContext, t: ResolvedTarget, search: SearchE
       if (ctx.signal.aborted) break
       const run = await runIndexed(db, sql, vectors, ef)
       const p = percentiles(run.ms)
-      sweep.push({ ef_search: ef, recall_at_10: recallAt10(run.ids.slice(0, exactVectors.length), exact.ids), p50: p.p50, p95: p.p95 })
+      sweep.push({ ef_search: ef, recall_at_10: recallAt10(run.distances.slice(0, exactVectors.length), exact.distances), p50: p.p50, p95: p.p95 })
     }
     const reaching = sweep.find((s) => s.recall_at_10 >= plan.validate.recall_target)
     const chosen = reaching ?? [...sweep].sort((a, b) => b.recall_at_10 - a.recall_at_10)[0]!
@@ -90,7 +92,8 @@ export const validateStep: Step<ValidateOutput> = {
 
   async run(ctx) {
     const { db, plan, log } = ctx
-    const index = requireInput(ctx, 'index', indexOutputSchema)
+    // Without an index batch in the plan, the application's plain query is measured as it is.
+    const index = ctx.inputs.index === undefined ? { indexes: [] } : indexOutputSchema.parse(ctx.inputs.index)
     const targets = await resolveTargets(db, plan)
     const { path: labelsPath, labels } = plan.criteria.relevance_recall_at_k ? labelsFor(ctx) : { path: null, labels: [] }
     const tables: TableValidation[] = []
@@ -99,7 +102,11 @@ export const validateStep: Step<ValidateOutput> = {
       const search: SearchExpression = built
         ? { expression: built.search.expression, castType: built.search.cast_type, operator: built.search.operator, opclass: built.search.opclass }
         : searchExpression(t.plan.embedding_column, t.dimensions, t.embeddingType.startsWith('halfvec') ? 'halfvec' : 'vector', t.plan.distance, plan.index.precision)
-      const { efSearch, ...measured } = await measureTable(ctx, t, search, built?.name ?? null)
+      const onColumn = (await inspectVectorIndexes(db, [{ schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column }])).filter(
+        (i) => i.schema === t.plan.schema && i.table === t.plan.table && i.column === t.plan.embedding_column,
+      )
+      const existing = built?.name ?? onColumn.find((i) => i.method === 'hnsw' && i.valid)?.name ?? null
+      const { efSearch, ...measured } = await measureTable(ctx, t, search, existing)
 
       let relevance: TableValidation['relevance'] = null
       const tableLabels = labels.filter((l) => l.table === t.plan.table || l.table === t.name)
