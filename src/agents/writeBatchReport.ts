@@ -1,7 +1,10 @@
+import { errorMessage } from '../errors.ts'
 import type { Batch } from '../plan/schema.ts'
+import { narrateWithAnthropic } from './narrateWithAnthropic.ts'
 
-// The batch's agent (the role the plan names) writes report.md from the step's typed output.
-// This is the deterministic template; every number in it comes from the output.
+// The batch's agent (the role the plan names) writes report.md from the step's typed output:
+// a deterministic template always, with a narrative through the Anthropic API when a key is
+// set. Every number in the report comes from the output, never from the model.
 
 export interface BatchReportInput {
   batch: Batch
@@ -12,7 +15,7 @@ export interface BatchReportInput {
   endedAt: string
 }
 
-export function writeBatchReportFromTemplate(input: BatchReportInput): string {
+export function writeBatchReportFromTemplate(input: BatchReportInput, narrative?: string): string {
   const { batch } = input
   const seconds = (Date.parse(input.endedAt) - Date.parse(input.startedAt)) / 1000
   const list = (items: string[]) => (items.length ? items.map((i) => `- ${i}`).join('\n') : '- (none)')
@@ -23,6 +26,7 @@ export function writeBatchReportFromTemplate(input: BatchReportInput): string {
     '',
     `**Result:** ${input.summary}`,
     '',
+    ...(narrative ? [narrative, ''] : []),
     '## Scope',
     list(batch.scope),
     '',
@@ -34,4 +38,17 @@ export function writeBatchReportFromTemplate(input: BatchReportInput): string {
     input.details.trim(),
     '',
   ].join('\n')
+}
+
+export async function writeBatchReport(input: BatchReportInput, model: string, env: NodeJS.ProcessEnv = process.env, log: (m: string) => void = () => {}): Promise<string> {
+  const apiKey = env.ANTHROPIC_API_KEY
+  if (!apiKey) return writeBatchReportFromTemplate(input)
+  try {
+    const narrative = await narrateWithAnthropic({ batch: input.batch, summary: input.summary, details: input.details, model, apiKey, baseURL: env.ANTHROPIC_BASE_URL })
+    return writeBatchReportFromTemplate(input, `## ${input.batch.agent}'s account\n\n_Written through the Anthropic API (${model}); the figures are in the sections below, from output.json._\n\n${narrative}`)
+  } catch (error) {
+    const reason = errorMessage(error)
+    log(`  the ${input.batch.agent} agent could not write through the Anthropic API (${reason}); report written from the template`)
+    return writeBatchReportFromTemplate(input, `_The Anthropic API could not be used (${reason}); this report is the deterministic template._`)
+  }
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { writeBatchReportFromTemplate } from '../agents/writeBatchReport.ts'
+import { writeBatchReport } from '../agents/writeBatchReport.ts'
 import type { CriterionResult, Session } from '../checkpoint/session.ts'
 import type { Database } from '../db/database.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
@@ -76,7 +76,7 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       const dir = session.batchDir(batch.id)
       const summary = step.summarize(output)
       const outputPath = session.writeArtifact(join(dir, 'output.json'), `${JSON.stringify(output, null, 2)}\n`)
-      const report = writeBatchReportFromTemplate({ batch, summary, details: step.details(output), startedAt, endedAt })
+      const report = await writeBatchReport({ batch, summary, details: step.details(output), startedAt, endedAt }, plan.agents.model, process.env, log)
       const reportPath = session.writeArtifact(join(dir, 'report.md'), report)
       outputs.set(batch.id, output)
       session.updateBatch(batch.id, { status: 'completed', ended_at: endedAt, summary, output_path: outputPath, report_path: reportPath })

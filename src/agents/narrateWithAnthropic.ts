@@ -1,0 +1,49 @@
+import Anthropic from '@anthropic-ai/sdk'
+import type { Batch } from '../plan/schema.ts'
+
+// The batch's agent explains, in words, what its step's output means. It may not state
+// numbers: the figures stay in the tables the template writes from output.json. A narrative
+// that brings a number the measurements do not contain is refused.
+
+export interface NarrativeRequest {
+  batch: Batch
+  summary: string
+  details: string
+  model: string
+  apiKey: string
+  baseURL?: string
+}
+
+/** Numbers as written in text: 1,234.5 / 0.93 / 12 / 12x (digits inside words such as p95 or ef_search_40 are names, not figures). */
+function numbersIn(text: string): string[] {
+  return (text.match(/(?<![\w.])\d[\d,]*(?:\.\d+)?(?=x\b|[^\w]|$)/g) ?? []).map((n) => n.replace(/,/g, ''))
+}
+
+export function inventedNumbers(narrative: string, measurements: string): string[] {
+  const known = new Set(numbersIn(measurements))
+  return [...new Set(numbersIn(narrative))].filter((n) => !known.has(n))
+}
+
+export async function narrateWithAnthropic(request: NarrativeRequest): Promise<string> {
+  const client = new Anthropic({ apiKey: request.apiKey, baseURL: request.baseURL, maxRetries: 2, timeout: 60_000 })
+  const { batch } = request
+  const message = await client.messages.create({
+    model: request.model,
+    max_tokens: 700,
+    system:
+      `You are the ${batch.agent} on a team fixing an application's pgvector semantic search. ` +
+      'Write two or three short paragraphs for a reviewer: what this batch found or did, why it matters for the application, and what to watch next. ' +
+      'Do not write any number, count, time or percentage: the measured figures appear in tables right below your text. Plain prose, no headings.',
+    messages: [
+      {
+        role: 'user',
+        content: `Batch "${batch.id}": ${batch.title}\nScope:\n${batch.scope.map((s) => `- ${s}`).join('\n')}\nNot to do:\n${batch.not_to_do.map((s) => `- ${s}`).join('\n')}\n\nResult: ${request.summary}\n\n${request.details}`,
+      },
+    ],
+  })
+  const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('\n').trim()
+  if (!text) throw new Error('the answer had no text')
+  const invented = inventedNumbers(text, `${request.summary}\n${request.details}`)
+  if (invented.length > 0) throw new Error(`the narrative stated numbers that are not in the measurements (${invented.slice(0, 5).join(', ')})`)
+  return text
+}
