@@ -1,6 +1,8 @@
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { chromium } from 'playwright-core'
+import { PNG } from 'pngjs'
 import { stringify } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionState } from '../src/checkpoint/session.ts'
@@ -29,9 +31,10 @@ const stateOf = (sessions: string) => JSON.parse(readFileSync(join(sessions, rea
 const filesUnder = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => join(dir, f)).filter((f) => statSync(f).isFile())
 
 describe('the whole plan on the embedded demo database', () => {
+  const dir = tempDir()
+  const sessions = join(dir, 'sessions')
+
   it('diagnoses, indexes, embeds, validates: every criterion met, exit 0', async () => {
-    const dir = tempDir()
-    const sessions = join(dir, 'sessions')
     const run = await execa('node', [bin, 'start', planIn(dir), '--sessions-dir', sessions], { cwd: dir, reject: false, all: true, env: { DATABASE_URL: '', OPENAI_API_KEY: '' } })
     expect(run.exitCode, run.all).toBe(0)
     expect(run.stderr).toContain('creating the demo application in its broken state: 400 rows')
@@ -47,6 +50,32 @@ describe('the whole plan on the embedded demo database', () => {
       ['auto_embed', true],
     ])
     expect(state.criteria![0]!.measured).toBe('0 of 440 (atoms 0, messages 0, topics 0)')
+  })
+
+  it('writes a report.html that renders in headless Chromium with no console errors and is not blank', async () => {
+    const session = join(sessions, readdirSync(sessions)[0]!)
+    const html = readFileSync(join(session, 'report.html'), 'utf8')
+    expect(html).not.toMatch(/<script|<link|src="http|href="http/) // self-contained
+    expect(html.match(/<svg /g)).toHaveLength(2)
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+    try {
+      const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } })
+      const problems: string[] = []
+      page.on('console', (m) => m.type() === 'error' && problems.push(m.text()))
+      page.on('pageerror', (e) => problems.push(e.message))
+      await page.goto(`file://${join(session, 'report.html')}`)
+      expect(await page.locator('h1').textContent()).toBe('Core LLM Infrastructure (pgvector Fix)')
+      expect(await page.locator('td.pass').count()).toBe(6)
+      const chart = await page.locator('svg').first().boundingBox()
+      expect(chart!.width).toBeGreaterThan(300)
+      const png = PNG.sync.read(await page.screenshot({ fullPage: true }))
+      const colours = new Set<number>()
+      for (let i = 0; i < png.data.length; i += 4 * 97) colours.add(png.data.readUInt32BE(i))
+      expect(colours.size).toBeGreaterThan(20) // text, bars and lines, not one flat colour
+      expect(problems).toEqual([])
+    } finally {
+      await browser.close()
+    }
   })
 })
 

@@ -7,6 +7,7 @@ import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import { errorMessage, Interrupted, UsageError } from '../errors.ts'
 import { dependenciesOf, orderBatches } from '../plan/orderBatches.ts'
 import type { Batch, Plan, StepName } from '../plan/schema.ts'
+import { writeHtmlReport } from '../report/writeHtmlReport.ts'
 import { writeSummary } from '../report/writeSummary.ts'
 import type { StepContext, StepRegistry } from '../steps/step.ts'
 import { countEmbeddings, embeddingChanges, readOnlyView } from './guards.ts'
@@ -148,6 +149,8 @@ function finish(options: RunOptions, outputs: Map<string, unknown>, status: 'com
   session.state.criteria = criteria
   session.saveState()
   writeSummary(session, plan)
+  const byStep = new Map(plan.batches.flatMap((b) => (outputs.has(b.id) ? [[b.step, outputs.get(b.id)] as const] : [])))
+  writeHtmlReport(session, plan, byStep)
   session.event('session_finished', { status, criteria_failed: criteria.filter((c) => !c.passed).map((c) => c.id) })
   const ok = status === 'completed' && criteria.every((c) => c.passed)
   return { status, criteria, exitCode: ok ? 0 : 1 }

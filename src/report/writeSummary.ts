@@ -32,6 +32,7 @@ export function writeSummary(session: Session, plan: Plan): string {
     '',
     '## Files',
     '',
+    '- `report.html`: this summary with charts (coverage, latency, recall against ef_search), one self-contained page',
     '- `coordination-state.json`: where each batch is (status, attempts, times, errors)',
     '- `batch-progress.json`: cursors inside batches, for resume',
     '- `events.ndjson`: every event, in order',
