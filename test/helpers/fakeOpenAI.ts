@@ -44,7 +44,9 @@ export function fakeVector(text: string, dimensions: number): number[] {
 
 export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}): Promise<FakeOpenAI> {
   const fake: Omit<FakeOpenAI, 'url' | 'close'> = { key: 'sk-test-fake-key-0123456789', faults: [], badInputs: new Set(), embedded: new Map(), requests: [], tokensPerMinute: options.tokensPerMinute, arrived: 0, delayMs: 0 }
-  const window: { at: number; tokens: number }[] = []
+  // The tokens-per-minute limit as a bucket refilled continuously, as OpenAI describes its limits.
+  let bucket = options.tokensPerMinute ?? 0
+  let refilledAt = Date.now()
 
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     res.writeHead(status, { 'content-type': 'application/json', ...headers })
@@ -90,21 +92,22 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
       record(400)
       return send(res, 400, error(`input ${JSON.stringify(bad.slice(0, 20))} is not allowed`, 'invalid_request_error'))
     }
-    const now = Date.now()
-    while (window.length && window[0]!.at < now - 60_000) window.shift()
-    const used = window.reduce((s, w) => s + w.tokens, 0)
     const headers: Record<string, string> = {}
-    if (fake.tokensPerMinute) {
-      if (used + tokens > fake.tokensPerMinute) {
+    const limit = fake.tokensPerMinute
+    if (limit) {
+      const now = Date.now()
+      bucket = Math.min(limit, bucket + ((now - refilledAt) / 60_000) * limit)
+      refilledAt = now
+      if (tokens > bucket) {
         record(429)
-        const resetMs = window[0] ? window[0].at + 60_000 - now : 1000
-        return send(res, 429, error('Rate limit reached for tokens per min', 'tokens', 'rate_limit_exceeded'), { 'retry-after-ms': String(resetMs) })
+        const waitMs = Math.ceil(((tokens - bucket) / limit) * 60_000)
+        return send(res, 429, error('Rate limit reached for tokens per min', 'tokens', 'rate_limit_exceeded'), { 'retry-after-ms': String(waitMs) })
       }
-      window.push({ at: now, tokens })
+      bucket -= tokens
       Object.assign(headers, {
-        'x-ratelimit-limit-tokens': String(fake.tokensPerMinute),
-        'x-ratelimit-remaining-tokens': String(fake.tokensPerMinute - used - tokens),
-        'x-ratelimit-reset-tokens': `${Math.ceil((window[0]!.at + 60_000 - now) / 1000)}s`,
+        'x-ratelimit-limit-tokens': String(limit),
+        'x-ratelimit-remaining-tokens': String(Math.floor(bucket)),
+        'x-ratelimit-reset-tokens': `${Math.ceil(((limit - bucket) / limit) * 60)}s`,
       })
     }
     const dimensions = fault?.type === 'wrongDims' ? 7 : (body.dimensions ?? 1536)

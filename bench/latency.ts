@@ -1,0 +1,92 @@
+// Query latency and recall@10 of HNSW on the real server: full precision against half
+// precision, over hnsw.ef_search, warm (pg_prewarm), single client, against the exact scan in
+// the same run. Target (issue 8): p95 <= 3 ms at recall@10 >= 0.95.
+//   npx tsx bench/latency.ts [--rows N] [--queries N]
+import pg from 'pg'
+import { ensureBenchDatabase } from './lib/benchDatabase.ts'
+import { percentiles, recallAt10 } from '../src/steps/validate/measureSearch.ts'
+
+const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
+const rows = arg('--rows', 100_000)
+const queryCount = arg('--queries', 200)
+const exactCount = Math.min(50, queryCount)
+const log = (m: string) => process.stderr.write(`${m}\n`)
+const url = await ensureBenchDatabase(`runner_bench_${rows}`, rows, 1536, log)
+const db = new pg.Client({ connectionString: url })
+await db.connect()
+
+// Query vectors like the data but not in it: a centre plus fresh noise.
+const { rows: queryRows } = await db.query(
+  `SELECT (SELECT array_agg(ce.v[g] + 0.2 * (random() - 0.5)) FROM generate_series(1, 1536) g)::vector::text AS v
+   FROM generate_series(1, $1::int) q JOIN centres ce ON ce.c = 1 + q % 40`,
+  [queryCount],
+)
+const queries = queryRows.map((r) => r.v as string)
+
+async function timed(sql: string, vectors: string[]) {
+  const ms: number[] = []
+  const distances: number[][] = []
+  for (const v of vectors) {
+    const started = performance.now()
+    const { rows: result } = await db.query(sql, [v])
+    ms.push(performance.now() - started)
+    distances.push(result.map((r) => Number(r.d)))
+  }
+  return { ms, distances }
+}
+
+const configs = [
+  { name: 'vector, vector_cosine_ops', index: 'items_embedding_hnsw', create: `CREATE INDEX IF NOT EXISTS items_embedding_hnsw ON items USING hnsw (embedding vector_cosine_ops)`, expr: 'embedding', cast: 'vector(1536)' },
+  { name: 'halfvec, halfvec_cosine_ops', index: 'items_embedding_hnsw_half', create: `CREATE INDEX IF NOT EXISTS items_embedding_hnsw_half ON items USING hnsw ((embedding::halfvec(1536)) halfvec_cosine_ops)`, expr: '(embedding::halfvec(1536))', cast: 'halfvec(1536)' },
+]
+const sql = (expr: string, cast: string) => `SELECT id, (${expr} <=> $1::${cast})::float8 AS d FROM items ORDER BY ${expr} <=> $1::${cast} LIMIT 10`
+
+await db.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm')
+const sharedBuffers = (await db.query(`SELECT current_setting('shared_buffers') AS s`)).rows[0].s
+await db.query('SET enable_indexscan = off; SET enable_bitmapscan = off')
+const exact = await timed(sql('embedding', 'vector(1536)'), queries.slice(0, exactCount))
+await db.query('RESET enable_indexscan; RESET enable_bitmapscan')
+const exactP = percentiles(exact.ms)
+log(`exact scan: p50 ${exactP.p50.toFixed(1)} ms over ${exactCount} queries`)
+
+const lines = [
+  `## Query latency: ${rows.toLocaleString('en-US')} x 1536 (40 clusters), nearest 10 by cosine, single client, warm`,
+  '',
+  `Exact scan (sequential, ${exactCount} queries): p50 ${exactP.p50.toFixed(1)} ms, p95 ${exactP.p95.toFixed(1)} ms. shared_buffers ${sharedBuffers}.`,
+  '',
+  '| index | size | ef_search | recall@10 | p50 | p95 | p99 | p95 <= 3 ms at recall >= 0.95 |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- |',
+]
+for (const c of configs) {
+  for (const other of configs) if (other !== c) await db.query(`DROP INDEX IF EXISTS ${other.index}`)
+  await db.query(`SET maintenance_work_mem = '1GB'`)
+  let started = performance.now()
+  await db.query(c.create)
+  log(`${c.name}: index ready in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  const size = Number((await db.query(`SELECT pg_relation_size($1::regclass) AS b`, [c.index])).rows[0].b)
+  await db.query(`SELECT pg_prewarm($1::regclass)`, [c.index])
+  for (const ef of [20, 40, 64, 100]) {
+    await db.query(`SET hnsw.ef_search = ${ef}`)
+    await timed(sql(c.expr, c.cast), queries.slice(0, 20)) // warm-up
+    started = performance.now()
+    const run = await timed(sql(c.expr, c.cast), queries)
+    const p = percentiles(run.ms)
+    // recall against the exact full-precision distances; the half index's own distances are close but not equal
+    const fullDistances = c.cast.startsWith('halfvec') ? (await (async () => {
+      const ids = []
+      for (const v of queries.slice(0, exactCount)) {
+        const { rows: r } = await db.query(`SELECT (embedding <=> $1::vector(1536))::float8 AS d FROM items WHERE id = ANY(SELECT id FROM items ORDER BY ${c.expr} <=> $1::${c.cast} LIMIT 10)`, [v])
+        ids.push(r.map((x) => Number(x.d)))
+      }
+      return ids
+    })()) : run.distances.slice(0, exactCount)
+    const recall = recallAt10(fullDistances, exact.distances)
+    lines.push(`| ${c.name} | ${(size / 1024 / 1024).toFixed(0)} MB | ${ef} | ${recall.toFixed(3)} | ${p.p50.toFixed(2)} ms | ${p.p95.toFixed(2)} ms | ${p.p99.toFixed(2)} ms | ${p.p95 <= 3 && recall >= 0.95 ? 'yes' : 'no'} |`)
+    log(lines.at(-1)!)
+  }
+}
+await db.query('RESET hnsw.ef_search')
+for (const c of configs.slice(1)) await db.query(`DROP INDEX IF EXISTS ${c.index}`)
+await db.end()
+lines.push('', `${queryCount} queries per row, each a cluster centre plus fresh noise (not a row of the table). Command: \`npx tsx bench/latency.ts --rows ${rows} --queries ${queryCount}\``, '')
+process.stdout.write(`${lines.join('\n')}\n`)
