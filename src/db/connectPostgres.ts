@@ -1,16 +1,18 @@
 import pg from 'pg'
-import pgvector from 'pgvector/pg'
+import pgvector from 'pgvector'
 import type { Database, Queryable, QueryResult, TransactionOptions } from './database.ts'
 
-// bigint counts arrive as numbers, as they do from the embedded database; a value past 2^53
-// stays a string rather than silently losing digits.
-const types = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === pg.types.builtins.INT8) {
-      return (text: string) => (Number.isSafeInteger(Number(text)) ? Number(text) : text)
-    }
-    return pg.types.getTypeParser(oid, format)
-  },
+// Type parsers for the whole pool, set once: bigint counts arrive as numbers, as they do from
+// the embedded database (a value past 2^53 stays a string rather than losing digits), and
+// vector/halfvec values as number arrays through the pgvector package. (pgvector's own
+// registerTypes runs a query on each new client, which races the pool handing it out.)
+function typeParsers(vectorOids: Map<number, (text: string) => unknown>) {
+  return {
+    getTypeParser(oid: number, format?: 'text' | 'binary') {
+      if (oid === pg.types.builtins.INT8) return (text: string) => (Number.isSafeInteger(Number(text)) ? Number(text) : text)
+      return vectorOids.get(oid) ?? pg.types.getTypeParser(oid, format)
+    },
+  }
 }
 
 /** The URL as it may be printed: user, host, port and database, never the password. */
@@ -37,29 +39,20 @@ function wrap(client: pg.Pool | pg.PoolClient): Queryable {
 }
 
 export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<Database> {
+  const vectorOids = new Map<number, (text: string) => unknown>()
   const config: pg.PoolConfig = {
     connectionString: url,
-    types,
+    types: typeParsers(vectorOids),
     max: 4,
     application_name: options.applicationName ?? 'runner',
   }
   const pool = new pg.Pool(config)
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {})
-  let vectorTypesRegistered = false
-  pool.on('connect', (client) => {
-    if (vectorTypesRegistered) void pgvector.registerTypes(client).catch(() => {})
-  })
-  // Fail early, with a clear cause, when the server is not there.
-  const probe = await pool.connect()
-  try {
-    await pgvector.registerTypes(probe)
-    vectorTypesRegistered = true
-  } catch {
-    // No vector extension yet: the diagnosis reports it; nothing else needs the parser.
-  } finally {
-    probe.release()
-  }
+  // Fail early, with a clear cause, when the server is not there. Without the extension there
+  // are no vector types yet: the diagnosis reports that.
+  const { rows } = await pool.query<{ typname: string; oid: number }>(`SELECT typname, oid::int AS oid FROM pg_type WHERE typname IN ('vector', 'halfvec')`)
+  for (const row of rows) vectorOids.set(row.oid, pgvector.fromSql)
   const pooled = wrap(pool)
 
   return {

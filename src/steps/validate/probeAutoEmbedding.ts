@@ -8,7 +8,25 @@ import type { ResolvedTarget } from '../../pipeline/resolveTargets.ts'
 
 export type ProbeResult = { measured: true; delay_ms: number; key: string } | { measured: false; reason: string; key?: string }
 
-export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withinSeconds: number): Promise<ProbeResult> {
+export interface Probe {
+  table: string
+  key: string
+  text: string
+}
+
+/** Removes probe rows a crashed run left behind: only the recorded key, and only while it still holds the probe text. */
+export async function removeLeftoverProbes(db: Queryable, targets: ResolvedTarget[], probes: Probe[]): Promise<number> {
+  let removed = 0
+  for (const probe of probes) {
+    const t = targets.find((x) => x.name === probe.table)
+    if (!t) continue
+    const { rowCount } = await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType} AND ${t.text()} LIKE '%' || $2 || '%'`, [probe.key, probe.text])
+    removed += rowCount
+  }
+  return removed
+}
+
+export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withinSeconds: number, onInserted: (probe: Probe) => void = () => {}): Promise<ProbeResult> {
   const { rows: columns } = await db.query<{ name: string; has_default: boolean }>(
     `SELECT a.attname AS name, (a.atthasdef OR a.attidentity <> '') AS has_default
      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -29,6 +47,7 @@ export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withi
   )
   const key = inserted.rows[0]?.key
   if (!key) return { measured: false, reason: `${t.name} is empty: there is no row to copy for a probe` }
+  onInserted({ table: t.name, key, text: probeText })
   const started = performance.now()
   try {
     for (;;) {

@@ -15,7 +15,7 @@ import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { percentiles, prewarmIndex, recallAt10, runExact, runIndexed, sampleQueryVectors, searchSql } from './measureSearch.ts'
 import { validateOutputSchema, type TableValidation, type ValidateOutput } from './output.ts'
-import { probeAutoEmbedding } from './probeAutoEmbedding.ts'
+import { probeAutoEmbedding, removeLeftoverProbes, type Probe } from './probeAutoEmbedding.ts'
 import { renderValidation } from './renderValidation.ts'
 
 // Batch 4 of the seed: measure, on the target database, everything the success criteria
@@ -95,6 +95,11 @@ export const validateStep: Step<ValidateOutput> = {
     // Without an index batch in the plan, the application's plain query is measured as it is.
     const index = ctx.inputs.index === undefined ? { indexes: [] } : indexOutputSchema.parse(ctx.inputs.index)
     const targets = await resolveTargets(db, plan)
+    // A run killed while its probe row waited for a worker left that row behind: remove it first.
+    const leftover = ctx.checkpoint.load<{ probes: Probe[] }>()?.probes ?? []
+    if (leftover.length) log(`  removed ${await removeLeftoverProbes(db, targets, leftover)} probe row(s) left by an interrupted run`)
+    const probes: Probe[] = []
+    ctx.checkpoint.save({ probes })
     const { path: labelsPath, labels } = plan.criteria.relevance_recall_at_k ? labelsFor(ctx) : { path: null, labels: [] }
     const tables: TableValidation[] = []
     for (const t of targets) {
@@ -142,7 +147,10 @@ export const validateStep: Step<ValidateOutput> = {
             tables[i]!.auto_embed = { measured: false, delay_ms: null, reason: 'no worker is running: start `runner worker <plan>` or pass --with-worker' }
             continue
           }
-          const probe = await probeAutoEmbedding(db, t, plan.criteria.auto_embed_within_seconds)
+          const probe = await probeAutoEmbedding(db, t, plan.criteria.auto_embed_within_seconds, (inserted) => {
+            probes.push(inserted)
+            ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
+          })
           tables[i]!.auto_embed = probe.measured ? { measured: true, delay_ms: probe.delay_ms, reason: null } : { measured: false, delay_ms: null, reason: probe.reason }
         }
       } finally {
