@@ -65,7 +65,7 @@ for (const c of configs) {
   log(`${c.name}: index ready in ${((performance.now() - started) / 1000).toFixed(1)} s`)
   const size = Number((await db.query(`SELECT pg_relation_size($1::regclass) AS b`, [c.index])).rows[0].b)
   await db.query(`SELECT pg_prewarm($1::regclass)`, [c.index])
-  for (const ef of [20, 40, 64, 100]) {
+  for (const ef of [40, 100, 200, 400]) {
     await db.query(`SET hnsw.ef_search = ${ef}`)
     await timed(sql(c.expr, c.cast), queries.slice(0, 20)) // warm-up
     started = performance.now()

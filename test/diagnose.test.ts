@@ -185,6 +185,9 @@ describe.skipIf(!serverUrl)('diagnose changes nothing (real server)', () => {
       expect(result.status, result.session.state.batches[0]!.error).toBe('completed')
       expect(result.outputs.diagnose.targets[0].nulls).toBe(120)
       expect(await stats()).toEqual(before)
+      // ...and it says which rights the later batches would miss.
+      const missing = result.outputs.diagnose.findings.filter((f: any) => f.code === 'MISSING_PRIVILEGES')
+      expect(missing.map((f: any) => f.evidence)).toContain(`role ${role} lacks on public.atoms: ownership (CREATE INDEX and CREATE TRIGGER need the table owner); UPDATE (the backfill and the worker write embeddings)`)
     } finally {
       await owner.close()
       await target.drop()

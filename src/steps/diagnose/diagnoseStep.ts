@@ -2,7 +2,7 @@ import { resolve } from 'node:path'
 import type { Step } from '../step.ts'
 import { explainNearestNeighbour } from './explainNearestNeighbour.ts'
 import { findFindings } from './findFindings.ts'
-import { inspectExtension, inspectVectorColumns, inspectVectorIndexes, inspectWriters, serverVersion } from './inspectDatabase.ts'
+import { inspectExtension, inspectPrivileges, inspectVectorColumns, inspectVectorIndexes, inspectWriters, serverVersion } from './inspectDatabase.ts'
 import { diagnoseOutputSchema, type DiagnoseOutput, type QueryPlan, type TargetColumn } from './output.ts'
 import { scanSource } from './scanSource.ts'
 import { renderDiagnosis } from './renderDiagnosis.ts'
@@ -43,6 +43,7 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       indexes,
       writers,
       query_plans: queryPlans,
+      privileges: await inspectPrivileges(db, plan),
       source_references: sourceReferences,
     }
     const output: DiagnoseOutput = { ...measured, ...findFindings(plan, measured) }

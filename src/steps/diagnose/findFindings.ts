@@ -146,6 +146,31 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       recommendation: 'read the errors, fix the cause, then re-queue those rows',
     })
   }
+  const { privileges } = m
+  for (const t of privileges.tables) {
+    const missing = [
+      !t.owner && 'ownership (CREATE INDEX and CREATE TRIGGER need the table owner)',
+      !t.update && 'UPDATE (the backfill and the worker write embeddings)',
+      !t.select && 'SELECT',
+    ].filter(Boolean)
+    if (missing.length) {
+      add({
+        code: 'MISSING_PRIVILEGES',
+        severity: 'error',
+        table: t.table,
+        evidence: `role ${privileges.role} lacks on ${t.table}: ${missing.join('; ')}`,
+        recommendation: `run the runner as the owner of ${t.table}, or GRANT what is missing to ${privileges.role}`,
+      })
+    }
+  }
+  if (!privileges.can_create_runner_schema) {
+    add({
+      code: 'MISSING_PRIVILEGES',
+      severity: 'error',
+      evidence: `role ${privileges.role} may not create the schema ${plan.target.runner_schema} (CREATE on the database) for the queue and triggers`,
+      recommendation: `GRANT CREATE ON DATABASE ... TO ${privileges.role}, or create the schema ${plan.target.runner_schema} for it beforehand`,
+    })
+  }
   for (const c of m.vector_columns.filter((c) => !c.targeted)) {
     add({
       code: 'UNTARGETED_VECTOR_COLUMN',

@@ -130,3 +130,28 @@ export async function inspectWriters(db: Queryable, plan: Plan): Promise<Diagnos
     workers_connected: workers.rows[0]!.n,
   }
 }
+
+/**
+ * The rights later batches need: CREATE INDEX and CREATE TRIGGER need the table's owner (or a
+ * member of its role), the backfill needs UPDATE, and the runner's schema needs CREATE on the
+ * database unless it exists already and is usable.
+ */
+export async function inspectPrivileges(db: Queryable, plan: Plan): Promise<DiagnoseOutput['privileges']> {
+  const { rows: who } = await db.query<{ role: string; can_create: boolean }>(
+    `SELECT current_user AS role,
+            has_database_privilege(current_database(), 'CREATE')
+            OR coalesce((SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = $1), false) AS can_create`,
+    [plan.target.runner_schema],
+  )
+  const tables: DiagnoseOutput['privileges']['tables'] = []
+  for (const t of plan.target.tables) {
+    const { rows } = await db.query<{ owner: boolean; select: boolean; update: boolean; trigger: boolean }>(
+      `SELECT pg_has_role(c.relowner, 'MEMBER') AS owner,
+              has_table_privilege(c.oid, 'SELECT') AS select, has_table_privilege(c.oid, 'UPDATE') AS update, has_table_privilege(c.oid, 'TRIGGER') AS trigger
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+      [t.schema, t.table],
+    )
+    if (rows[0]) tables.push({ table: `${t.schema}.${t.table}`, ...rows[0] })
+  }
+  return { role: who[0]!.role, can_create_runner_schema: who[0]!.can_create, tables }
+}

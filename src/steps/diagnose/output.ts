@@ -18,6 +18,7 @@ export const FINDING_CODES = [
   'FAILED_JOBS',
   'SEQUENTIAL_SCAN',
   'UNTARGETED_VECTOR_COLUMN',
+  'MISSING_PRIVILEGES',
 ] as const
 
 export const findingSchema = z.object({
@@ -103,6 +104,12 @@ export const diagnoseOutputSchema = z.object({
     workers_connected: z.number().int(),
   }),
   query_plans: z.array(queryPlanSchema),
+  /** What the connected role may do that later batches need: per table, and for the runner's schema. */
+  privileges: z.object({
+    role: z.string(),
+    can_create_runner_schema: z.boolean(),
+    tables: z.array(z.object({ table: z.string(), owner: z.boolean(), select: z.boolean(), update: z.boolean(), trigger: z.boolean() })),
+  }),
   source_references: z.array(sourceReferenceSchema),
   findings: z.array(findingSchema),
   root_cause: z.string(),

@@ -1,0 +1,91 @@
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { execa } from 'execa'
+import { stringify } from 'yaml'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Database } from '../src/db/database.ts'
+import { initDemo } from '../src/demo/initDemo.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
+import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
+import { startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
+
+// Bad input and faults on the real server: a clear error, a non-zero exit, and nothing in the
+// database lost or half-changed; after a fault, resume completes.
+
+const bin = join(import.meta.dirname, '../bin/runner.js')
+const shipped = loadPlan(join(import.meta.dirname, '../plans/feature-1.yaml')).plan as any
+
+describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
+  let target: TestTarget
+  let db: Database
+  let fake: FakeOpenAI
+  beforeAll(async () => {
+    target = await createTarget('postgres')
+    db = await target.open()
+    await initDemo(db, 3000)
+    fake = await startFakeOpenAI()
+  })
+  afterAll(async () => {
+    await fake?.close()
+    await db?.close()
+    await target?.drop()
+  })
+  const planFile = (change: (p: any) => void) => {
+    const dir = tempDir()
+    const plan = structuredClone(shipped)
+    plan.embedding.provider = 'openai'
+    plan.criteria.relevance_recall_at_k = null
+    change(plan)
+    writeFileSync(join(dir, 'plan.yaml'), stringify(plan))
+    return { dir, plan: join(dir, 'plan.yaml'), sessions: join(dir, 'sessions') }
+  }
+  const env = () => ({ DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url })
+  const objects = async () => (await db.query<{ n: number }>(`SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'runner') + (SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%hnsw%') + (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS n`)).rows[0]!.n
+
+  it('names a column the table does not have, exits 2, and changes nothing', async () => {
+    const { plan, sessions } = planFile((p) => (p.target.tables[0].text_columns = ['title', 'body']))
+    const before = await objects()
+    const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false })
+    expect(run.exitCode).toBe(2)
+    expect(run.stderr).toContain(`target.tables[0].text_columns[1]: public.atoms has no column "body" (it has: id, topic_id, title, content, created_at, embedding)`)
+    expect(run.stderr).toContain('nothing was changed')
+    expect(run.stderr).not.toMatch(/\n\s+at /)
+    expect(await objects()).toBe(before)
+  })
+
+  it('names a table that does not exist', async () => {
+    const { plan, sessions } = planFile((p) => (p.target.tables[2].table = 'topicz'))
+    const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false })
+    expect(run.exitCode).toBe(2)
+    expect(run.stderr).toContain('target.tables[2].table: table public.topicz does not exist in the target database')
+  })
+
+  it('survives its connections being cut mid-backfill, or stops with a checkpoint and a clear message that resume completes', async () => {
+    const { plan, sessions } = planFile((p) => {
+      p.embedding.batch_size = 100
+      p.validate = { ...p.validate, latency_queries: 20, exact_queries: 5 }
+    })
+    fake.delayMs = 40
+    const child = execa('node', [bin, 'start', plan, '--with-worker', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    const cursor = () => {
+      if (!existsSync(sessions) || readdirSync(sessions).length === 0) return 0
+      const file = join(sessions, readdirSync(sessions)[0]!, 'batch-progress.json')
+      return existsSync(file) ? Number(JSON.parse(readFileSync(file, 'utf8')).backfill?.cursor?.written?.['public.atoms'] ?? 0) : 0
+    }
+    for (let i = 0; cursor() < 300 && i < 600; i++) await sleep(50)
+    const { rows } = await db.query<{ n: number }>(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'runner' AND pid <> pg_backend_pid()`)
+    expect(rows[0]!.n).toBeGreaterThan(0)
+    const cut = await child
+    expect(cut.stderr).not.toMatch(/\n\s+at /)
+    fake.delayMs = 0
+    if (cut.exitCode !== 0) {
+      // A query was in flight on a cut connection: the batch stops, saying why.
+      expect(cut.exitCode, cut.all).toBe(1)
+      expect(cut.stderr).toMatch(/batch \w+: failed: .*(terminat|connection)/i)
+      const resumed = await execa('node', [bin, 'resume', '--with-worker', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+      expect(resumed.exitCode, resumed.all).toBe(0)
+    }
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM atoms WHERE embedding IS NULL')).rows[0]!.n).toBe(0)
+  })
+})
