@@ -1,6 +1,8 @@
 // The whole plan SIGKILLed at random moments and resumed until done, many times over.
 //   npx tsx bench/chaos.ts [--runs 20] [--rows 10000]
-import { chaosRun } from '../test/helpers/chaosRun.ts'
+// The chaos run makes its databases on the server the tests use; default to the local one.
+process.env.TEST_DATABASE_URL ??= process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const { chaosRun } = await import('../test/helpers/chaosRun.ts')
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const runs = arg('--runs', 20)

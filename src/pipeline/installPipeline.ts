@@ -1,8 +1,8 @@
 import type { Queryable } from '../db/database.ts'
-import { quoteIdent } from '../db/quote.ts'
+import { quoteIdent, quoteLiteral } from '../db/quote.ts'
 import { FAILED_TABLE, QUEUE_TABLE } from '../db/runnerObjects.ts'
 import type { Plan } from '../plan/schema.ts'
-import { literal, targetSql } from './targetSql.ts'
+import { targetSql } from './targetSql.ts'
 
 // The capture half of the auto-embedding pipeline, in the writer's own transaction: a BEFORE
 // trigger on INSERT and on UPDATE OF the text columns sets the stale embedding to NULL, queues
@@ -55,7 +55,7 @@ export function triggerSql(plan: Plan, index: number): string {
   const t = plan.target.tables[index]!
   const sql = targetSql(t)
   const s = quoteIdent(plan.target.runner_schema)
-  const name = literal(sql.name)
+  const name = quoteLiteral(sql.name)
   const changed = t.text_columns.map((c) => `NEW.${quoteIdent(c)} IS DISTINCT FROM OLD.${quoteIdent(c)}`).join(' OR ')
   const trigger = quoteIdent('runner_enqueue_embedding')
   const deleteTrigger = quoteIdent('runner_dequeue_embedding')
@@ -77,7 +77,7 @@ BEGIN
   INSERT INTO ${s}.${QUEUE_TABLE} AS q (table_name, row_key) VALUES (${name}, NEW.${sql.key}::text)
   ON CONFLICT (table_name, row_key) DO UPDATE
     SET enqueued_at = now(), run_at = now(), attempts = 0, locked_by = NULL, locked_at = NULL, last_error = NULL;
-  PERFORM pg_notify(${literal(notifyChannel(plan))}, ${name});
+  PERFORM pg_notify(${quoteLiteral(notifyChannel(plan))}, ${name});
   RETURN NEW;
 END
 $fn$;

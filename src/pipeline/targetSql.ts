@@ -1,4 +1,4 @@
-import { quoteIdent, quoteLiteral, quoteQualified } from '../db/quote.ts'
+import { quoteIdent, quoteQualified } from '../db/quote.ts'
 import type { TargetTable } from '../plan/schema.ts'
 
 // SQL fragments for one target table, built once from the plan: every identifier is quoted
@@ -32,8 +32,4 @@ export function targetSql(t: TargetTable): TargetSql {
     textColumns: t.text_columns.map((c) => quoteIdent(c)).join(', '),
     functionName: quoteIdent(`enqueue_${t.schema}_${t.table}`.slice(0, 63)),
   }
-}
-
-export function literal(value: string): string {
-  return quoteLiteral(value)
 }
