@@ -103,3 +103,39 @@ describe('the openai provider', () => {
     expect(estimate.usd).toBeCloseTo(12 * 0.1e-6, 12)
   })
 })
+
+describe('the backfill with a provider that answers the wrong dimension', () => {
+  it('stops before anything is written, naming the column, the model and both numbers', async () => {
+    const { createTarget } = await import('./helpers/databases.ts')
+    const { runInProcess } = await import('./helpers/runInProcess.ts')
+    const { backfillStep } = await import('../src/steps/backfill/backfillStep.ts')
+    const { testPlan } = await import('./helpers/plans.ts')
+    const fake = await startFakeOpenAI()
+    const target = await createTarget('embedded')
+    const db = await target.open()
+    const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL }
+    try {
+      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE docs (id int PRIMARY KEY, body text, embedding vector(8)); INSERT INTO docs VALUES (1, 'one', NULL), (2, 'two', NULL)`)
+      process.env.OPENAI_API_KEY = fake.key
+      process.env.OPENAI_BASE_URL = fake.url
+      fake.faults.push({ type: 'wrongDims' })
+      const plan = testPlan()
+      plan.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
+      plan.embedding = { provider: 'openai', model: 'text-embedding-3-small', dimensions: 8 } as any
+      plan.batches = [{ id: 'backfill', title: 'Backfill', agent: 'vector-search-engineer', step: 'backfill' } as any]
+      const result = await runInProcess(plan, db, new Map([['backfill', backfillStep]]))
+      expect(result.session.state.batches[0]!.error).toBe(
+        'the model text-embedding-3-small returned 7 dimensions; 8 are needed; nothing was written to public.docs.embedding (vector(8))',
+      )
+      expect((await db.query<{ n: number }>('SELECT count(embedding)::int AS n FROM docs')).rows[0]!.n).toBe(0)
+    } finally {
+      process.env.OPENAI_API_KEY = saved.key ?? ''
+      process.env.OPENAI_BASE_URL = saved.url ?? ''
+      if (!saved.key) delete process.env.OPENAI_API_KEY
+      if (!saved.url) delete process.env.OPENAI_BASE_URL
+      await db.close()
+      await target.drop()
+      await fake.close()
+    }
+  })
+})

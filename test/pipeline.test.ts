@@ -173,6 +173,20 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     await worker
   })
 
+  it('recovers from the provider being down for a while without losing a job', async () => {
+    const planPath = await install()
+    const worker = startWorker(planPath)
+    await waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    for (let i = 0; i < 4; i++) fake.faults.push({ type: 'status', status: 503 })
+    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'outage ' || g, 'x' FROM generate_series(1, 20) g`)
+    await waitFor('every row to be embedded after the outage', async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0, 60_000)
+    expect(fake.requests.filter((r) => r.status === 503)).toHaveLength(4)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_failures')).toBe(0)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
+    worker.kill('SIGTERM')
+    await worker
+  })
+
   it('a backfill killed with SIGKILL at a random moment, then resumed, ends with 0 NULL and at most one batch repeated', async () => {
     const p = plan({}, [
       { id: 'pipeline', title: 'Pipeline', agent: 'fastapi-backend-expert', step: 'pipeline' },

@@ -80,7 +80,13 @@ export const backfillStep: Step<BackfillOutput> = {
         throw new WorkError(`${t.name}.${t.plan.embedding_column} is ${t.embeddingType} but the provider ${provider.name} (${provider.model}) gives ${provider.dimensions} dimensions`)
       }
     }
-    await provider.probe()
+    try {
+      await provider.probe()
+    } catch (error) {
+      // Name the columns the answer would have been written to.
+      const columns = targets.map((t) => `${t.name}.${t.plan.embedding_column} (${t.embeddingType})`).join(', ')
+      throw new WorkError(`${(error as Error).message}; nothing was written to ${columns}`)
+    }
 
     const cursor: Cursor = ctx.checkpoint.load<Cursor>() ?? { after: {}, written: {}, failures: [], failedCount: {}, seconds: 0 }
     if (!cursor.estimate) {

@@ -1,0 +1,46 @@
+// Runs every benchmark and writes bench/results.md: each section is what one benchmark
+// printed (its figures, the baseline it compares with in the same run, the command).
+//   npm run bench            quick sizes, a few minutes
+//   npm run bench -- --full  100,000 x 1536 on the real server, chaos x20 (about an hour)
+import { writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { execa } from 'execa'
+import pg from 'pg'
+import { BENCH_SERVER } from './lib/benchDatabase.ts'
+
+const full = process.argv.includes('--full')
+const runs: [string, string[]][] = full
+  ? [
+      ['relevance.ts', ['--rows', '2000']],
+      ['throughput.ts', ['--texts', '20000', '--tpm', '60000']],
+      ['indexBuild.ts', ['--rows', '100000']],
+      ['latency.ts', ['--rows', '100000', '--queries', '200']],
+      ['backfill.ts', ['--rows', '100000']],
+      ['chaos.ts', ['--runs', '20', '--rows', '10000']],
+    ]
+  : [
+      ['relevance.ts', ['--rows', '2000']],
+      ['throughput.ts', ['--texts', '5000', '--tpm', '20000']],
+      ['indexBuild.ts', ['--rows', '10000']],
+      ['latency.ts', ['--rows', '10000', '--queries', '50']],
+      ['backfill.ts', ['--rows', '10000']],
+      ['chaos.ts', ['--runs', '3', '--rows', '3000']],
+    ]
+
+const client = new pg.Client({ connectionString: BENCH_SERVER })
+await client.connect()
+const server = (await client.query(`SELECT current_setting('server_version') AS v, (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgv`)).rows[0]
+await client.end()
+const sections = [
+  '# Benchmark results',
+  '',
+  `Written by \`npm run bench${full ? ' -- --full' : ''}\` on ${new Date().toISOString().slice(0, 10)}. Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB; PostgreSQL ${server.v}, pgvector ${server.pgv ?? 'not installed in the maintenance database'}, on 127.0.0.1. Timings are ratios against a baseline measured in the same run; the machine is shared, so absolute figures move.`,
+  '',
+]
+for (const [script, args] of runs) {
+  process.stderr.write(`\n== bench/${script} ${args.join(' ')}\n`)
+  const result = await execa('npx', ['tsx', `bench/${script}`, ...args], { reject: false, stderr: 'inherit' })
+  sections.push(result.exitCode === 0 ? result.stdout.trim() : `## bench/${script}\n\nFailed (exit ${result.exitCode}).`, '')
+  writeFileSync('bench/results.md', `${sections.join('\n')}\n`)
+}
+process.stdout.write('bench/results.md written\n')
