@@ -33,6 +33,11 @@ describe('loadPlan', () => {
     expect(sha256).toMatch(/^[0-9a-f]{64}$/)
   })
 
+  it('accepts the backfill-first plan, which builds the index after the backfill', () => {
+    const { plan } = loadPlan('plans/feature-1-backfill-first.yaml')
+    expect(orderBatches(plan.batches).map((b) => b.step)).toEqual(['diagnose', 'pipeline', 'backfill', 'index', 'validate'])
+  })
+
   const invalid: [string, (p: PlanObject) => void, RegExp][] = [
     ['an unknown top-level key', (p) => (p.extra = 1), /:\d+: extra: unknown key/],
     ['an unknown key in a batch guard', (p) => ((p.batches[0] as any).guards = { readonly: true }), /batches\[0\]\.guards\.readonly: unknown key/],
