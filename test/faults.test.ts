@@ -61,11 +61,41 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     expect(run.stderr).toContain('target.tables[2].table: table public.topicz does not exist in the target database')
   })
 
+  it('stops clearly when the connection building an index is cut, and resume rebuilds the invalid leftover', async () => {
+    const { plan, sessions } = planFile((p) => {
+      p.batches = p.batches.slice(0, 2) // diagnose, index
+      p.index = { ...p.index, m: 48, ef_construction: 400 } // a build slow enough to be caught in the act
+    })
+    await db.exec(`DROP INDEX IF EXISTS atoms_embedding_hnsw; DROP INDEX IF EXISTS messages_embedding_hnsw; DROP INDEX IF EXISTS topics_embedding_hnsw;
+      UPDATE atoms SET embedding = (SELECT array_agg(sin(atoms.id * g))::vector FROM generate_series(1, 1536) g) WHERE embedding IS NULL`)
+    const child = execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    let terminated = 0
+    for (let i = 0; i < 400 && terminated === 0; i++) {
+      const { rows } = await db.query<{ n: number }>(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'CREATE INDEX CONCURRENTLY%atoms%' AND state = 'active'`)
+      terminated = rows[0]!.n
+      if (!terminated) await sleep(25)
+    }
+    expect(terminated).toBe(1)
+    const cut = await child
+    expect(cut.exitCode, cut.all).toBe(1)
+    expect(cut.stderr).toMatch(/batch index: failed: .*terminat/i)
+    expect(cut.stderr).not.toMatch(/\n\s+at /)
+    const invalid = await db.query(`SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid`)
+    expect(invalid.rows).toEqual([{ relname: 'atoms_embedding_hnsw' }]) // what a cut concurrent build leaves behind
+
+    const resumed = await execa('node', [bin, 'resume', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'batches/02-index/output.json'), 'utf8'))
+    expect(output.indexes[0]).toMatchObject({ name: 'atoms_embedding_hnsw', action: 'rebuilt', valid: true })
+    expect((await db.query(`SELECT 1 FROM pg_index WHERE NOT indisvalid`)).rows).toEqual([])
+  })
+
   it('survives its connections being cut mid-backfill, or stops with a checkpoint and a clear message that resume completes', async () => {
     const { plan, sessions } = planFile((p) => {
       p.embedding.batch_size = 100
       p.validate = { ...p.validate, latency_queries: 20, exact_queries: 5 }
     })
+    await db.exec('UPDATE atoms SET embedding = NULL; UPDATE messages SET embedding = NULL')
     fake.delayMs = 40
     const child = execa('node', [bin, 'start', plan, '--with-worker', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
     const cursor = () => {

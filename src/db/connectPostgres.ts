@@ -38,6 +38,25 @@ function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   }
 }
 
+/**
+ * A client checked out of the pool for the duration of work. A connection the server cuts
+ * meanwhile (restart, pg_terminate_backend) emits 'error' on the client: without a listener
+ * that would crash the process; the query in flight rejects anyway, with the reason. A broken
+ * client is destroyed rather than handed back to the pool.
+ */
+async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect()
+  let broken: Error | undefined
+  const onError = (error: Error) => (broken = error)
+  client.on('error', onError)
+  try {
+    return await work(client)
+  } finally {
+    client.off('error', onError)
+    client.release(broken ?? false)
+  }
+}
+
 export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<Database> {
   const vectorOids = new Map<number, (text: string) => unknown>()
   const config: pg.PoolConfig = {
@@ -60,28 +79,27 @@ export async function connectPostgres(url: string, options: { applicationName?: 
     description: describeUrl(url),
     ...pooled,
     async transaction(work, txOptions: TransactionOptions = {}) {
-      const client = await pool.connect()
-      try {
+      return withClient(pool, async (client) => {
         await client.query(txOptions.readOnly ? 'BEGIN READ ONLY' : 'BEGIN')
-        const result = await work(wrap(client))
-        await client.query('COMMIT')
-        return result
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {})
-        throw error
-      } finally {
-        client.release()
-      }
+        try {
+          const result = await work(wrap(client))
+          await client.query('COMMIT')
+          return result
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {})
+          throw error
+        }
+      })
     },
     async withSession(work) {
-      const client = await pool.connect()
-      try {
-        return await work(wrap(client))
-      } finally {
-        // Session settings must not leak to the next user of this pooled connection.
-        await client.query('RESET ALL').catch(() => {})
-        client.release()
-      }
+      return withClient(pool, async (client) => {
+        try {
+          return await work(wrap(client))
+        } finally {
+          // Session settings must not leak to the next user of this pooled connection.
+          await client.query('RESET ALL').catch(() => {})
+        }
+      })
     },
     async listen(channel, onNotify) {
       const client = new pg.Client(config)
