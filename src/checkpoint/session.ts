@@ -4,7 +4,7 @@ import { UsageError } from '../errors.ts'
 import type { LoadedPlan } from '../plan/loadPlan.ts'
 import type { Batch } from '../plan/schema.ts'
 import { redactSecrets } from './redactSecrets.ts'
-import { writeFileAtomic, writeJsonAtomic } from './writeFileAtomic.ts'
+import { diskError, writeFileAtomic, writeJsonAtomic } from './writeFileAtomic.ts'
 
 // The session folder is the whole record of one run of a plan (sessions/README.md explains
 // its layout for reviewers). coordination-state.json says where each batch is,
@@ -161,6 +161,11 @@ export class Session {
 
   event(type: string, data: Record<string, unknown> = {}): void {
     const line = JSON.stringify({ at: new Date().toISOString(), type, ...data })
-    appendFileSync(join(this.dir, 'events.ndjson'), `${redactSecrets(line)}\n`)
+    const path = join(this.dir, 'events.ndjson')
+    try {
+      appendFileSync(path, `${redactSecrets(line)}\n`)
+    } catch (error) {
+      throw diskError(path, error)
+    }
   }
 }
