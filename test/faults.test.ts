@@ -61,7 +61,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     expect(run.stderr).toContain('target.tables[2].table: table public.topicz does not exist in the target database')
   })
 
-  it('stops clearly when the connection building an index is cut, and resume rebuilds the invalid leftover', async () => {
+  it('runs the index batch again when the connection building an index is cut, rebuilding the invalid leftover', async () => {
     const { plan, sessions } = planFile((p) => {
       p.batches = p.batches.slice(0, 2) // diagnose, index
       p.index = { ...p.index, m: 48, ef_construction: 400 } // a build slow enough to be caught in the act
@@ -77,14 +77,9 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     }
     expect(terminated).toBe(1)
     const cut = await child
-    expect(cut.exitCode, cut.all).toBe(1)
-    expect(cut.stderr).toMatch(/batch index: failed: .*terminat/i)
+    expect(cut.exitCode, cut.all).toBe(0)
+    expect(cut.stderr).toMatch(/batch index: transient database error \(.*terminat.*\); running it again from its checkpoint/i)
     expect(cut.stderr).not.toMatch(/\n\s+at /)
-    const invalid = await db.query(`SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid`)
-    expect(invalid.rows).toEqual([{ relname: 'atoms_embedding_hnsw' }]) // what a cut concurrent build leaves behind
-
-    const resumed = await execa('node', [bin, 'resume', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
-    expect(resumed.exitCode, resumed.all).toBe(0)
     const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'batches/02-index/output.json'), 'utf8'))
     expect(output.indexes[0]).toMatchObject({ name: 'atoms_embedding_hnsw', action: 'rebuilt', valid: true })
     expect((await db.query(`SELECT 1 FROM pg_index WHERE NOT indisvalid`)).rows).toEqual([])

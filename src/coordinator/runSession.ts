@@ -1,7 +1,9 @@
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { writeBatchReport } from '../agents/writeBatchReport.ts'
 import type { CriterionResult, Session } from '../checkpoint/session.ts'
 import type { Database } from '../db/database.ts'
+import { isTransientDatabaseError } from '../db/isTransientError.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import { errorMessage, Interrupted, UsageError } from '../errors.ts'
@@ -72,7 +74,7 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
     log(`batch ${batch.id} (${batch.step}, ${batch.agent}): started${session.cursor(batch.id) !== undefined ? ', continuing from its checkpoint' : ''}`)
 
     try {
-      const output = await runBatch(options, batch, inputs)
+      const output = await runBatchRetryingTransient(options, batch, inputs)
       const endedAt = new Date().toISOString()
       const dir = session.batchDir(batch.id)
       const summary = step.summarize(output)
@@ -93,6 +95,26 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
     }
   }
   return finish(options, outputs, 'completed')
+}
+
+const MAX_TRANSIENT_RETRIES = 5
+
+/**
+ * A dropped connection or a restarting server should not end the run: the batch runs again
+ * from its checkpoint after a capped, jittered backoff (1, 2, 4, 8, 16 s at most).
+ */
+async function runBatchRetryingTransient(options: RunOptions, batch: Batch, inputs: StepContext['inputs']): Promise<unknown> {
+  for (let retry = 0; ; retry++) {
+    try {
+      return await runBatch(options, batch, inputs)
+    } catch (error) {
+      if (!isTransientDatabaseError(error) || retry >= MAX_TRANSIENT_RETRIES || options.signal.aborted) throw error
+      const waitMs = Math.round((0.5 + Math.random() / 2) * Math.min(16_000, 1000 * 2 ** retry))
+      options.log(`batch ${batch.id}: transient database error (${errorMessage(error)}); running it again from its checkpoint in ${(waitMs / 1000).toFixed(1)} s (retry ${retry + 1} of ${MAX_TRANSIENT_RETRIES})`)
+      options.session.event('batch_retry', { batch: batch.id, error: errorMessage(error), retry: retry + 1 })
+      await sleep(waitMs)
+    }
+  }
 }
 
 async function runBatch(options: RunOptions, batch: Batch, inputs: StepContext['inputs']): Promise<unknown> {
