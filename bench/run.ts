@@ -2,6 +2,7 @@
 // printed (its figures, the baseline it compares with in the same run, the command).
 //   npm run bench            quick sizes, a few minutes
 //   npm run bench -- --full  100,000 x 1536 on the real server, chaos x20 (about an hour)
+//   npm run bench -- --out FILE   write somewhere else than bench/results.md
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { execa } from 'execa'
@@ -9,6 +10,7 @@ import pg from 'pg'
 import { BENCH_SERVER } from './lib/benchDatabase.ts'
 
 const full = process.argv.includes('--full')
+const out = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : 'bench/results.md'
 const runs: [string, string[]][] = full
   ? [
       ['relevance.ts', ['--rows', '2000']],
@@ -41,6 +43,6 @@ for (const [script, args] of runs) {
   process.stderr.write(`\n== bench/${script} ${args.join(' ')}\n`)
   const result = await execa('npx', ['tsx', `bench/${script}`, ...args], { reject: false, stderr: 'inherit' })
   sections.push(result.exitCode === 0 ? result.stdout.trim() : `## bench/${script}\n\nFailed (exit ${result.exitCode}).`, '')
-  writeFileSync('bench/results.md', `${sections.join('\n')}\n`)
+  writeFileSync(out, `${sections.join('\n')}\n`)
 }
-process.stdout.write('bench/results.md written\n')
+process.stdout.write(`${out} written\n`)

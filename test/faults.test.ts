@@ -54,6 +54,27 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     expect(await objects()).toBe(before)
   })
 
+  it('on a database without pgvector: the diagnosis says so, the index batch stops clearly, nothing is created', async () => {
+    const bare = await createTarget('postgres')
+    const bareDb = await bare.open()
+    try {
+      await bareDb.exec(`CREATE TABLE docs (id int PRIMARY KEY, body text, embedding real[]); INSERT INTO docs VALUES (1, 'one', NULL)`)
+      const { plan, sessions } = planFile((p) => {
+        p.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
+      })
+      const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: { ...env(), DATABASE_URL: bare.url! }, reject: false, all: true })
+      expect(run.exitCode, run.all).toBe(1)
+      expect(run.stderr).toContain('Semantic search cannot work: the pgvector extension is not installed in this database.')
+      expect(run.stderr).toContain('batch index: failed: public.docs.embedding is not a vector column with fixed dimensions; it cannot take an HNSW index (see the diagnosis)')
+      expect(run.stderr).not.toMatch(/\n\s+at /)
+      const created = await bareDb.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'runner' UNION ALL SELECT indexname FROM pg_indexes WHERE tablename = 'docs' AND indexname <> 'docs_pkey' UNION ALL SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`)
+      expect(created.rows).toEqual([])
+    } finally {
+      await bareDb.close()
+      await bare.drop()
+    }
+  })
+
   it('names a table that does not exist', async () => {
     const { plan, sessions } = planFile((p) => (p.target.tables[2].table = 'topicz'))
     const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false })
