@@ -173,6 +173,21 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     await worker
   })
 
+  it('on SIGTERM finishes the batch in flight, writes it, and exits 0', async () => {
+    const planPath = await install()
+    const worker = startWorker(planPath)
+    await waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    const before = fake.arrived
+    fake.faults.push({ type: 'slow', ms: 1500 })
+    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'term ' || g, 'x' FROM generate_series(1, 5) g`)
+    await waitFor('the batch to be in flight', async () => fake.arrived > before)
+    worker.kill('SIGTERM')
+    const result = await worker
+    expect(result.exitCode, result.all).toBe(0)
+    expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
+  })
+
   it('recovers from the provider being down for a while without losing a job', async () => {
     const planPath = await install()
     const worker = startWorker(planPath)

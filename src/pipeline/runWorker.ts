@@ -98,7 +98,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     if (rows.length === 0) return
     let result
     try {
-      result = await provider.embed(rows.map((r) => r.text), signal)
+      // Not given the stop signal: SIGTERM lets the batch in flight finish, then the loop ends.
+      result = await provider.embed(rows.map((r) => r.text))
     } catch (error) {
       if (signal.aborted) return
       const message = errorMessage(error)

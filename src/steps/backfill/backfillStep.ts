@@ -116,7 +116,8 @@ export const backfillStep: Step<BackfillOutput> = {
           after === null ? [batchSize] : [batchSize, after],
         )
         if (rows.length === 0) break
-        const result = await provider.embed(rows.map((r) => r.text), signal)
+        // The batch in flight finishes on SIGINT, is written and checkpointed; the loop then stops.
+        const result = await provider.embed(rows.map((r) => r.text))
         const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
         const written = await writeEmbeddings(db, plan.target.runner_schema, t, embedded, provider.model)
         for (const f of result.failures) {

@@ -117,7 +117,7 @@ export const validateStep: Step<ValidateOutput> = {
       const tableLabels = labels.filter((l) => l.table === t.plan.table || l.table === t.name)
       if (tableLabels.length > 0) {
         const k = plan.criteria.relevance_recall_at_k!.k
-        const embedded = await ctx.embeddings().embed(tableLabels.map((l) => l.query), ctx.signal)
+        const embedded = await ctx.embeddings().embed(tableLabels.map((l) => l.query))
         const sql = searchSql(t, search, Math.max(10, k))
         const rankings = []
         for (const [i, label] of tableLabels.entries()) {
