@@ -52,6 +52,19 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   }
   const isEmbeddingOf = (e: number[] | null, text: string) => e !== null && fakeVector(text, DIMS).every((v, i) => Math.abs(v - e[i]!) < 1e-5)
   const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n
+  /** A worker whose next request answers slowly, with a batch of five new rows in that request. */
+  async function startWorkerWithBatchInFlight(planPath: string, slowMs: number, prefix: string) {
+    const worker = startWorker(planPath)
+    await workerListening()
+    const before = fake.arrived
+    fake.faults.push({ type: 'slow', ms: slowMs })
+    await db.query(`INSERT INTO docs (id, title, body) SELECT g, $1 || ' ' || g, 'x' FROM generate_series(1, 5) g`, [prefix])
+    await waitFor('the batch to be in flight', async () => fake.arrived > before)
+    return { worker } // wrapped: an async function would await the child process itself
+  }
+  /** A started worker is ready once its LISTEN connection shows in pg_stat_activity. */
+  const workerListening = () =>
+    waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
 
   beforeAll(async () => {
     target = await createTarget('postgres')
@@ -120,7 +133,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   it('ends with the embedding of the new text when the text changes while the old one is being embedded', async () => {
     const planPath = await install()
     const worker = startWorker(planPath)
-    await waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    await workerListening()
     const before = fake.arrived
     fake.faults.push({ type: 'slow', ms: 1500 })
     await db.query(`INSERT INTO docs (id, title, body) VALUES (7, 'Old title', 'old body')`)
@@ -136,12 +149,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
 
   it('a worker killed with SIGKILL mid-batch leaves jobs that another finishes after the lease expires', async () => {
     const planPath = await install(plan({ lease_seconds: 2 }))
-    const first = startWorker(planPath)
-    await waitFor('the first worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
-    const before = fake.arrived
-    fake.faults.push({ type: 'slow', ms: 10_000 })
-    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'doc ' || g, 'x' FROM generate_series(1, 5) g`)
-    await waitFor('the first worker to be embedding', async () => fake.arrived > before)
+    const { worker: first } = await startWorkerWithBatchInFlight(planPath, 10_000, 'doc')
     first.kill('SIGKILL')
     await first
     const locked = await count(`SELECT count(*)::int AS n FROM runner.embedding_queue WHERE locked_by IS NOT NULL AND attempts = 1`)
@@ -175,12 +183,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
 
   it('on SIGTERM finishes the batch in flight, writes it, and exits 0', async () => {
     const planPath = await install()
-    const worker = startWorker(planPath)
-    await waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
-    const before = fake.arrived
-    fake.faults.push({ type: 'slow', ms: 1500 })
-    await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'term ' || g, 'x' FROM generate_series(1, 5) g`)
-    await waitFor('the batch to be in flight', async () => fake.arrived > before)
+    const { worker } = await startWorkerWithBatchInFlight(planPath, 1500, 'term')
     worker.kill('SIGTERM')
     const result = await worker
     expect(result.exitCode, result.all).toBe(0)
@@ -191,7 +194,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   it('recovers from the provider being down for a while without losing a job', async () => {
     const planPath = await install()
     const worker = startWorker(planPath)
-    await waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    await workerListening()
     for (let i = 0; i < 4; i++) fake.faults.push({ type: 'status', status: 503 })
     await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'outage ' || g, 'x' FROM generate_series(1, 20) g`)
     await waitFor('every row to be embedded after the outage', async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0, 60_000)
