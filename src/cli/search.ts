@@ -30,7 +30,7 @@ export async function search(options: SearchOptions): Promise<number> {
     if (!vector) throw new UsageError('the query could not be embedded')
     log(`embedded the query in ${(performance.now() - started).toFixed(1)} ms`)
     for (const t of targets) {
-      const search = searchExpression(t.plan.embedding_column, t.dimensions, t.embeddingType.startsWith('halfvec') ? 'halfvec' : 'vector', t.plan.distance, plan.index.precision)
+      const search = searchExpression(t.plan.embedding_column, t.dimensions, t.vectorType, t.plan.distance, plan.index.precision)
       const rows = await db.withSession(async (session) => {
         if (options.efSearch) await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [options.efSearch])
         const queryStarted = performance.now()

@@ -149,14 +149,3 @@ export const MESSAGE_OPENERS = [
   'From yesterday\'s discussion:',
   'Heads up,',
 ]
-
-export interface LabelledQuery {
-  query: string
-  fact: string
-  subject: string
-}
-
-/** The labelled queries: query text and the fact whose rows are the relevant answers. */
-export function labelledQueries(): LabelledQuery[] {
-  return SUBJECTS.flatMap((s) => s.facts.map((f) => ({ query: f.query, fact: f.id, subject: s.name })))
-}

@@ -1,4 +1,5 @@
 import type { Queryable } from '../db/database.ts'
+import type { VectorType } from '../db/vectorOps.ts'
 import type { Plan, TargetTable } from '../plan/schema.ts'
 import { targetSql, type TargetSql } from './targetSql.ts'
 
@@ -8,6 +9,7 @@ export interface ResolvedTarget extends TargetSql {
   keyType: string
   /** The embedding column's type with dimensions: vector(1536). */
   embeddingType: string
+  vectorType: VectorType
   dimensions: number
 }
 
@@ -25,7 +27,7 @@ export async function resolveTargets(db: Queryable, plan: Plan): Promise<Resolve
     const embedding = rows.find((r) => r.attname === t.embedding_column)
     if (!key || !embedding) throw new Error(`${t.schema}.${t.table}: key ${t.key} or embedding column ${t.embedding_column} not found`)
     if (!/^(vector|halfvec)\(\d+\)$/.test(embedding.type)) throw new Error(`${t.schema}.${t.table}.${t.embedding_column} is ${embedding.type}, not vector(N) or halfvec(N)`)
-    resolved.push({ ...targetSql(t), plan: t, keyType: key.type, embeddingType: embedding.type, dimensions: embedding.typmod })
+    resolved.push({ ...targetSql(t), plan: t, keyType: key.type, embeddingType: embedding.type, vectorType: embedding.type.startsWith('halfvec') ? 'halfvec' : 'vector', dimensions: embedding.typmod })
   }
   return resolved
 }

@@ -99,6 +99,11 @@ export async function inspectVectorIndexes(db: Queryable, columns: Pick<VectorCo
   })
 }
 
+/** The vector indexes on one column, and only those (a neighbouring column's index never counts). */
+export async function vectorIndexesOn(db: Queryable, column: Pick<VectorColumn, 'schema' | 'table' | 'column'>): Promise<VectorIndex[]> {
+  return (await inspectVectorIndexes(db, [column])).filter((i) => i.schema === column.schema && i.table === column.table && i.column === column.column)
+}
+
 export async function inspectWriters(db: Queryable, plan: Plan): Promise<DiagnoseOutput['writers']> {
   const { rows: triggers } = await db.query<{ schema: string; table: string; name: string; definition: string }>(
     `SELECT n.nspname AS schema, c.relname AS table, t.tgname AS name, pg_get_triggerdef(t.oid) AS definition

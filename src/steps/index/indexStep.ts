@@ -9,7 +9,7 @@ import { searchExpression, type SearchExpression } from '../../db/searchExpressi
 import { MAX_INDEXABLE_DIMENSIONS } from '../../db/vectorOps.ts'
 import { Interrupted } from '../../errors.ts'
 import { explainNearestNeighbour } from '../diagnose/explainNearestNeighbour.ts'
-import { inspectVectorIndexes } from '../diagnose/inspectDatabase.ts'
+import { vectorIndexesOn } from '../diagnose/inspectDatabase.ts'
 import { diagnoseOutputSchema, type TargetColumn } from '../diagnose/output.ts'
 import { requireInput, type Step, type StepContext } from '../step.ts'
 import { buildIndex } from './buildIndex.ts'
@@ -59,7 +59,7 @@ async function planIndex(ctx: StepContext, target: TargetColumn, freeMb: number 
     throw new Error(`${where} has ${target.dimensions} dimensions; HNSW on ${indexedType} takes at most ${MAX_INDEXABLE_DIMENSIONS[indexedType]}${indexedType === 'vector' ? ' (set index.precision: half in the plan)' : ''}`)
   }
   const name = indexName(target.table, target.column, indexedType === 'halfvec' && target.type === 'vector')
-  const existing = (await inspectVectorIndexes(db, [target])).filter((i) => i.schema === target.schema && i.table === target.table && i.column === target.column)
+  const existing = await vectorIndexesOn(db, target)
   const decision = chooseIndexAction(existing, { opclass: search.opclass, expression: search.expression, name }, plan.index.replace_mismatched)
   const estimated = estimateGraphMb(target.rows - target.nulls || target.rows, target.dimensions, indexedType === 'halfvec' ? 2 : 4, plan.index.m)
   const planMax = db.kind === 'embedded' ? Math.min(plan.index.max_maintenance_work_mem_mb, EMBEDDED_MAX_BUILD_MB) : plan.index.max_maintenance_work_mem_mb
@@ -138,7 +138,7 @@ export const indexStep: Step<IndexOutput> = {
     const explains: string[] = []
     for (const p of planned) {
       const indexNameNow = p.decision.action === 'kept' || p.decision.action === 'mismatch_reported' ? p.decision.existing.name : p.name
-      const found = (await inspectVectorIndexes(db, [p.target])).find((i) => i.name === indexNameNow)
+      const found = (await vectorIndexesOn(db, p.target)).find((i) => i.name === indexNameNow)
       if (!found) throw new Error(`index ${indexNameNow} on ${p.target.schema}.${p.target.table} does not exist after the build`)
       const embedded = await db.query<{ n: number }>(`SELECT count(${quoteIdent(p.target.column)})::int AS n FROM ${quoteQualified(p.target.schema, p.target.table)}`)
       const listed = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [p.target.schema, indexNameNow])

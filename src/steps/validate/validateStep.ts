@@ -8,8 +8,8 @@ import { rankingMetrics } from '../../embeddings/rankingMetrics.ts'
 import { resolveTargets, type ResolvedTarget } from '../../pipeline/resolveTargets.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import { explainNearestNeighbour } from '../diagnose/explainNearestNeighbour.ts'
-import { inspectVectorIndexes } from '../diagnose/inspectDatabase.ts'
-import type { TargetColumn } from '../diagnose/output.ts'
+import { vectorIndexesOn } from '../diagnose/inspectDatabase.ts'
+import type { TargetColumn, VectorIndex } from '../diagnose/output.ts'
 import { indexOutputSchema } from '../index/output.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
@@ -38,14 +38,13 @@ function labelsFor(ctx: StepContext): { path: string | null; labels: Label[] } {
   }
 }
 
-async function measureTable(ctx: StepContext, t: ResolvedTarget, search: SearchExpression, indexName: string | null): Promise<Omit<TableValidation, 'relevance' | 'auto_embed'> & { efSearch: number }> {
+async function measureTable(ctx: StepContext, t: ResolvedTarget, search: SearchExpression, index: VectorIndex | undefined): Promise<Omit<TableValidation, 'relevance' | 'auto_embed'> & { efSearch: number }> {
   const { db, plan } = ctx
   const counts = (await db.query<{ rows: number; nulls: number }>(`SELECT count(*)::int AS rows, (count(*) - count(${t.embedding}))::int AS nulls FROM ${t.table}`)).rows[0]!
-  const index = indexName ? (await inspectVectorIndexes(db, [{ schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column }])).find((i) => i.name === indexName) : undefined
   const sharedBuffers = (await db.query<{ b: number }>(`SELECT pg_size_bytes(current_setting('shared_buffers'))::float8 AS b`)).rows[0]!.b
   const prewarmed = index ? await prewarmIndex(db, plan.target.runner_schema, quoteIdent(plan.target.runner_schema), quoteQualified(t.plan.schema, index.name)) : false
 
-  const column: TargetColumn = { schema: t.plan.schema, table: t.plan.table, key: t.plan.key, column: t.plan.embedding_column, text_columns: t.plan.text_columns, distance: t.plan.distance, type: t.embeddingType.startsWith('halfvec') ? 'halfvec' : 'vector', dimensions: t.dimensions, rows: counts.rows, nulls: counts.nulls }
+  const column: TargetColumn = { schema: t.plan.schema, table: t.plan.table, key: t.plan.key, column: t.plan.embedding_column, text_columns: t.plan.text_columns, distance: t.plan.distance, type: t.vectorType, dimensions: t.dimensions, rows: counts.rows, nulls: counts.nulls }
   const natural = (await explainNearestNeighbour(db, column, search))!
   const forced = natural.scan === 'index' ? natural : (await explainNearestNeighbour(db, column, search, { forceIndex: true }))!
   ctx.writeArtifact(`explain-${t.plan.table}.txt`, `-- ${natural.sql}\n\n${natural.plan}\n${forced !== natural ? `\n-- sequential scans disabled:\n${forced.plan}\n` : ''}`)
@@ -106,12 +105,10 @@ export const validateStep: Step<ValidateOutput> = {
       const built = index.indexes.find((i) => i.table === t.name && i.column === t.plan.embedding_column)
       const search: SearchExpression = built
         ? { expression: built.search.expression, castType: built.search.cast_type, operator: built.search.operator, opclass: built.search.opclass }
-        : searchExpression(t.plan.embedding_column, t.dimensions, t.embeddingType.startsWith('halfvec') ? 'halfvec' : 'vector', t.plan.distance, plan.index.precision)
-      const onColumn = (await inspectVectorIndexes(db, [{ schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column }])).filter(
-        (i) => i.schema === t.plan.schema && i.table === t.plan.table && i.column === t.plan.embedding_column,
-      )
-      const existing = built?.name ?? onColumn.find((i) => i.method === 'hnsw' && i.valid)?.name ?? null
-      const { efSearch, ...measured } = await measureTable(ctx, t, search, existing)
+        : searchExpression(t.plan.embedding_column, t.dimensions, t.vectorType, t.plan.distance, plan.index.precision)
+      const onColumn = await vectorIndexesOn(db, { schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column })
+      const columnIndex = built ? onColumn.find((i) => i.name === built.name) : onColumn.find((i) => i.method === 'hnsw' && i.valid)
+      const { efSearch, ...measured } = await measureTable(ctx, t, search, columnIndex)
 
       let relevance: TableValidation['relevance'] = null
       const tableLabels = labels.filter((l) => l.table === t.plan.table || l.table === t.name)
