@@ -21,20 +21,27 @@ await admin.connect()
 await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
 await admin.query(`CREATE DATABASE ${name}`)
 await admin.end()
-await execa('node', ['bin/runner.js', 'demo', 'init', '--rows', String(rows), '--database', url, '--labels', 'bench/.data/labels.json'], { stderr: 'inherit' })
+await execa('node', ['bin/runner.js', 'demo', 'init', '--rows', String(rows), '--database', url, '--labels', 'bench/.data/labels.json'], {
+  stderr: 'inherit',
+})
 
 const dir = join('bench/.data', `backfill-${Date.now()}`)
 mkdirSync(dir, { recursive: true })
 const shipped = loadPlan('plans/feature-1.yaml').plan as any
 const planFor = (steps: string[]) => {
   const path = join(dir, `${steps.join('-')}.yaml`)
-  const batches = shipped.batches.filter((b: any) => steps.includes(b.step)).map((b: any) => ({ ...b, depends_on: b.depends_on.filter((d: string) => steps.includes(d)) }))
+  const batches = shipped.batches
+    .filter((b: any) => steps.includes(b.step))
+    .map((b: any) => ({ ...b, depends_on: b.depends_on.filter((d: string) => steps.includes(d)) }))
   writeFileSync(path, stringify({ ...shipped, embedding: { ...shipped.embedding, provider: 'local' }, batches }))
   return path
 }
 async function runPlan(steps: string[]): Promise<any> {
   const sessions = join(dir, `sessions-${steps.join('-')}-${Date.now()}`)
-  await execa('node', ['bin/runner.js', 'start', planFor(steps), '--sessions-dir', sessions], { env: { DATABASE_URL: url }, stderr: 'inherit' })
+  await execa('node', ['bin/runner.js', 'start', planFor(steps), '--sessions-dir', sessions], {
+    env: { DATABASE_URL: url },
+    stderr: 'inherit',
+  })
   const session = join(sessions, readdirSync(sessions)[0]!)
   const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
   const backfill = state.batches.find((b: any) => b.step === 'backfill')
@@ -45,7 +52,9 @@ const db = new pg.Client({ connectionString: url })
 await db.connect()
 log('backfill without a vector index ...')
 const bare = await runPlan(['pipeline', 'backfill'])
-await db.query('UPDATE atoms SET embedding = NULL; UPDATE messages SET embedding = NULL; UPDATE topics SET embedding = NULL; TRUNCATE runner.embedding_meta')
+await db.query(
+  'UPDATE atoms SET embedding = NULL; UPDATE messages SET embedding = NULL; UPDATE topics SET embedding = NULL; TRUNCATE runner.embedding_meta',
+)
 log('building the indexes, then the backfill again ...')
 await runPlan(['diagnose', 'index'])
 const indexed = await runPlan(['pipeline', 'backfill'])
@@ -57,7 +66,9 @@ await sleep(3000)
 const delays: number[] = []
 for (let i = 0; i < 200; i++) {
   const started = performance.now()
-  const { rows: inserted } = await db.query(`INSERT INTO atoms (topic_id, title, content) VALUES (1, 'Latency probe', $1) RETURNING id`, [`probe ${i} simmer the sauce`])
+  const { rows: inserted } = await db.query(`INSERT INTO atoms (topic_id, title, content) VALUES (1, 'Latency probe', $1) RETURNING id`, [
+    `probe ${i} simmer the sauce`,
+  ])
   for (;;) {
     const { rows: r } = await db.query('SELECT embedding IS NOT NULL AS done FROM atoms WHERE id = $1', [inserted[0].id])
     if (r[0].done) break

@@ -7,13 +7,28 @@ const { chaosRun } = await import('../test/helpers/chaosRun.ts')
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const runs = arg('--runs', 20)
 const rows = arg('--rows', 10_000)
-const lines = [`## Chaos: the whole plan on ${rows.toLocaleString('en-US')} demo rows, SIGKILLed at random and resumed`, '', '| run | kills | exit | criteria | NULL | valid indexes per table | queue duplicates | repeated provider calls (limit) | unparsable state reads | leftover probes | seconds |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+const lines = [
+  `## Chaos: the whole plan on ${rows.toLocaleString('en-US')} demo rows, SIGKILLed at random and resumed`,
+  '',
+  '| run | kills | exit | criteria | NULL | valid indexes per table | queue duplicates | repeated provider calls (limit) | unparsable state reads | leftover probes | seconds |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+]
 let bad = 0
 for (let seed = 1; seed <= runs; seed++) {
   const r = await chaosRun({ rows, maxKills: 6, seed })
-  const ok = r.exitCode === 0 && r.criteriaPassed && r.nullEmbeddings === 0 && r.validIndexesPerTable.every((n) => n === 1) && r.queueDuplicates === 0 && r.unparsableStateReads === 0 && r.leftoverProbeRows === 0 && r.repeatedProviderCalls <= r.kills * r.batchSize
+  const ok =
+    r.exitCode === 0 &&
+    r.criteriaPassed &&
+    r.nullEmbeddings === 0 &&
+    r.validIndexesPerTable.every((n) => n === 1) &&
+    r.queueDuplicates === 0 &&
+    r.unparsableStateReads === 0 &&
+    r.leftoverProbeRows === 0 &&
+    r.repeatedProviderCalls <= r.kills * r.batchSize
   if (!ok) bad++
-  lines.push(`| ${seed} | ${r.kills} | ${r.exitCode} | ${r.criteriaPassed ? 'all met' : '**not met**'} | ${r.nullEmbeddings} | ${r.validIndexesPerTable.join('/')} | ${r.queueDuplicates} | ${r.repeatedProviderCalls} (${r.kills * r.batchSize}) | ${r.unparsableStateReads} | ${r.leftoverProbeRows} | ${r.seconds.toFixed(0)} |`)
+  lines.push(
+    `| ${seed} | ${r.kills} | ${r.exitCode} | ${r.criteriaPassed ? 'all met' : '**not met**'} | ${r.nullEmbeddings} | ${r.validIndexesPerTable.join('/')} | ${r.queueDuplicates} | ${r.repeatedProviderCalls} (${r.kills * r.batchSize}) | ${r.unparsableStateReads} | ${r.leftoverProbeRows} | ${r.seconds.toFixed(0)} |`,
+  )
   process.stderr.write(`${lines.at(-1)}\n`)
 }
 lines.push('', `${runs - bad} of ${runs} runs kept every promise. Command: \`npx tsx bench/chaos.ts --runs ${runs} --rows ${rows}\``, '')

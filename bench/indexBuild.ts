@@ -20,7 +20,9 @@ async function bare(memMb: number | null): Promise<number> {
   await dropIndexes()
   await db.query(memMb ? `SET maintenance_work_mem = '${memMb}MB'` : 'RESET maintenance_work_mem')
   const started = performance.now()
-  await db.query(`CREATE INDEX CONCURRENTLY items_embedding_hnsw ON items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)`)
+  await db.query(
+    `CREATE INDEX CONCURRENTLY items_embedding_hnsw ON items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)`,
+  )
   const seconds = (performance.now() - started) / 1000
   await db.query('RESET maintenance_work_mem')
   return seconds
@@ -42,7 +44,10 @@ async function runnerIndexBatch(): Promise<{ seconds: number; wallSeconds: numbe
   }
   writeFileSync(join(dir, 'plan.yaml'), stringify(plan))
   const started = performance.now()
-  await execa('node', ['bin/runner.js', 'start', join(dir, 'plan.yaml'), '--sessions-dir', join(dir, 'sessions')], { env: { DATABASE_URL: url }, stderr: 'inherit' })
+  await execa('node', ['bin/runner.js', 'start', join(dir, 'plan.yaml'), '--sessions-dir', join(dir, 'sessions')], {
+    env: { DATABASE_URL: url },
+    stderr: 'inherit',
+  })
   const wallSeconds = (performance.now() - started) / 1000
   const session = join(dir, 'sessions', readdirSync(join(dir, 'sessions'))[0]!)
   const output = JSON.parse(readFileSync(join(session, 'batches/02-index/output.json'), 'utf8'))

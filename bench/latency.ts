@@ -36,10 +36,23 @@ async function timed(sql: string, vectors: string[]) {
 }
 
 const configs = [
-  { name: 'vector, vector_cosine_ops', index: 'items_embedding_hnsw', create: `CREATE INDEX IF NOT EXISTS items_embedding_hnsw ON items USING hnsw (embedding vector_cosine_ops)`, expr: 'embedding', cast: 'vector(1536)' },
-  { name: 'halfvec, halfvec_cosine_ops', index: 'items_embedding_hnsw_half', create: `CREATE INDEX IF NOT EXISTS items_embedding_hnsw_half ON items USING hnsw ((embedding::halfvec(1536)) halfvec_cosine_ops)`, expr: '(embedding::halfvec(1536))', cast: 'halfvec(1536)' },
+  {
+    name: 'vector, vector_cosine_ops',
+    index: 'items_embedding_hnsw',
+    create: `CREATE INDEX IF NOT EXISTS items_embedding_hnsw ON items USING hnsw (embedding vector_cosine_ops)`,
+    expr: 'embedding',
+    cast: 'vector(1536)',
+  },
+  {
+    name: 'halfvec, halfvec_cosine_ops',
+    index: 'items_embedding_hnsw_half',
+    create: `CREATE INDEX IF NOT EXISTS items_embedding_hnsw_half ON items USING hnsw ((embedding::halfvec(1536)) halfvec_cosine_ops)`,
+    expr: '(embedding::halfvec(1536))',
+    cast: 'halfvec(1536)',
+  },
 ]
-const sql = (expr: string, cast: string) => `SELECT id, (${expr} <=> $1::${cast})::float8 AS d FROM items ORDER BY ${expr} <=> $1::${cast} LIMIT 10`
+const sql = (expr: string, cast: string) =>
+  `SELECT id, (${expr} <=> $1::${cast})::float8 AS d FROM items ORDER BY ${expr} <=> $1::${cast} LIMIT 10`
 
 await db.query('CREATE EXTENSION IF NOT EXISTS pg_prewarm')
 const sharedBuffers = (await db.query(`SELECT current_setting('shared_buffers') AS s`)).rows[0].s
@@ -72,21 +85,32 @@ for (const c of configs) {
     const run = await timed(sql(c.expr, c.cast), queries)
     const p = percentiles(run.ms)
     // recall against the exact full-precision distances; the half index's own distances are close but not equal
-    const fullDistances = c.cast.startsWith('halfvec') ? (await (async () => {
-      const ids = []
-      for (const v of queries.slice(0, exactCount)) {
-        const { rows: r } = await db.query(`SELECT (embedding <=> $1::vector(1536))::float8 AS d FROM items WHERE id = ANY(SELECT id FROM items ORDER BY ${c.expr} <=> $1::${c.cast} LIMIT 10)`, [v])
-        ids.push(r.map((x) => Number(x.d)))
-      }
-      return ids
-    })()) : run.distances.slice(0, exactCount)
+    const fullDistances = c.cast.startsWith('halfvec')
+      ? await (async () => {
+          const ids = []
+          for (const v of queries.slice(0, exactCount)) {
+            const { rows: r } = await db.query(
+              `SELECT (embedding <=> $1::vector(1536))::float8 AS d FROM items WHERE id = ANY(SELECT id FROM items ORDER BY ${c.expr} <=> $1::${c.cast} LIMIT 10)`,
+              [v],
+            )
+            ids.push(r.map((x) => Number(x.d)))
+          }
+          return ids
+        })()
+      : run.distances.slice(0, exactCount)
     const recall = recallAt10(fullDistances, exact.distances)
-    lines.push(`| ${c.name} | ${(size / 1024 / 1024).toFixed(0)} MB | ${ef} | ${recall.toFixed(3)} | ${p.p50.toFixed(2)} ms | ${p.p95.toFixed(2)} ms | ${p.p99.toFixed(2)} ms | ${p.p95 <= 3 && recall >= 0.95 ? 'yes' : 'no'} |`)
+    lines.push(
+      `| ${c.name} | ${(size / 1024 / 1024).toFixed(0)} MB | ${ef} | ${recall.toFixed(3)} | ${p.p50.toFixed(2)} ms | ${p.p95.toFixed(2)} ms | ${p.p99.toFixed(2)} ms | ${p.p95 <= 3 && recall >= 0.95 ? 'yes' : 'no'} |`,
+    )
     log(lines.at(-1)!)
   }
 }
 await db.query('RESET hnsw.ef_search')
 for (const c of configs.slice(1)) await db.query(`DROP INDEX IF EXISTS ${c.index}`)
 await db.end()
-lines.push('', `${queryCount} queries per row, each a cluster centre plus fresh noise (not a row of the table). Command: \`npx tsx bench/latency.ts --rows ${rows} --queries ${queryCount}\``, '')
+lines.push(
+  '',
+  `${queryCount} queries per row, each a cluster centre plus fresh noise (not a row of the table). Command: \`npx tsx bench/latency.ts --rows ${rows} --queries ${queryCount}\``,
+  '',
+)
 process.stdout.write(`${lines.join('\n')}\n`)

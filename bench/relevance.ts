@@ -22,7 +22,10 @@ function evaluate(name: string, provider: ReturnType<typeof createLocalProvider>
   return { name, model: provider.model, ...rankingMetrics(rankings, k) }
 }
 
-const results = [evaluate('local (word vectors + lexical)', createLocalProvider({ dimensions: 1536 })), evaluate('lexical baseline (hashed features only)', createLocalProvider({ dimensions: 1536, semantic: false }))]
+const results = [
+  evaluate('local (word vectors + lexical)', createLocalProvider({ dimensions: 1536 })),
+  evaluate('lexical baseline (hashed features only)', createLocalProvider({ dimensions: 1536, semantic: false })),
+]
 const lines = [
   `## Relevance on the demo corpus: ${labels.length} labelled queries over ${documents.length} atoms`,
   '',

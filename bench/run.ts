@@ -31,7 +31,9 @@ const runs: [string, string[]][] = full
 
 const client = new pg.Client({ connectionString: BENCH_SERVER })
 await client.connect()
-const server = (await client.query(`SELECT current_setting('server_version') AS v, (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgv`)).rows[0]
+const server = (
+  await client.query(`SELECT current_setting('server_version') AS v, (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS pgv`)
+).rows[0]
 await client.end()
 const sections = [
   '# Benchmark results',

@@ -21,7 +21,14 @@ const localRate = texts.length / ((performance.now() - started) / 1000)
 // The openai path: send 1.5 minutes' worth of tokens at the limit. The first minute's worth
 // fits the full bucket at once; the rest can go no faster than the refill.
 const fake = await startFakeOpenAI({ tokensPerMinute: tpm })
-const provider = createOpenAIProvider({ model: 'text-embedding-3-small', dimensions: 64, apiKey: fake.key, baseURL: fake.url, maxInputsPerRequest: 64, concurrency: 4 })
+const provider = createOpenAIProvider({
+  model: 'text-embedding-3-small',
+  dimensions: 64,
+  apiKey: fake.key,
+  baseURL: fake.url,
+  maxInputsPerRequest: 64,
+  concurrency: 4,
+})
 const perText = provider.estimateCost(texts.slice(0, 500)).tokens / 500
 const sendTexts = texts.slice(0, Math.floor((1.5 * tpm) / perText))
 const tokens = provider.estimateCost(sendTexts).tokens

@@ -2,7 +2,10 @@
 // that catches, prints a clean message and exits. Anything else is a bug and prints its stack.
 
 export class RunnerError extends Error {
-  constructor(message: string, readonly exitCode: number) {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
     super(message)
     this.name = new.target.name
   }

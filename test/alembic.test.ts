@@ -14,7 +14,10 @@ import { runInProcess } from './helpers/runInProcess.ts'
 
 // Real Alembic (Debian's package, installed by .ci/run) on the revision the index batch writes.
 
-const registry = new Map<string, any>([['diagnose', diagnoseStep], ['index', indexStep]])
+const registry = new Map<string, any>([
+  ['diagnose', diagnoseStep],
+  ['index', indexStep],
+])
 const shipped = loadPlan('plans/feature-1.yaml').plan
 
 function alembicProject(dir: string) {
@@ -44,7 +47,10 @@ describe.skipIf(!serverUrl)('the index batch with Alembic (real server)', () => 
   let db: Database
   const dir = tempDir()
   const env = () => ({ DATABASE_URL: target.url! })
-  const indexes = async () => (await db.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE indexname LIKE '%hnsw%' ORDER BY 1`)).rows.map((r) => r.indexname)
+  const indexes = async () =>
+    (await db.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE indexname LIKE '%hnsw%' ORDER BY 1`)).rows.map(
+      (r) => r.indexname,
+    )
 
   beforeAll(async () => {
     target = await createTarget('postgres')
@@ -65,7 +71,10 @@ describe.skipIf(!serverUrl)('the index batch with Alembic (real server)', () => 
     try {
       const plan = {
         ...testPlan(),
-        target: { tables: shipped.target.tables, alembic: { versions_dir: join(dir, 'migrations/versions'), apply: true, ini: join(dir, 'alembic.ini') } },
+        target: {
+          tables: shipped.target.tables,
+          alembic: { versions_dir: join(dir, 'migrations/versions'), apply: true, ini: join(dir, 'alembic.ini') },
+        },
         embedding: { model: 'text-embedding-ada-002', dimensions: 1536 },
         batches: shipped.batches.slice(0, 2),
       }
@@ -97,7 +106,12 @@ describe.skipIf(!serverUrl)('the index batch with Alembic (real server)', () => 
 
   it('ships SQL up/down files that psql runs as they are', async () => {
     const result = await runInProcess(
-      { ...testPlan(), target: { tables: shipped.target.tables }, embedding: { model: 'text-embedding-ada-002', dimensions: 1536 }, batches: shipped.batches.slice(0, 2) },
+      {
+        ...testPlan(),
+        target: { tables: shipped.target.tables },
+        embedding: { model: 'text-embedding-ada-002', dimensions: 1536 },
+        batches: shipped.batches.slice(0, 2),
+      },
       db,
       registry,
     )
@@ -106,7 +120,12 @@ describe.skipIf(!serverUrl)('the index batch with Alembic (real server)', () => 
     // Nothing to build, so the migration is empty; drop the indexes and write the pair again.
     await db.exec('DROP INDEX atoms_embedding_hnsw; DROP INDEX messages_embedding_hnsw; DROP INDEX topics_embedding_hnsw')
     const again = await runInProcess(
-      { ...testPlan(), target: { tables: shipped.target.tables }, embedding: { model: 'text-embedding-ada-002', dimensions: 1536 }, batches: shipped.batches.slice(0, 2) },
+      {
+        ...testPlan(),
+        target: { tables: shipped.target.tables },
+        embedding: { model: 'text-embedding-ada-002', dimensions: 1536 },
+        batches: shipped.batches.slice(0, 2),
+      },
       db,
       registry,
     )

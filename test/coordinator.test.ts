@@ -99,8 +99,20 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
       expect(readFileSync(join(folder, 'report.md'), 'utf8')).toContain(`# Batch ${id}`)
     }
     expect(readFileSync(join(session, 'summary.md'), 'utf8')).toMatch(/\| 3 \| third \| pytest-test-master \| completed \| 1 \|/)
-    const events = readFileSync(join(session, 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).type)
-    expect(events).toEqual(['session_started', 'batch_started', 'batch_completed', 'batch_started', 'batch_completed', 'batch_started', 'batch_completed', 'session_finished'])
+    const events = readFileSync(join(session, 'events.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).type)
+    expect(events).toEqual([
+      'session_started',
+      'batch_started',
+      'batch_completed',
+      'batch_started',
+      'batch_completed',
+      'batch_started',
+      'batch_completed',
+      'session_finished',
+    ])
     expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5], second: [1, 2, 3, 4, 5], third: [1, 2, 3, 4, 5] })
   })
 
@@ -117,7 +129,11 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     expect(resumed.exitCode, resumed.all).toBe(0)
     expect(resumed.stderr).toContain('batch first: completed earlier, skipped')
     const state = stateOf(session)
-    expect(state.batches.map((b) => [b.status, b.attempts])).toEqual([['completed', 1], ['completed', 2], ['completed', 1]])
+    expect(state.batches.map((b) => [b.status, b.attempts])).toEqual([
+      ['completed', 1],
+      ['completed', 2],
+      ['completed', 1],
+    ])
     // The unit in flight when it failed (3) ran twice; nothing else repeated.
     expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5], second: [1, 2, 3, 3, 4, 5], third: [1, 2, 3, 4, 5] })
     expect(JSON.parse(readFileSync(join(session, 'batches/02-second/output.json'), 'utf8'))).toEqual({ units: 5, resumed_from: 2 })
@@ -204,7 +220,9 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     const { sessions, planPath } = await setup((p) => ((p.batches[1] as any).guards = { writes_embeddings: false }))
     const run = await runner(['start', planPath, '--sessions-dir', sessions], { TEST_WRITE: 'second' })
     expect(run.exitCode).toBe(1)
-    expect(stateOf(onlySession(sessions)).batches[1]!.error).toBe('guard violated: batch second may not write embeddings, but public.items.embedding: 0 -> 1 embeddings')
+    expect(stateOf(onlySession(sessions)).batches[1]!.error).toBe(
+      'guard violated: batch second may not write embeddings, but public.items.embedding: 0 -> 1 embeddings',
+    )
   })
 
   it('--dry-run prints the batches and touches nothing', async () => {
@@ -239,11 +257,14 @@ describe.skipIf(!serverUrl)('resume against another target', () => {
       const dir = tempDir()
       const planPath = writePlan(dir, testPlan({ embeddedPath: embedded.path }))
       const sessions = join(dir, 'sessions')
-      const run = (args: string[], url: string, env: Record<string, string> = {}) => execa('node', ['--import', 'tsx', fixture, ...args], { reject: false, env: { TEST_TARGET_URL: url, ...env } })
+      const run = (args: string[], url: string, env: Record<string, string> = {}) =>
+        execa('node', ['--import', 'tsx', fixture, ...args], { reject: false, env: { TEST_TARGET_URL: url, ...env } })
       expect((await run(['start', planPath, '--sessions-dir', sessions], server.url!, { TEST_FAIL_AT: 'second:1' })).exitCode).toBe(1)
       const resumed = await run(['resume', '--sessions-dir', sessions], '')
       expect(resumed.exitCode).toBe(2)
-      expect(resumed.stderr).toMatch(/this session ran against postgres postgres@127\.0\.0\.1:5432\/runner_test_\w+, but the target now is embedded PostgreSQL/)
+      expect(resumed.stderr).toMatch(
+        /this session ran against postgres postgres@127\.0\.0\.1:5432\/runner_test_\w+, but the target now is embedded PostgreSQL/,
+      )
       const db = await embedded.open()
       expect((await db.query('SELECT * FROM unit_log')).rows).toEqual([])
       await db.close()

@@ -24,7 +24,13 @@ describe('the demo corpus', () => {
 
   it('asks its queries in words other than the rows use', () => {
     // A query shares few words with its own fact's sentences: relevance needs meaning, not matching.
-    const words = (s: string) => new Set(s.toLowerCase().match(/[a-z]+/g)!.filter((w) => w.length > 3))
+    const words = (s: string) =>
+      new Set(
+        s
+          .toLowerCase()
+          .match(/[a-z]+/g)!
+          .filter((w) => w.length > 3),
+      )
     let overlapping = 0
     for (const fact of SUBJECTS.flatMap((s) => s.facts)) {
       const query = words(fact.query)
@@ -45,7 +51,15 @@ describe.each(targetKinds)('runner demo init on %s', (kind) => {
 
   it('creates the broken app: exact counts, NULL embeddings, no vector index, no trigger; a second run changes nothing', async () => {
     const labels = join(tempDir(), 'labels.json')
-    const args = ['demo', 'init', '--rows', '1000', '--labels', labels, ...(target.url ? ['--database', target.url] : ['--embedded', target.path!])]
+    const args = [
+      'demo',
+      'init',
+      '--rows',
+      '1000',
+      '--labels',
+      labels,
+      ...(target.url ? ['--database', target.url] : ['--embedded', target.path!]),
+    ]
     const run = await execa('node', [bin, ...args], { reject: false, env: { DATABASE_URL: '' } })
     expect(run.exitCode, run.stderr).toBe(0)
     expect(run.stderr).toContain('created 40 topics, 600 atoms, 400 messages')
@@ -57,7 +71,9 @@ describe.each(targetKinds)('runner demo init on %s', (kind) => {
              (SELECT count(*) FROM pg_indexes WHERE indexdef ILIKE '%hnsw%' OR indexdef ILIKE '%ivfflat%') AS vector_indexes,
              (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers`)
     expect(counts.rows[0]).toEqual({ topics: 40, atoms: 600, messages: 400, embedded: 0, vector_indexes: 0, triggers: 0 })
-    const type = await db.query<{ t: string }>(`SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'atoms'::regclass AND attname = 'embedding'`)
+    const type = await db.query<{ t: string }>(
+      `SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'atoms'::regclass AND attname = 'embedding'`,
+    )
     expect(type.rows[0]!.t).toBe('vector(1536)')
     await db.close()
 

@@ -15,7 +15,12 @@ const shipped = loadPlan('plans/feature-1.yaml').plan
 
 /** The shipped plan's targets with only its diagnose batch. */
 function demoDiagnosePlan() {
-  return { ...testPlan(), target: { tables: shipped.target.tables }, embedding: { model: 'text-embedding-ada-002', dimensions: 1536 }, batches: [shipped.batches[0]] }
+  return {
+    ...testPlan(),
+    target: { tables: shipped.target.tables },
+    embedding: { model: 'text-embedding-ada-002', dimensions: 1536 },
+    batches: [shipped.batches[0]],
+  }
 }
 
 /** A plan for the hand-made table docs(id, body, embedding). */
@@ -23,7 +28,9 @@ function docsPlan(change: (p: ReturnType<typeof testPlan>) => void = () => {}) {
   const plan = testPlan()
   plan.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
   plan.embedding = { provider: 'local', model: 'local', dimensions: 8 }
-  plan.batches = [{ id: 'diagnose', title: 'Diagnose', agent: 'vector-search-engineer', step: 'diagnose', guards: { read_only: true } } as any]
+  plan.batches = [
+    { id: 'diagnose', title: 'Diagnose', agent: 'vector-search-engineer', step: 'diagnose', guards: { read_only: true } } as any,
+  ]
   change(plan)
   return plan
 }
@@ -85,14 +92,19 @@ describe.each(targetKinds)('diagnose on %s', (kind) => {
     it('reports a half-filled column as a warning with its counts', async () => {
       await db.exec(`UPDATE docs SET embedding = '[1,0,0,0,0,0,0,0]' WHERE id <= 5`)
       const o = await diagnose()
-      expect(o.findings.find((f) => f.code === 'NULL_EMBEDDINGS')).toMatchObject({ severity: 'warning', evidence: '5 of 10 rows of public.docs have an embedding (5 NULL)' })
+      expect(o.findings.find((f) => f.code === 'NULL_EMBEDDINGS')).toMatchObject({
+        severity: 'warning',
+        evidence: '5 of 10 rows of public.docs have an embedding (5 NULL)',
+      })
     })
 
     it('reports an invalid index and does not call the column unindexed', async () => {
       await db.exec(`CREATE INDEX docs_embedding_idx ON docs USING hnsw (embedding vector_cosine_ops);
         UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'docs_embedding_idx'::regclass;`)
       const o = await diagnose()
-      expect(o.indexes).toMatchObject([{ name: 'docs_embedding_idx', column: 'embedding', method: 'hnsw', opclass: 'vector_cosine_ops', valid: false }])
+      expect(o.indexes).toMatchObject([
+        { name: 'docs_embedding_idx', column: 'embedding', method: 'hnsw', opclass: 'vector_cosine_ops', valid: false },
+      ])
       expect(codes(o, 'public.docs')).toContain('INVALID_INDEX')
       expect(codes(o, 'public.docs')).not.toContain('NO_VECTOR_INDEX')
       expect(o.root_cause).toContain('the vector index is invalid')
@@ -103,7 +115,9 @@ describe.each(targetKinds)('diagnose on %s', (kind) => {
       const o = await diagnose()
       expect(o.indexes[0]).toMatchObject({ opclass: 'vector_l2_ops', options: { m: '8', ef_construction: '32' } })
       const mismatch = o.findings.find((f) => f.code === 'OPCLASS_MISMATCH')!
-      expect(mismatch.evidence).toBe('index docs_l2 uses vector_l2_ops (l2), but the application queries public.docs.embedding with cosine (<=>): the planner cannot use it')
+      expect(mismatch.evidence).toBe(
+        'index docs_l2 uses vector_l2_ops (l2), but the application queries public.docs.embedding with cosine (<=>): the planner cannot use it',
+      )
       expect(codes(o, 'public.docs')).toContain('NO_VECTOR_INDEX')
     })
 
@@ -116,19 +130,27 @@ describe.each(targetKinds)('diagnose on %s', (kind) => {
 
     it("reports a column whose dimensions differ from the model's", async () => {
       const o = await diagnose(docsPlan((p) => (p.embedding.dimensions = 16)))
-      expect(o.findings.find((f) => f.code === 'DIMENSION_MISMATCH')!.evidence).toBe('public.docs.embedding is vector(8) but the model local gives 16 dimensions')
+      expect(o.findings.find((f) => f.code === 'DIMENSION_MISMATCH')!.evidence).toBe(
+        'public.docs.embedding is vector(8) but the model local gives 16 dimensions',
+      )
     })
 
     it('reports a vector column too wide for an HNSW index on vector', async () => {
       await db.exec(`DROP TABLE docs; CREATE TABLE docs (id int PRIMARY KEY, body text, embedding vector(3072))`)
       const o = await diagnose(docsPlan((p) => (p.embedding.dimensions = 3072)))
-      expect(o.findings.find((f) => f.code === 'DIMENSIONS_NOT_INDEXABLE')).toMatchObject({ recommendation: 'index the half-precision cast (index.precision: half)' })
+      expect(o.findings.find((f) => f.code === 'DIMENSIONS_NOT_INDEXABLE')).toMatchObject({
+        recommendation: 'index the half-precision cast (index.precision: half)',
+      })
     })
 
     it('lists vector columns the plan does not target', async () => {
       await db.exec(`DROP TABLE IF EXISTS notes; CREATE TABLE notes (id int, v vector(4))`)
       const o = await diagnose()
-      expect(o.findings.find((f) => f.code === 'UNTARGETED_VECTOR_COLUMN' && f.table === 'public.notes')).toMatchObject({ column: 'v', severity: 'info', evidence: 'public.notes.v is vector(4) with 0 of 0 embedded; the plan does not target it' })
+      expect(o.findings.find((f) => f.code === 'UNTARGETED_VECTOR_COLUMN' && f.table === 'public.notes')).toMatchObject({
+        column: 'v',
+        severity: 'info',
+        evidence: 'public.notes.v is vector(4) with 0 of 0 embedded; the plan does not target it',
+      })
       await db.exec('DROP TABLE notes')
     })
 
@@ -187,7 +209,9 @@ describe.skipIf(!serverUrl)('diagnose changes nothing (real server)', () => {
       expect(await stats()).toEqual(before)
       // ...and it says which rights the later batches would miss.
       const missing = result.outputs.diagnose.findings.filter((f: any) => f.code === 'MISSING_PRIVILEGES')
-      expect(missing.map((f: any) => f.evidence)).toContain(`role ${role} lacks on public.atoms: ownership (CREATE INDEX and CREATE TRIGGER need the table owner); UPDATE (the backfill and the worker write embeddings)`)
+      expect(missing.map((f: any) => f.evidence)).toContain(
+        `role ${role} lacks on public.atoms: ownership (CREATE INDEX and CREATE TRIGGER need the table owner); UPDATE (the backfill and the worker write embeddings)`,
+      )
     } finally {
       await owner.close()
       await target.drop()

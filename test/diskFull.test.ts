@@ -32,9 +32,15 @@ describe('a full disk under the session folder', () => {
     const planPath = writePlan(dir, testPlan({ embeddedPath: target.path }))
     const sessions = join(mount, 'sessions')
     const env = { TEST_TARGET_URL: target.url ?? '', TEST_UNITS: '50' }
-    const run = await execa('node', ['--import', 'tsx', fixture, 'start', planPath, '--sessions-dir', sessions], { reject: false, all: true, env })
+    const run = await execa('node', ['--import', 'tsx', fixture, 'start', planPath, '--sessions-dir', sessions], {
+      reject: false,
+      all: true,
+      env,
+    })
     expect(run.exitCode, run.all).toBe(1)
-    expect(run.stderr).toMatch(/runner: cannot write \/\S+: no space left on the device \(ENOSPC\); the previous version of the file is intact/)
+    expect(run.stderr).toMatch(
+      /runner: cannot write \/\S+: no space left on the device \(ENOSPC\); the previous version of the file is intact/,
+    )
     expect(run.stderr).not.toMatch(/\n\s+at /)
     const session = join(sessions, readdirSync(sessions)[0]!)
     const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
@@ -42,7 +48,11 @@ describe('a full disk under the session folder', () => {
     expect(existsSync(join(session, 'session.lock'))).toBe(false)
 
     await execa('mount', ['-o', 'remount,size=2m', mount])
-    const resumed = await execa('node', ['--import', 'tsx', fixture, 'resume', '--sessions-dir', sessions], { reject: false, all: true, env })
+    const resumed = await execa('node', ['--import', 'tsx', fixture, 'resume', '--sessions-dir', sessions], {
+      reject: false,
+      all: true,
+      env,
+    })
     expect(resumed.exitCode, resumed.all).toBe(0)
     expect(JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8')).status).toBe('completed')
   })

@@ -27,15 +27,24 @@ function planIn(dir: string, change: (plan: any) => void = () => {}): string {
   return path
 }
 
-const stateOf = (sessions: string) => JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'coordination-state.json'), 'utf8')) as SessionState
-const filesUnder = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => join(dir, f)).filter((f) => statSync(f).isFile())
+const stateOf = (sessions: string) =>
+  JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'coordination-state.json'), 'utf8')) as SessionState
+const filesUnder = (dir: string): string[] =>
+  readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => join(dir, f))
+    .filter((f) => statSync(f).isFile())
 
 describe('the whole plan on the embedded demo database', () => {
   const dir = tempDir()
   const sessions = join(dir, 'sessions')
 
   it('diagnoses, indexes, embeds, validates: every criterion met, exit 0', async () => {
-    const run = await execa('node', [bin, 'start', planIn(dir), '--sessions-dir', sessions], { cwd: dir, reject: false, all: true, env: { DATABASE_URL: '', OPENAI_API_KEY: '' } })
+    const run = await execa('node', [bin, 'start', planIn(dir), '--sessions-dir', sessions], {
+      cwd: dir,
+      reject: false,
+      all: true,
+      env: { DATABASE_URL: '', OPENAI_API_KEY: '' },
+    })
     expect(run.exitCode, run.all).toBe(0)
     expect(run.stderr).toContain('creating the demo application in its broken state: 400 rows')
     expect(run.stderr).toContain('embedding provider: local')
@@ -57,7 +66,10 @@ describe('the whole plan on the embedded demo database', () => {
     const html = readFileSync(join(session, 'report.html'), 'utf8')
     expect(html).not.toMatch(/<script|<link|src="http|href="http/) // self-contained
     expect(html.match(/<svg /g)).toHaveLength(2)
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'] })
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    })
     try {
       const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } })
       const problems: string[] = []
@@ -119,8 +131,19 @@ describe.skipIf(!serverUrl)('the whole plan on the real server', () => {
     const db = await target.open()
     await db.exec('DROP INDEX IF EXISTS atoms_embedding_hnsw')
     await db.close()
-    const plan = planIn(dir, (p) => (p.batches = p.batches.filter((b: any) => b.step !== 'index').map((b: any) => ({ ...b, depends_on: b.depends_on.filter((d: string) => d !== 'index') }))))
-    const run = await execa('node', [bin, 'start', plan, '--provider', 'local', '--with-worker', '--sessions-dir', sessions], { cwd: dir, reject: false, all: true, env: { DATABASE_URL: target.url! } })
+    const plan = planIn(
+      dir,
+      (p) =>
+        (p.batches = p.batches
+          .filter((b: any) => b.step !== 'index')
+          .map((b: any) => ({ ...b, depends_on: b.depends_on.filter((d: string) => d !== 'index') }))),
+    )
+    const run = await execa('node', [bin, 'start', plan, '--provider', 'local', '--with-worker', '--sessions-dir', sessions], {
+      cwd: dir,
+      reject: false,
+      all: true,
+      env: { DATABASE_URL: target.url! },
+    })
     expect(run.exitCode, run.all).toBe(1)
     const criteria = Object.fromEntries(stateOf(sessions).criteria!.map((c) => [c.id, c]))
     expect(criteria.hnsw_index_on_every_column).toMatchObject({ passed: false, measured: '2 of 3' })

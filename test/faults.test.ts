@@ -41,14 +41,21 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     return { dir, plan: join(dir, 'plan.yaml'), sessions: join(dir, 'sessions') }
   }
   const env = () => ({ DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url })
-  const objects = async () => (await db.query<{ n: number }>(`SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'runner') + (SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%hnsw%') + (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS n`)).rows[0]!.n
+  const objects = async () =>
+    (
+      await db.query<{ n: number }>(
+        `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'runner') + (SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%hnsw%') + (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS n`,
+      )
+    ).rows[0]!.n
 
   it('names a column the table does not have, exits 2, and changes nothing', async () => {
     const { plan, sessions } = planFile((p) => (p.target.tables[0].text_columns = ['title', 'body']))
     const before = await objects()
     const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false })
     expect(run.exitCode).toBe(2)
-    expect(run.stderr).toContain(`target.tables[0].text_columns[1]: public.atoms has no column "body" (it has: id, topic_id, title, content, created_at, embedding)`)
+    expect(run.stderr).toContain(
+      `target.tables[0].text_columns[1]: public.atoms has no column "body" (it has: id, topic_id, title, content, created_at, embedding)`,
+    )
     expect(run.stderr).toContain('nothing was changed')
     expect(run.stderr).not.toMatch(/\n\s+at /)
     expect(await objects()).toBe(before)
@@ -62,12 +69,20 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
       const { plan, sessions } = planFile((p) => {
         p.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
       })
-      const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: { ...env(), DATABASE_URL: bare.url! }, reject: false, all: true })
+      const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], {
+        env: { ...env(), DATABASE_URL: bare.url! },
+        reject: false,
+        all: true,
+      })
       expect(run.exitCode, run.all).toBe(1)
       expect(run.stderr).toContain('Semantic search cannot work: the pgvector extension is not installed in this database.')
-      expect(run.stderr).toContain('batch index: failed: public.docs.embedding is not a vector column with fixed dimensions; it cannot take an HNSW index (see the diagnosis)')
+      expect(run.stderr).toContain(
+        'batch index: failed: public.docs.embedding is not a vector column with fixed dimensions; it cannot take an HNSW index (see the diagnosis)',
+      )
       expect(run.stderr).not.toMatch(/\n\s+at /)
-      const created = await bareDb.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'runner' UNION ALL SELECT indexname FROM pg_indexes WHERE tablename = 'docs' AND indexname <> 'docs_pkey' UNION ALL SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`)
+      const created = await bareDb.query(
+        `SELECT nspname FROM pg_namespace WHERE nspname = 'runner' UNION ALL SELECT indexname FROM pg_indexes WHERE tablename = 'docs' AND indexname <> 'docs_pkey' UNION ALL SELECT tgname FROM pg_trigger WHERE NOT tgisinternal`,
+      )
       expect(created.rows).toEqual([])
     } finally {
       await bareDb.close()
@@ -92,7 +107,9 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     const child = execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false, all: true })
     let terminated = 0
     for (let i = 0; i < 400 && terminated === 0; i++) {
-      const { rows } = await db.query<{ n: number }>(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'CREATE INDEX CONCURRENTLY%atoms%' AND state = 'active'`)
+      const { rows } = await db.query<{ n: number }>(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'CREATE INDEX CONCURRENTLY%atoms%' AND state = 'active'`,
+      )
       terminated = rows[0]!.n
       if (!terminated) await sleep(25)
     }
@@ -120,7 +137,9 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
       return existsSync(file) ? Number(JSON.parse(readFileSync(file, 'utf8')).backfill?.cursor?.written?.['public.atoms'] ?? 0) : 0
     }
     for (let i = 0; cursor() < 300 && i < 600; i++) await sleep(50)
-    const { rows } = await db.query<{ n: number }>(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'runner' AND pid <> pg_backend_pid()`)
+    const { rows } = await db.query<{ n: number }>(
+      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'runner' AND pid <> pg_backend_pid()`,
+    )
     expect(rows[0]!.n).toBeGreaterThan(0)
     const cut = await child
     expect(cut.stderr).not.toMatch(/\n\s+at /)
@@ -129,7 +148,11 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
       // A query was in flight on a cut connection: the batch stops, saying why.
       expect(cut.exitCode, cut.all).toBe(1)
       expect(cut.stderr).toMatch(/batch \w+: failed: .*(terminat|connection)/i)
-      const resumed = await execa('node', [bin, 'resume', '--with-worker', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+      const resumed = await execa('node', [bin, 'resume', '--with-worker', '--sessions-dir', sessions], {
+        env: env(),
+        reject: false,
+        all: true,
+      })
       expect(resumed.exitCode, resumed.all).toBe(0)
     }
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM atoms WHERE embedding IS NULL')).rows[0]!.n).toBe(0)

@@ -10,7 +10,10 @@ import { createTarget, targetKinds, type TestTarget } from './helpers/databases.
 import { testPlan } from './helpers/plans.ts'
 import { runInProcess } from './helpers/runInProcess.ts'
 
-const registry = new Map<string, any>([['diagnose', diagnoseStep], ['index', indexStep]])
+const registry = new Map<string, any>([
+  ['diagnose', diagnoseStep],
+  ['index', indexStep],
+])
 const shipped = loadPlan('plans/feature-1.yaml').plan
 
 /** The shipped plan's first two batches (diagnose, index) on the demo tables. */
@@ -35,8 +38,15 @@ describe('sizing the build memory', () => {
   it("takes the estimate, never less than PostgreSQL's default, capped by the plan and the machine", () => {
     expect(sizeBuildMemory(10, 4096)).toEqual({ estimatedMb: 10, chosenMb: 64 })
     expect(sizeBuildMemory(900, 4096)).toEqual({ estimatedMb: 900, chosenMb: 900 })
-    expect(sizeBuildMemory(9000, 4096)).toEqual({ estimatedMb: 9000, chosenMb: 4096, cappedBy: 'index.max_maintenance_work_mem_mb (4096 MB)' })
-    expect(sizeBuildMemory(900, 4096, 1000)).toMatchObject({ chosenMb: 500, cappedBy: "half the server machine's free memory (1000 MB free)" })
+    expect(sizeBuildMemory(9000, 4096)).toEqual({
+      estimatedMb: 9000,
+      chosenMb: 4096,
+      cappedBy: 'index.max_maintenance_work_mem_mb (4096 MB)',
+    })
+    expect(sizeBuildMemory(900, 4096, 1000)).toMatchObject({
+      chosenMb: 500,
+      cappedBy: "half the server machine's free memory (1000 MB free)",
+    })
   })
 })
 
@@ -48,7 +58,9 @@ describe.each(targetKinds)('index on %s', (kind) => {
     db = await target.open()
     await initDemo(db, 600)
     // Some rows already embedded, so the index has a graph to build and queries have answers.
-    await db.exec(`UPDATE atoms SET embedding = (SELECT array_agg(sin(atoms.id * g))::vector FROM generate_series(1, 1536) g) WHERE id % 2 = 0`)
+    await db.exec(
+      `UPDATE atoms SET embedding = (SELECT array_agg(sin(atoms.id * g))::vector FROM generate_series(1, 1536) g) WHERE id % 2 = 0`,
+    )
   })
   afterAll(async () => {
     await db?.close()
@@ -91,7 +103,11 @@ describe.each(targetKinds)('index on %s', (kind) => {
     const before = await oidOf('messages_embedding_hnsw')
     const o = await run()
     const messages = o.indexes.find((i) => i.table === 'public.messages')!
-    expect(messages).toMatchObject({ action: 'rebuilt', valid: true, reason: 'invalid leftover messages_embedding_hnsw (a failed concurrent build) dropped and built again' })
+    expect(messages).toMatchObject({
+      action: 'rebuilt',
+      valid: true,
+      reason: 'invalid leftover messages_embedding_hnsw (a failed concurrent build) dropped and built again',
+    })
     expect(await oidOf('messages_embedding_hnsw')).not.toBe(before)
   })
 
@@ -109,12 +125,25 @@ describe.each(targetKinds)('index on %s', (kind) => {
 
   it('indexes the half-precision cast, and queries through the same expression use it', async () => {
     // The full-precision index from before does not serve the cast: reported, not touched...
-    expect((await run(demoIndexPlan({ precision: 'half' }))).indexes[0]).toMatchObject({ action: 'mismatch_reported', name: 'atoms_embedding_hnsw' })
+    expect((await run(demoIndexPlan({ precision: 'half' }))).indexes[0]).toMatchObject({
+      action: 'mismatch_reported',
+      name: 'atoms_embedding_hnsw',
+    })
     // ...until the plan allows replacing it.
     const o = await run(demoIndexPlan({ precision: 'half', replace_mismatched: true }))
     const atoms = o.indexes[0]!
-    expect(atoms).toMatchObject({ name: 'atoms_embedding_hnsw_half', action: 'replaced', explain_index: 'atoms_embedding_hnsw_half', valid: true })
-    expect(atoms.search).toEqual({ expression: '("embedding"::halfvec(1536))', cast_type: 'halfvec(1536)', operator: '<=>', opclass: 'halfvec_cosine_ops' })
+    expect(atoms).toMatchObject({
+      name: 'atoms_embedding_hnsw_half',
+      action: 'replaced',
+      explain_index: 'atoms_embedding_hnsw_half',
+      valid: true,
+    })
+    expect(atoms.search).toEqual({
+      expression: '("embedding"::halfvec(1536))',
+      cast_type: 'halfvec(1536)',
+      operator: '<=>',
+      opclass: 'halfvec_cosine_ops',
+    })
     expect(atoms.definition).toMatch(/hnsw \(\(\(embedding\)::halfvec\(1536\)\) halfvec_cosine_ops\)/)
     expect(atoms.reason).toBe('atoms_embedding_hnsw (hnsw, vector_cosine_ops) replaced by atoms_embedding_hnsw_half')
   })

@@ -56,7 +56,9 @@ describe('the local embedding provider', () => {
     expect(existsSync(defaultCachePath())).toBe(true)
     const script = `import { createLocalProvider } from './src/embeddings/localProvider.ts'
       const t = performance.now(); createLocalProvider({ dimensions: 1536 }).embedOne('hello world'); console.log(performance.now() - t)`
-    const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..') })
+    const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: join(import.meta.dirname, '..'),
+    })
     expect(Number(stdout)).toBeLessThan(1000)
   })
 
@@ -65,7 +67,9 @@ describe('the local embedding provider', () => {
     rmSync(path, { force: true })
     const script = `import { loadWordVectors } from './src/embeddings/wordVectors.ts'
       const w = loadWordVectors(${JSON.stringify(path)}); console.log(w.index.size, w.index.get('the'), w.index.has('marinara'))`
-    const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: join(import.meta.dirname, '..') })
+    const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: join(import.meta.dirname, '..'),
+    })
     expect(stdout.trim()).toBe('150000 0 true')
     expect(existsSync(path)).toBe(true)
   }, 120_000)

@@ -12,7 +12,15 @@ describe('the openai provider', () => {
   afterEach(async () => fake.close())
 
   const provider = (options: Partial<OpenAIOptions> = {}) =>
-    createOpenAIProvider({ model: 'text-embedding-ada-002', dimensions: 1536, apiKey: fake.key, baseURL: fake.url, baseBackoffMs: 5, maxBackoffMs: 50, ...options })
+    createOpenAIProvider({
+      model: 'text-embedding-ada-002',
+      dimensions: 1536,
+      apiKey: fake.key,
+      baseURL: fake.url,
+      baseBackoffMs: 5,
+      maxBackoffMs: 50,
+      ...options,
+    })
   const texts = (n: number, prefix = 'text') => Array.from({ length: n }, (_, i) => `${prefix} number ${i}`)
   const onceEach = (inputs: string[]) => inputs.every((t) => fake.embedded.get(t) === 1)
 
@@ -43,7 +51,10 @@ describe('the openai provider', () => {
   })
 
   const transient: [string, () => void, number?][] = [
-    ['429 with retry-after', () => fake.faults.push({ type: 'status', status: 429, retryAfter: 0.05 }, { type: 'status', status: 429, retryAfter: 0.05 })],
+    [
+      '429 with retry-after',
+      () => fake.faults.push({ type: 'status', status: 429, retryAfter: 0.05 }, { type: 'status', status: 429, retryAfter: 0.05 }),
+    ],
     ['500', () => fake.faults.push({ type: 'status', status: 500 }, { type: 'status', status: 503 })],
     ['a dropped connection', () => fake.faults.push({ type: 'drop' })],
     ['a malformed body', () => fake.faults.push({ type: 'malformed' })],
@@ -115,7 +126,9 @@ describe('the backfill with a provider that answers the wrong dimension', () => 
     const db = await target.open()
     const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL }
     try {
-      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE docs (id int PRIMARY KEY, body text, embedding vector(8)); INSERT INTO docs VALUES (1, 'one', NULL), (2, 'two', NULL)`)
+      await db.exec(
+        `CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE docs (id int PRIMARY KEY, body text, embedding vector(8)); INSERT INTO docs VALUES (1, 'one', NULL), (2, 'two', NULL)`,
+      )
       process.env.OPENAI_API_KEY = fake.key
       process.env.OPENAI_BASE_URL = fake.url
       fake.faults.push({ type: 'wrongDims' })

@@ -50,7 +50,8 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     const { rows } = await db.query<{ e: string | null }>('SELECT embedding::text AS e FROM docs WHERE id = $1', [id])
     return rows[0]?.e ? (JSON.parse(rows[0].e) as number[]) : null
   }
-  const isEmbeddingOf = (e: number[] | null, text: string) => e !== null && fakeVector(text, DIMS).every((v, i) => Math.abs(v - e[i]!) < 1e-5)
+  const isEmbeddingOf = (e: number[] | null, text: string) =>
+    e !== null && fakeVector(text, DIMS).every((v, i) => Math.abs(v - e[i]!) < 1e-5)
   const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n
   /** A worker whose next request answers slowly, with a batch of five new rows in that request. */
   async function startWorkerWithBatchInFlight(planPath: string, slowMs: number, prefix: string) {
@@ -64,7 +65,13 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   }
   /** A started worker is ready once its LISTEN connection shows in pg_stat_activity. */
   const workerListening = () =>
-    waitFor('the worker to listen', async () => (await count(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`)) > 0)
+    waitFor(
+      'the worker to listen',
+      async () =>
+        (await count(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`,
+        )) > 0,
+    )
 
   beforeAll(async () => {
     target = await createTarget('postgres')
@@ -156,7 +163,10 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     expect(locked).toBe(5)
     const killedAt = Date.now()
     const second = startWorker(planPath)
-    await waitFor('the second worker to finish the jobs', async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0)
+    await waitFor(
+      'the second worker to finish the jobs',
+      async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0,
+    )
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1500)
     second.kill('SIGTERM')
     await second
@@ -167,12 +177,18 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     fake.badInputs.add('poison')
     const worker = startWorker(planPath)
     await db.exec(`INSERT INTO docs (id, title, body) VALUES (1, 'fine', 'one'), (2, 'this is poison', 'two'), (3, 'fine', 'three')`)
-    await waitFor('the bad row to fail for good', async () => (await count('SELECT count(*)::int AS n FROM runner.embedding_failures')) === 1, 20_000).catch(async (error) => {
+    await waitFor(
+      'the bad row to fail for good',
+      async () => (await count('SELECT count(*)::int AS n FROM runner.embedding_failures')) === 1,
+      20_000,
+    ).catch(async (error) => {
       worker.kill('SIGTERM')
       console.log((await worker).all, await db.query('SELECT * FROM runner.embedding_queue'))
       throw error
     })
-    const { rows } = await db.query<{ row_key: string; attempts: number; last_error: string }>('SELECT row_key, attempts, last_error FROM runner.embedding_failures')
+    const { rows } = await db.query<{ row_key: string; attempts: number; last_error: string }>(
+      'SELECT row_key, attempts, last_error FROM runner.embedding_failures',
+    )
     expect(rows[0]).toMatchObject({ row_key: '2', attempts: 2 })
     expect(rows[0]!.last_error).toMatch(/^400: .*is not allowed/)
     expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(1)
@@ -197,7 +213,11 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     await workerListening()
     for (let i = 0; i < 4; i++) fake.faults.push({ type: 'status', status: 503 })
     await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'outage ' || g, 'x' FROM generate_series(1, 20) g`)
-    await waitFor('every row to be embedded after the outage', async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0, 60_000)
+    await waitFor(
+      'every row to be embedded after the outage',
+      async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0,
+      60_000,
+    )
     expect(fake.requests.filter((r) => r.status === 503)).toHaveLength(4)
     expect(await count('SELECT count(*)::int AS n FROM runner.embedding_failures')).toBe(0)
     expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)

@@ -40,9 +40,17 @@ describe('loadPlan', () => {
 
   const invalid: [string, (p: PlanObject) => void, RegExp][] = [
     ['an unknown top-level key', (p) => (p.extra = 1), /:\d+: extra: unknown key/],
-    ['an unknown key in a batch guard', (p) => ((p.batches[0] as any).guards = { readonly: true }), /batches\[0\]\.guards\.readonly: unknown key/],
+    [
+      'an unknown key in a batch guard',
+      (p) => ((p.batches[0] as any).guards = { readonly: true }),
+      /batches\[0\]\.guards\.readonly: unknown key/,
+    ],
     ['an unknown step', (p) => ((p.batches[1] as any).step = 'reindex'), /batches\[1\]\.step: .*expected one of/],
-    ['an unknown dependency', (p) => (p.batches[1]!.depends_on = ['nope']), /batches\[1\]\.depends_on\[0\]: unknown batch "nope"; the batches are: first, second, third/],
+    [
+      'an unknown dependency',
+      (p) => (p.batches[1]!.depends_on = ['nope']),
+      /batches\[1\]\.depends_on\[0\]: unknown batch "nope"; the batches are: first, second, third/,
+    ],
     ['a self dependency', (p) => (p.batches[1]!.depends_on = ['second']), /batches\[1\]\.depends_on\[0\]: a batch cannot depend on itself/],
     ['a cycle', (p) => ((p.batches[0] as any).depends_on = ['third']), /cycle: first -> third -> second -> first/],
     ['a duplicate batch id', (p) => (p.batches[2]!.id = 'first'), /batches\[2\]\.id: duplicate batch id "first" \(also batches\[0\]\)/],
@@ -51,8 +59,16 @@ describe('loadPlan', () => {
     ['an unknown distance', (p) => ((p.target.tables[0] as any).distance = 'dot'), /target\.tables\[0\]\.distance/],
     ['no text columns', (p) => (p.target.tables[0]!.text_columns = []), /target\.tables\[0\]\.text_columns: expected at least one column/],
     ['an empty table name', (p) => (p.target.tables[0]!.table = ''), /target\.tables\[0\]\.table: expected a non-empty name/],
-    ['a name longer than PostgreSQL allows', (p) => (p.target.tables[0]!.key = 'k'.repeat(64)), /target\.tables\[0\]\.key: PostgreSQL names are at most 63 bytes/],
-    ['a table listed twice', (p) => p.target.tables.push({ ...p.target.tables[0]! }), /target\.tables\[1\]\.table: table public\.items is listed twice/],
+    [
+      'a name longer than PostgreSQL allows',
+      (p) => (p.target.tables[0]!.key = 'k'.repeat(64)),
+      /target\.tables\[0\]\.key: PostgreSQL names are at most 63 bytes/,
+    ],
+    [
+      'a table listed twice',
+      (p) => p.target.tables.push({ ...p.target.tables[0]! }),
+      /target\.tables\[1\]\.table: table public\.items is listed twice/,
+    ],
     ['dimensions as text', (p) => ((p.embedding as any).dimensions = '1536'), /embedding\.dimensions: .*expected number/],
     ['a missing model', (p) => delete (p.embedding as any).model, /embedding\.model/],
     ['a missing batch title', (p) => delete (p.batches[0] as any).title, /batches\[0\]\.title/],

@@ -41,9 +41,13 @@ export async function narrateWithAnthropic(request: NarrativeRequest): Promise<s
       },
     ],
   })
-  const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('\n').trim()
+  const text = message.content
+    .flatMap((block) => (block.type === 'text' ? [block.text] : []))
+    .join('\n')
+    .trim()
   if (!text) throw new Error('the answer had no text')
   const invented = inventedNumbers(text, `${request.summary}\n${request.details}`)
-  if (invented.length > 0) throw new Error(`the narrative stated numbers that are not in the measurements (${invented.slice(0, 5).join(', ')})`)
+  if (invented.length > 0)
+    throw new Error(`the narrative stated numbers that are not in the measurements (${invented.slice(0, 5).join(', ')})`)
   return text
 }

@@ -40,15 +40,33 @@ export function writeBatchReportFromTemplate(input: BatchReportInput, narrative?
   ].join('\n')
 }
 
-export async function writeBatchReport(input: BatchReportInput, model: string, env: NodeJS.ProcessEnv = process.env, log: (m: string) => void = () => {}): Promise<string> {
+export async function writeBatchReport(
+  input: BatchReportInput,
+  model: string,
+  env: NodeJS.ProcessEnv = process.env,
+  log: (m: string) => void = () => {},
+): Promise<string> {
   const apiKey = env.ANTHROPIC_API_KEY
   if (!apiKey) return writeBatchReportFromTemplate(input)
   try {
-    const narrative = await narrateWithAnthropic({ batch: input.batch, summary: input.summary, details: input.details, model, apiKey, baseURL: env.ANTHROPIC_BASE_URL })
-    return writeBatchReportFromTemplate(input, `## ${input.batch.agent}'s account\n\n_Written through the Anthropic API (${model}); the figures are in the sections below, from output.json._\n\n${narrative}`)
+    const narrative = await narrateWithAnthropic({
+      batch: input.batch,
+      summary: input.summary,
+      details: input.details,
+      model,
+      apiKey,
+      baseURL: env.ANTHROPIC_BASE_URL,
+    })
+    return writeBatchReportFromTemplate(
+      input,
+      `## ${input.batch.agent}'s account\n\n_Written through the Anthropic API (${model}); the figures are in the sections below, from output.json._\n\n${narrative}`,
+    )
   } catch (error) {
     const reason = errorMessage(error)
     log(`  the ${input.batch.agent} agent could not write through the Anthropic API (${reason}); report written from the template`)
-    return writeBatchReportFromTemplate(input, `_The Anthropic API could not be used (${reason}); this report is the deterministic template._`)
+    return writeBatchReportFromTemplate(
+      input,
+      `_The Anthropic API could not be used (${reason}); this report is the deterministic template._`,
+    )
   }
 }

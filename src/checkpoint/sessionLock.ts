@@ -33,7 +33,9 @@ export function acquireSessionLock(sessionDir: string): () => void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       const owner = Number.parseInt(readFileSync(path, 'utf8'), 10)
       if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
-        throw new UsageError(`session ${sessionDir} is being driven by another runner process (pid ${owner}); wait for it to finish or stop it`)
+        throw new UsageError(
+          `session ${sessionDir} is being driven by another runner process (pid ${owner}); wait for it to finish or stop it`,
+        )
       }
       unlinkSync(path) // a stale lock: its owner is gone
     }

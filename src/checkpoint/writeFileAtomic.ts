@@ -6,7 +6,9 @@ import { WorkError } from '../errors.ts'
 export function diskError(path: string, error: unknown): unknown {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new WorkError(`cannot write ${path}: no space left on the device (${code}); the previous version of the file is intact. Free some space, then run \`runner resume\``)
+    return new WorkError(
+      `cannot write ${path}: no space left on the device (${code}); the previous version of the file is intact. Free some space, then run \`runner resume\``,
+    )
   }
   return error
 }

@@ -13,7 +13,13 @@ import type { StepRegistry } from '../steps/step.ts'
 
 export const log = (message: string) => process.stderr.write(`${message}\n`)
 
-export async function driveSession(session: Session, plan: Plan, registry: StepRegistry, signal: AbortSignal, flags: { provider?: 'local' | 'openai'; withWorker?: boolean } = {}): Promise<number> {
+export async function driveSession(
+  session: Session,
+  plan: Plan,
+  registry: StepRegistry,
+  signal: AbortSignal,
+  flags: { provider?: 'local' | 'openai'; withWorker?: boolean } = {},
+): Promise<number> {
   const release = acquireSessionLock(session.dir)
   try {
     log(`session: ${session.dir}`)
@@ -29,9 +35,20 @@ export async function driveSession(session: Session, plan: Plan, registry: StepR
       session.state.target = db.description
       session.state.status = 'running'
       session.saveState()
-      const result = await runSession({ session, plan, registry, db, progress: createProgress(), signal, log, providerOverride: flags.provider, withWorker: flags.withWorker })
+      const result = await runSession({
+        session,
+        plan,
+        registry,
+        db,
+        progress: createProgress(),
+        signal,
+        log,
+        providerOverride: flags.provider,
+        withWorker: flags.withWorker,
+      })
       const failed = result.criteria.filter((c) => !c.passed)
-      if (result.status === 'completed' && failed.length > 0) log(`criteria not met: ${failed.map((c) => `${c.id} (${c.measured})`).join(', ')}`)
+      if (result.status === 'completed' && failed.length > 0)
+        log(`criteria not met: ${failed.map((c) => `${c.id} (${c.measured})`).join(', ')}`)
       log(`${result.status === 'completed' ? 'done' : 'stopped'}; the session's artifacts are in ${session.dir} (start with summary.md)`)
       process.stdout.write(`${session.dir}\n`)
       return result.exitCode

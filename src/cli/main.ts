@@ -19,7 +19,8 @@ export interface MainOptions {
   registry?: StepRegistry
 }
 
-const providerOption = () => new Option('--provider <name>', "embedding provider, overriding the plan's embedding.provider").choices(['local', 'openai'])
+const providerOption = () =>
+  new Option('--provider <name>', "embedding provider, overriding the plan's embedding.provider").choices(['local', 'openai'])
 
 const sessionsDir = () =>
   new Option('--sessions-dir <dir>', 'where session folders live').default(process.env.RUNNER_SESSIONS_DIR ?? 'sessions')
@@ -52,11 +53,19 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('start a new session that runs every batch of the plan')
     .argument('<plan>', 'the plan file, for example plans/feature-1.yaml')
     .option('--dry-run', 'print what each batch would do; touch nothing')
-    .option('--with-worker', 'run a worker during the validate batch\'s auto-embedding check')
+    .option('--with-worker', "run a worker during the validate batch's auto-embedding check")
     .addOption(providerOption())
     .addOption(sessionsDir())
     .action(async (plan: string, opts) => {
-      exitCode = await start({ planPath: plan, dryRun: Boolean(opts.dryRun), sessionsDir: opts.sessionsDir, registry, signal: controller.signal, provider: opts.provider, withWorker: Boolean(opts.withWorker) })
+      exitCode = await start({
+        planPath: plan,
+        dryRun: Boolean(opts.dryRun),
+        sessionsDir: opts.sessionsDir,
+        registry,
+        signal: controller.signal,
+        provider: opts.provider,
+        withWorker: Boolean(opts.withWorker),
+      })
     })
 
   program
@@ -64,11 +73,19 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('continue a session: completed batches are skipped, the interrupted one continues from its checkpoint')
     .option('--session <dir>', 'the session folder (default: the latest unfinished one)')
     .option('--allow-plan-change', 'resume even though the plan file changed since the session started')
-    .option('--with-worker', 'run a worker during the validate batch\'s auto-embedding check')
+    .option('--with-worker', "run a worker during the validate batch's auto-embedding check")
     .addOption(providerOption())
     .addOption(sessionsDir())
     .action(async (opts) => {
-      exitCode = await resume({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, allowPlanChange: Boolean(opts.allowPlanChange), registry, signal: controller.signal, provider: opts.provider, withWorker: Boolean(opts.withWorker) })
+      exitCode = await resume({
+        sessionDir: opts.session,
+        sessionsDir: opts.sessionsDir,
+        allowPlanChange: Boolean(opts.allowPlanChange),
+        registry,
+        signal: controller.signal,
+        provider: opts.provider,
+        withWorker: Boolean(opts.withWorker),
+      })
     })
 
   program
@@ -111,7 +128,14 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--ef-search <n>', 'hnsw.ef_search for the query (the validate batch recommends one)')
     .addOption(providerOption())
     .action(async (text: string, opts) => {
-      exitCode = await search({ query: text, planPath: opts.plan, table: opts.table, k: opts.k, efSearch: opts.efSearch, provider: opts.provider })
+      exitCode = await search({
+        query: text,
+        planPath: opts.plan,
+        table: opts.table,
+        k: opts.k,
+        efSearch: opts.efSearch,
+        provider: opts.provider,
+      })
     })
 
   const demo = program.command('demo').description('the demo application, in its broken state')
@@ -123,7 +147,12 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--embedded <dir>', 'the embedded database folder', '.runner/embedded')
     .option('--labels <file>', 'where to write the labelled queries (default: .runner/, named after the target, where validate finds them)')
     .action(async (opts) => {
-      exitCode = await demoInit({ rows: opts.rows, database: opts.database ?? process.env.DATABASE_URL, embeddedPath: opts.embedded, labelsPath: opts.labels })
+      exitCode = await demoInit({
+        rows: opts.rows,
+        database: opts.database ?? process.env.DATABASE_URL,
+        embeddedPath: opts.embedded,
+        labelsPath: opts.labels,
+      })
     })
 
   try {

@@ -35,7 +35,11 @@ export async function resume(options: ResumeOptions): Promise<number> {
   }
   const known = new Set(session.state.batches.map((b) => b.id))
   const added = loaded.plan.batches.filter((b) => !known.has(b.id))
-  if (added.length > 0) throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
+  if (added.length > 0)
+    throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
   session.event('session_resumed', { pid: process.pid })
-  return driveSession(session, loaded.plan, options.registry, options.signal, { provider: options.provider, withWorker: options.withWorker })
+  return driveSession(session, loaded.plan, options.registry, options.signal, {
+    provider: options.provider,
+    withWorker: options.withWorker,
+  })
 }

@@ -22,8 +22,13 @@ export async function search(options: SearchOptions): Promise<number> {
   const { plan } = loadPlan(options.planPath)
   const db = await openTarget(plan, log)
   try {
-    const targets = (await resolveTargets(db, plan)).filter((t) => !options.table || t.plan.table === options.table || t.name === options.table)
-    if (targets.length === 0) throw new UsageError(`--table: "${options.table}" is not a target of ${options.planPath} (${plan.target.tables.map((t) => t.table).join(', ')})`)
+    const targets = (await resolveTargets(db, plan)).filter(
+      (t) => !options.table || t.plan.table === options.table || t.name === options.table,
+    )
+    if (targets.length === 0)
+      throw new UsageError(
+        `--table: "${options.table}" is not a target of ${options.planPath} (${plan.target.tables.map((t) => t.table).join(', ')})`,
+      )
     const provider = createProvider(plan, db.kind, log, process.env, options.provider)
     const started = performance.now()
     const [vector] = (await provider.embed([options.query])).vectors
@@ -42,7 +47,8 @@ export async function search(options: SearchOptions): Promise<number> {
         return { rows: result.rows, ms: performance.now() - queryStarted }
       })
       process.stdout.write(`${t.name} (${rows.ms.toFixed(1)} ms):\n`)
-      for (const r of rows.rows) process.stdout.write(`  ${r.distance.toFixed(4)}  ${t.plan.key}=${r.key}  ${r.text.replace(/\s+/g, ' ').slice(0, 100)}\n`)
+      for (const r of rows.rows)
+        process.stdout.write(`  ${r.distance.toFixed(4)}  ${t.plan.key}=${r.key}  ${r.text.replace(/\s+/g, ' ').slice(0, 100)}\n`)
     }
     return 0
   } finally {

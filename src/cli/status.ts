@@ -20,7 +20,8 @@ export async function status(options: StatusOptions): Promise<number> {
     const detail = b.status === 'failed' || b.status === 'interrupted' ? b.error : b.summary
     lines.push(`  ${b.id.padEnd(12)} ${b.status.padEnd(11)} attempts ${b.attempts}${detail ? `  ${detail}` : ''}`)
   }
-  for (const c of state.criteria ?? []) lines.push(`  criterion ${c.id}: ${c.passed ? 'pass' : 'FAIL'} (${c.measured}, needs ${c.threshold})`)
+  for (const c of state.criteria ?? [])
+    lines.push(`  criterion ${c.id}: ${c.passed ? 'pass' : 'FAIL'} (${c.measured}, needs ${c.threshold})`)
   process.stdout.write(`${lines.join('\n')}\n`)
   return 0
 }

@@ -19,10 +19,16 @@ export async function checkTargets(db: Queryable, plan: Plan, planPath: string):
       continue
     }
     const columns = rows.map((r) => r.column)
-    const named: [string, string][] = [['key', t.key], ['embedding_column', t.embedding_column], ...t.text_columns.map((c, j): [string, string] => [`text_columns[${j}]`, c])]
+    const named: [string, string][] = [
+      ['key', t.key],
+      ['embedding_column', t.embedding_column],
+      ...t.text_columns.map((c, j): [string, string] => [`text_columns[${j}]`, c]),
+    ]
     for (const [field, column] of named) {
-      if (!columns.includes(column)) problems.push(`target.tables[${i}].${field}: ${t.schema}.${t.table} has no column "${column}" (it has: ${columns.join(', ')})`)
+      if (!columns.includes(column))
+        problems.push(`target.tables[${i}].${field}: ${t.schema}.${t.table} has no column "${column}" (it has: ${columns.join(', ')})`)
     }
   }
-  if (problems.length) throw new UsageError(`${planPath}: the plan does not match the target database; nothing was changed:\n  ${problems.join('\n  ')}`)
+  if (problems.length)
+    throw new UsageError(`${planPath}: the plan does not match the target database; nothing was changed:\n  ${problems.join('\n  ')}`)
 }

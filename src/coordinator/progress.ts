@@ -43,7 +43,9 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr, plai
         },
         finish(note) {
           const elapsed = (Date.now() - startedAt) / 1000
-          stream.write(`${interactive ? '\r\x1b[K' : ''}${label}: ${total.toLocaleString('en-US')} done in ${formatDuration(elapsed)}${note ? `, ${note}` : ''}\n`)
+          stream.write(
+            `${interactive ? '\r\x1b[K' : ''}${label}: ${total.toLocaleString('en-US')} done in ${formatDuration(elapsed)}${note ? `, ${note}` : ''}\n`,
+          )
         },
       }
     },

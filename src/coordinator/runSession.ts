@@ -51,7 +51,7 @@ export function checkStepsRegistered(plan: Plan, registry: StepRegistry): void {
  * running or failed runs again, with the cursor it saved.
  */
 export async function runSession(options: RunOptions): Promise<RunResult> {
-  const { session, plan, registry, db, log } = options
+  const { session, plan, registry, log } = options
   checkStepsRegistered(plan, registry)
   const outputs = new Map<string, unknown>()
 
@@ -69,9 +69,22 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
     for (const dep of dependenciesOf(batch, plan.batches)) inputs[dep.step] = outputs.get(dep.id)
 
     const startedAt = new Date().toISOString()
-    session.updateBatch(batch.id, { status: 'running', attempts: state.attempts + 1, started_at: startedAt, ended_at: undefined, error: undefined })
-    session.event('batch_started', { batch: batch.id, step: batch.step, attempt: state.attempts, resumed_from: session.cursor(batch.id) ?? null })
-    log(`batch ${batch.id} (${batch.step}, ${batch.agent}): started${session.cursor(batch.id) !== undefined ? ', continuing from its checkpoint' : ''}`)
+    session.updateBatch(batch.id, {
+      status: 'running',
+      attempts: state.attempts + 1,
+      started_at: startedAt,
+      ended_at: undefined,
+      error: undefined,
+    })
+    session.event('batch_started', {
+      batch: batch.id,
+      step: batch.step,
+      attempt: state.attempts,
+      resumed_from: session.cursor(batch.id) ?? null,
+    })
+    log(
+      `batch ${batch.id} (${batch.step}, ${batch.agent}): started${session.cursor(batch.id) !== undefined ? ', continuing from its checkpoint' : ''}`,
+    )
 
     try {
       const output = await runBatchRetryingTransient(options, batch, inputs)
@@ -79,7 +92,12 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       const dir = session.batchDir(batch.id)
       const summary = step.summarize(output)
       const outputPath = session.writeArtifact(join(dir, 'output.json'), `${JSON.stringify(output, null, 2)}\n`)
-      const report = await writeBatchReport({ batch, summary, details: step.details(output), startedAt, endedAt }, plan.agents.model, process.env, log)
+      const report = await writeBatchReport(
+        { batch, summary, details: step.details(output), startedAt, endedAt },
+        plan.agents.model,
+        process.env,
+        log,
+      )
       const reportPath = session.writeArtifact(join(dir, 'report.md'), report)
       outputs.set(batch.id, output)
       session.updateBatch(batch.id, { status: 'completed', ended_at: endedAt, summary, output_path: outputPath, report_path: reportPath })
@@ -110,7 +128,9 @@ async function runBatchRetryingTransient(options: RunOptions, batch: Batch, inpu
     } catch (error) {
       if (!isTransientDatabaseError(error) || retry >= MAX_TRANSIENT_RETRIES || options.signal.aborted) throw error
       const waitMs = Math.round((0.5 + Math.random() / 2) * Math.min(16_000, 1000 * 2 ** retry))
-      options.log(`batch ${batch.id}: transient database error (${errorMessage(error)}); running it again from its checkpoint in ${(waitMs / 1000).toFixed(1)} s (retry ${retry + 1} of ${MAX_TRANSIENT_RETRIES})`)
+      options.log(
+        `batch ${batch.id}: transient database error (${errorMessage(error)}); running it again from its checkpoint in ${(waitMs / 1000).toFixed(1)} s (retry ${retry + 1} of ${MAX_TRANSIENT_RETRIES})`,
+      )
       options.session.event('batch_retry', { batch: batch.id, error: errorMessage(error), retry: retry + 1 })
       await sleep(waitMs)
     }

@@ -70,7 +70,9 @@ export async function connectPostgres(url: string, options: { applicationName?: 
   pool.on('error', () => {})
   // Fail early, with a clear cause, when the server is not there. Without the extension there
   // are no vector types yet: the diagnosis reports that.
-  const { rows } = await pool.query<{ typname: string; oid: number }>(`SELECT typname, oid::int AS oid FROM pg_type WHERE typname IN ('vector', 'halfvec')`)
+  const { rows } = await pool.query<{ typname: string; oid: number }>(
+    `SELECT typname, oid::int AS oid FROM pg_type WHERE typname IN ('vector', 'halfvec')`,
+  )
   for (const row of rows) vectorOids.set(row.oid, pgvector.fromSql)
   const pooled = wrap(pool)
 

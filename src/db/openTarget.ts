@@ -32,7 +32,12 @@ export async function connectUrl(url: string, applicationName?: string): Promise
   }
 }
 
-export async function openTarget(plan: Plan, log: (message: string) => void, env: NodeJS.ProcessEnv = process.env, applicationName?: string): Promise<Database> {
+export async function openTarget(
+  plan: Plan,
+  log: (message: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  applicationName?: string,
+): Promise<Database> {
   const url = targetUrl(plan, env)
   if (url) {
     const db = await connectUrl(url, applicationName)

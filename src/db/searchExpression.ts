@@ -14,7 +14,13 @@ export interface SearchExpression {
   operator: string
 }
 
-export function searchExpression(column: string, dimensions: number, columnType: VectorType, distance: Distance, precision: 'full' | 'half'): SearchExpression {
+export function searchExpression(
+  column: string,
+  dimensions: number,
+  columnType: VectorType,
+  distance: Distance,
+  precision: 'full' | 'half',
+): SearchExpression {
   const half = precision === 'half' || columnType === 'halfvec'
   const type: VectorType = half ? 'halfvec' : 'vector'
   const castType = `${type}(${dimensions})`

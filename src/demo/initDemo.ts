@@ -84,9 +84,35 @@ export async function initDemo(
         onProgress(done, total)
       }
     }
-    await insert('topics', [['id', 'bigint'], ['name', 'text'], ['description', 'text']], demo.topics)
-    await insert('atoms', [['id', 'bigint'], ['topic_id', 'bigint'], ['title', 'text'], ['content', 'text']], demo.atoms)
-    await insert('messages', [['id', 'bigint'], ['topic_id', 'bigint'], ['author', 'text'], ['content', 'text']], demo.messages)
+    await insert(
+      'topics',
+      [
+        ['id', 'bigint'],
+        ['name', 'text'],
+        ['description', 'text'],
+      ],
+      demo.topics,
+    )
+    await insert(
+      'atoms',
+      [
+        ['id', 'bigint'],
+        ['topic_id', 'bigint'],
+        ['title', 'text'],
+        ['content', 'text'],
+      ],
+      demo.atoms,
+    )
+    await insert(
+      'messages',
+      [
+        ['id', 'bigint'],
+        ['topic_id', 'bigint'],
+        ['author', 'text'],
+        ['content', 'text'],
+      ],
+      demo.messages,
+    )
     // The rows came with their ids; new rows of the application continue after them.
     for (const table of ['topics', 'atoms', 'messages']) {
       await tx.exec(`SELECT setval(pg_get_serial_sequence('${table}', 'id'), (SELECT max(id) FROM ${table}))`)

@@ -9,7 +9,13 @@ import type { EmbeddingProvider } from './provider.ts'
  * embedded demo database; against a real database without a key it stops, because writing
  * another model's embeddings into an application's columns by accident is worse than stopping.
  */
-export function createProvider(plan: Plan, targetKind: 'postgres' | 'embedded', log: (m: string) => void, env: NodeJS.ProcessEnv = process.env, override?: 'local' | 'openai'): EmbeddingProvider {
+export function createProvider(
+  plan: Plan,
+  targetKind: 'postgres' | 'embedded',
+  log: (m: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  override?: 'local' | 'openai',
+): EmbeddingProvider {
   let choice = override ?? plan.embedding.provider
   if (choice === 'auto') {
     if (env.OPENAI_API_KEY) choice = 'openai'
@@ -25,7 +31,9 @@ export function createProvider(plan: Plan, targetKind: 'postgres' | 'embedded', 
     log(`embedding provider: local (offline word vectors, ${plan.embedding.dimensions} dimensions; not ${plan.embedding.model})`)
     return createLocalProvider({ dimensions: plan.embedding.dimensions })
   }
-  log(`embedding provider: openai ${plan.embedding.model} (${plan.embedding.dimensions} dimensions)${env.OPENAI_BASE_URL ? ` at ${env.OPENAI_BASE_URL}` : ''}`)
+  log(
+    `embedding provider: openai ${plan.embedding.model} (${plan.embedding.dimensions} dimensions)${env.OPENAI_BASE_URL ? ` at ${env.OPENAI_BASE_URL}` : ''}`,
+  )
   return createOpenAIProvider({
     model: plan.embedding.model,
     dimensions: plan.embedding.dimensions,

@@ -81,17 +81,20 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
           .create({ model: options.model, input: inputs, ...(takesDimensions ? { dimensions: options.dimensions } : {}) }, { signal })
           .withResponse()
         budget.update(response.headers)
-        if (!Array.isArray(data.data) || data.data.length !== inputs.length) throw new SyntaxError(`the answer has ${data.data?.length} embeddings for ${inputs.length} inputs`)
+        if (!Array.isArray(data.data) || data.data.length !== inputs.length)
+          throw new SyntaxError(`the answer has ${data.data?.length} embeddings for ${inputs.length} inputs`)
         const vectors = [...data.data].sort((a, b) => a.index - b.index).map((d) => d.embedding as number[])
         const wrong = vectors.find((v) => v.length !== options.dimensions)
-        if (wrong) throw new PermanentError(`the model ${options.model} returned ${wrong.length} dimensions; ${options.dimensions} are needed`)
+        if (wrong)
+          throw new PermanentError(`the model ${options.model} returned ${wrong.length} dimensions; ${options.dimensions} are needed`)
         return vectors
       } catch (error) {
         if (error instanceof PermanentError || signal?.aborted) throw error
         if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
           throw new PermanentError(`OpenAI rejected the API key (${error.status}): ${error.message}; check OPENAI_API_KEY`)
         }
-        if (error instanceof OpenAI.NotFoundError) throw new PermanentError(`OpenAI does not know the model ${options.model} (404): ${error.message}`)
+        if (error instanceof OpenAI.NotFoundError)
+          throw new PermanentError(`OpenAI does not know the model ${options.model} (404): ${error.message}`)
         if (!isTransient(error) || attempt >= maxAttempts) throw error
         stats.retries++
         const told = retryAfterMs(error)
@@ -107,8 +110,14 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
   async function embedBatch(indices: number[], texts: string[], counts: number[], out: EmbedResult, signal?: AbortSignal): Promise<void> {
     const tokens = indices.reduce((s, i) => s + counts[i]!, 0)
     try {
-      const vectors = await request(indices.map((i) => texts[i]!), tokens, signal)
-      indices.forEach((i, j) => (out.vectors[i] = vectors[j]!))
+      const vectors = await request(
+        indices.map((i) => texts[i]!),
+        tokens,
+        signal,
+      )
+      indices.forEach((i, j) => {
+        out.vectors[i] = vectors[j]!
+      })
     } catch (error) {
       if (error instanceof PermanentError) throw error
       if (error instanceof OpenAI.BadRequestError && indices.length > 1) {
@@ -170,7 +179,11 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
       const enc = tokenizer()
       const tokens = inputs.reduce((s, t) => s + Math.min(MAX_TOKENS_PER_INPUT, enc.encode(t).length), 0)
       const price = PRICES[options.model]
-      return { tokens, usd: price === undefined ? Number.NaN : (tokens / 1e6) * price, tokenizer: 'cl100k_base (exact for OpenAI embedding models)' }
+      return {
+        tokens,
+        usd: price === undefined ? Number.NaN : (tokens / 1e6) * price,
+        tokenizer: 'cl100k_base (exact for OpenAI embedding models)',
+      }
     },
   }
   return provider
@@ -178,6 +191,9 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
 
 export function requireOpenAIKey(env: NodeJS.ProcessEnv = process.env): string {
   const key = env.OPENAI_API_KEY
-  if (!key) throw new UsageError('the plan uses the openai embedding provider but OPENAI_API_KEY is not set (put it in the environment or a .env file)')
+  if (!key)
+    throw new UsageError(
+      'the plan uses the openai embedding provider but OPENAI_API_KEY is not set (put it in the environment or a .env file)',
+    )
   return key
 }

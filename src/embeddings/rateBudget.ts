@@ -60,7 +60,10 @@ export class RateBudget {
   /** Takes the server's word for what is left (x-ratelimit-remaining-*) and when it resets. */
   update(headers: Headers): void {
     this.refill()
-    for (const [kind, bucket] of [['requests', this.requests], ['tokens', this.tokens]] as const) {
+    for (const [kind, bucket] of [
+      ['requests', this.requests],
+      ['tokens', this.tokens],
+    ] as const) {
       const limit = Number(headers.get(`x-ratelimit-limit-${kind}`))
       const remaining = Number(headers.get(`x-ratelimit-remaining-${kind}`))
       if (!Number.isFinite(limit) || limit <= 0 || headers.get(`x-ratelimit-remaining-${kind}`) === null) continue
@@ -79,4 +82,3 @@ export class RateBudget {
     this.pausedUntil = Math.max(this.pausedUntil, Date.now() + ms)
   }
 }
-

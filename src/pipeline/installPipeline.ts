@@ -97,14 +97,22 @@ export async function installPipeline(db: { transaction<T>(work: (tx: Queryable)
   })
 }
 
-export async function uninstallPipeline(db: { transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> }, plan: Plan): Promise<string[]> {
+export async function uninstallPipeline(
+  db: { transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> },
+  plan: Plan,
+): Promise<string[]> {
   const removed: string[] = []
   await db.transaction(async (tx) => {
     for (const t of plan.target.tables) {
       const sql = targetSql(t)
-      const exists = await tx.query('SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2', [t.schema, t.table])
+      const exists = await tx.query(
+        'SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2',
+        [t.schema, t.table],
+      )
       if (exists.rows.length === 0) continue
-      await tx.exec(`DROP TRIGGER IF EXISTS runner_enqueue_embedding ON ${sql.table}; DROP TRIGGER IF EXISTS runner_dequeue_embedding ON ${sql.table};`)
+      await tx.exec(
+        `DROP TRIGGER IF EXISTS runner_enqueue_embedding ON ${sql.table}; DROP TRIGGER IF EXISTS runner_dequeue_embedding ON ${sql.table};`,
+      )
       removed.push(`triggers on ${sql.name}`)
     }
     await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(plan.target.runner_schema)} CASCADE`)

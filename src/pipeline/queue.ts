@@ -33,12 +33,22 @@ export async function claimJobs(db: Queryable, schema: string, workerId: string,
 /** Removes finished jobs this worker holds. A job re-queued meanwhile (the trigger unlocked it) stays. */
 export async function completeJobs(db: Queryable, schema: string, workerId: string, tableName: string, keys: string[]): Promise<number> {
   if (keys.length === 0) return 0
-  const { rowCount } = await db.query(`DELETE FROM ${quoteIdent(schema)}.${QUEUE_TABLE} WHERE table_name = $1 AND row_key = ANY($2::text[]) AND locked_by = $3`, [tableName, keys, workerId])
+  const { rowCount } = await db.query(
+    `DELETE FROM ${quoteIdent(schema)}.${QUEUE_TABLE} WHERE table_name = $1 AND row_key = ANY($2::text[]) AND locked_by = $3`,
+    [tableName, keys, workerId],
+  )
   return rowCount
 }
 
 /** A failed attempt: back off exponentially, or move to the failed-jobs table once attempts are spent. */
-export async function failJobs(db: Queryable, schema: string, workerId: string, tableName: string, failures: { key: string; error: string }[], maxAttempts: number): Promise<number> {
+export async function failJobs(
+  db: Queryable,
+  schema: string,
+  workerId: string,
+  tableName: string,
+  failures: { key: string; error: string }[],
+  maxAttempts: number,
+): Promise<number> {
   if (failures.length === 0) return 0
   const s = quoteIdent(schema)
   const { rows } = await db.query<{ moved: number }>(
@@ -66,7 +76,10 @@ export async function failJobs(db: Queryable, schema: string, workerId: string, 
 
 /** Gives back jobs this worker holds (graceful shutdown). */
 export async function releaseJobs(db: Queryable, schema: string, workerId: string): Promise<void> {
-  await db.query(`UPDATE ${quoteIdent(schema)}.${QUEUE_TABLE} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1) WHERE locked_by = $1`, [workerId])
+  await db.query(
+    `UPDATE ${quoteIdent(schema)}.${QUEUE_TABLE} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1) WHERE locked_by = $1`,
+    [workerId],
+  )
 }
 
 export async function queueBacklog(db: Queryable, schema: string): Promise<{ pending: number; oldestSeconds: number | null }> {

@@ -26,8 +26,16 @@ export async function resolveTargets(db: Queryable, plan: Plan): Promise<Resolve
     const key = rows.find((r) => r.attname === t.key)
     const embedding = rows.find((r) => r.attname === t.embedding_column)
     if (!key || !embedding) throw new Error(`${t.schema}.${t.table}: key ${t.key} or embedding column ${t.embedding_column} not found`)
-    if (!/^(vector|halfvec)\(\d+\)$/.test(embedding.type)) throw new Error(`${t.schema}.${t.table}.${t.embedding_column} is ${embedding.type}, not vector(N) or halfvec(N)`)
-    resolved.push({ ...targetSql(t), plan: t, keyType: key.type, embeddingType: embedding.type, vectorType: embedding.type.startsWith('halfvec') ? 'halfvec' : 'vector', dimensions: embedding.typmod })
+    if (!/^(vector|halfvec)\(\d+\)$/.test(embedding.type))
+      throw new Error(`${t.schema}.${t.table}.${t.embedding_column} is ${embedding.type}, not vector(N) or halfvec(N)`)
+    resolved.push({
+      ...targetSql(t),
+      plan: t,
+      keyType: key.type,
+      embeddingType: embedding.type,
+      vectorType: embedding.type.startsWith('halfvec') ? 'halfvec' : 'vector',
+      dimensions: embedding.typmod,
+    })
   }
   return resolved
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Database } from '../db/database.ts'
-import type { EmbeddingProvider } from '../embeddings/provider.ts'
+import type { EmbeddingProvider, EmbedResult } from '../embeddings/provider.ts'
 import { errorMessage } from '../errors.ts'
 import type { Plan } from '../plan/schema.ts'
 import { notifyChannel } from './installPipeline.ts'
@@ -44,13 +44,14 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const stopListening = await db.listen(notifyChannel(plan), () => wake())
   const onAbort = () => wake()
   signal.addEventListener('abort', onAbort)
-  const idle = () => new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, poll_ms)
-    wake = () => {
-      clearTimeout(timer)
-      resolve()
-    }
-  })
+  const idle = () =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, poll_ms)
+      wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
 
   const started = Date.now()
   let lastLog = started
@@ -59,7 +60,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     lastLog = Date.now()
     const backlog = await queueBacklog(db, schema)
     const rate = stats.embedded / Math.max(0.001, (Date.now() - started) / 1000)
-    log(`worker ${workerId}: ${stats.embedded} embedded (${rate.toFixed(1)}/s), ${stats.failed} failed; backlog ${backlog.pending}${backlog.oldestSeconds !== null ? `, oldest ${backlog.oldestSeconds.toFixed(1)} s` : ''}`)
+    log(
+      `worker ${workerId}: ${stats.embedded} embedded (${rate.toFixed(1)}/s), ${stats.failed} failed; backlog ${backlog.pending}${backlog.oldestSeconds !== null ? `, oldest ${backlog.oldestSeconds.toFixed(1)} s` : ''}`,
+    )
   }
 
   try {
@@ -89,28 +92,54 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     const target = targets.get(tableName)
     const keys = jobs.map((j) => j.row_key)
     if (!target) {
-      stats.failed += await failJobs(db, schema, workerId, tableName, keys.map((key) => ({ key, error: `table ${tableName} is not a target of the plan` })), 1)
+      stats.failed += await failJobs(
+        db,
+        schema,
+        workerId,
+        tableName,
+        keys.map((key) => ({ key, error: `table ${tableName} is not a target of the plan` })),
+        1,
+      )
       return
     }
     const rows = await readTexts(db, target, keys)
     const present = new Set(rows.map((r) => r.key))
-    await completeJobs(db, schema, workerId, tableName, keys.filter((k) => !present.has(k))) // deleted rows
+    await completeJobs(
+      db,
+      schema,
+      workerId,
+      tableName,
+      keys.filter((k) => !present.has(k)),
+    ) // deleted rows
     if (rows.length === 0) return
-    let result
+    let result: EmbedResult
     try {
       // Not given the stop signal: SIGTERM lets the batch in flight finish, then the loop ends.
       result = await provider.embed(rows.map((r) => r.text))
     } catch (error) {
       if (signal.aborted) return
       const message = errorMessage(error)
-      stats.failed += await failJobs(db, schema, workerId, tableName, rows.map((r) => ({ key: r.key, error: message })), max_attempts)
+      stats.failed += await failJobs(
+        db,
+        schema,
+        workerId,
+        tableName,
+        rows.map((r) => ({ key: r.key, error: message })),
+        max_attempts,
+      )
       if (/rejected the API key|dimensions; \d+ are needed/.test(message)) throw error // permanent: stop the worker
       return
     }
     const done = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
     const written = await writeEmbeddings(db, schema, target, done, provider.model)
     stats.embedded += written.length
-    await completeJobs(db, schema, workerId, tableName, done.map((d) => d.key))
+    await completeJobs(
+      db,
+      schema,
+      workerId,
+      tableName,
+      done.map((d) => d.key),
+    )
     const failures = result.failures.map((f) => ({ key: rows[f.index]!.key, error: f.reason }))
     stats.failed += await failJobs(db, schema, workerId, tableName, failures, max_attempts)
   }

@@ -15,7 +15,13 @@ export interface EmbeddedRow {
   vector: number[]
 }
 
-export async function writeEmbeddings(db: Queryable, schema: string, target: ResolvedTarget, rows: EmbeddedRow[], model: string): Promise<string[]> {
+export async function writeEmbeddings(
+  db: Queryable,
+  schema: string,
+  target: ResolvedTarget,
+  rows: EmbeddedRow[],
+  model: string,
+): Promise<string[]> {
   if (rows.length === 0) return []
   const s = quoteIdent(schema)
   const { rows: written } = await db.query<{ row_key: string }>(
@@ -41,7 +47,11 @@ export async function writeEmbeddings(db: Queryable, schema: string, target: Res
 }
 
 /** The current text and its hash for these keys (rows that no longer exist are absent). */
-export async function readTexts(db: Queryable, target: ResolvedTarget, keys: string[]): Promise<{ key: string; text: string; hash: string }[]> {
+export async function readTexts(
+  db: Queryable,
+  target: ResolvedTarget,
+  keys: string[],
+): Promise<{ key: string; text: string; hash: string }[]> {
   const { rows } = await db.query<{ key: string; text: string; hash: string }>(
     `SELECT ${target.key}::text AS key, ${target.text()} AS text, ${target.hash()} AS hash FROM ${target.table} WHERE ${target.key} = ANY($1::${target.keyType}[])`,
     [keys],

@@ -14,9 +14,7 @@ export interface LoadedPlan {
 
 /** batches[2].depends_on[0] */
 export function formatPath(path: readonly PropertyKey[]): string {
-  return path
-    .map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i === 0 ? '' : '.'}${String(part)}`))
-    .join('')
+  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i === 0 ? '' : '.'}${String(part)}`)).join('')
 }
 
 function describeIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {

@@ -10,9 +10,7 @@ export const DISTANCES = ['cosine', 'l2', 'inner_product'] as const
 export type Distance = (typeof DISTANCES)[number]
 
 const identifier = z.string().min(1, 'expected a non-empty name').max(63, 'PostgreSQL names are at most 63 bytes')
-const batchId = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected lowercase letters, digits, "-" or "_" (it names a folder)')
+const batchId = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected lowercase letters, digits, "-" or "_" (it names a folder)')
 
 export const targetTableSchema = z.strictObject({
   schema: identifier.default('public'),

@@ -2,7 +2,7 @@ import type { Session } from '../checkpoint/session.ts'
 import type { Plan } from '../plan/schema.ts'
 import { diagnoseOutputSchema } from '../steps/diagnose/output.ts'
 import { validateOutputSchema } from '../steps/validate/output.ts'
-import { escape, groupedBarsLog, linesLogX } from './charts.ts'
+import { escapeHtml, groupedBarsLog, linesLogX } from './charts.ts'
 
 // report.html: one self-contained page for reviewers (no scripts, no external assets), with
 // pictures where they beat words: coverage before and after, latency of the index against the
@@ -18,16 +18,19 @@ export function writeHtmlReport(session: Session, plan: Plan, outputsByStep: Map
   sections.push(
     `<h2>Success criteria</h2>`,
     criteria.length
-      ? `<table><tr><th>criterion</th><th>threshold</th><th>measured</th><th>result</th></tr>${criteria.map((c) => `<tr><td>${escape(c.description)}</td><td>${escape(c.threshold)}</td><td>${escape(c.measured)}</td><td class="${c.passed ? 'pass' : 'fail'}">${c.passed ? 'pass' : 'FAIL'}</td></tr>`).join('')}</table>`
+      ? `<table><tr><th>criterion</th><th>threshold</th><th>measured</th><th>result</th></tr>${criteria.map((c) => `<tr><td>${escapeHtml(c.description)}</td><td>${escapeHtml(c.threshold)}</td><td>${escapeHtml(c.measured)}</td><td class="${c.passed ? 'pass' : 'fail'}">${c.passed ? 'pass' : 'FAIL'}</td></tr>`).join('')}</table>`
       : '<p>Not measured: the validate batch did not complete.</p>',
   )
   if (diagnosis.success || validation.success) {
     const groups = (diagnosis.success ? diagnosis.data.targets : []).map((t) => {
       const after = validation.success ? validation.data.tables.find((v) => v.table === `${t.schema}.${t.table}`) : undefined
       const percent = (rows: number, nulls: number) => (rows ? (100 * (rows - nulls)) / rows : 0)
-      return `<tr><td>${escape(`${t.schema}.${t.table}.${t.column}`)}</td><td>${bar(percent(t.rows, t.nulls))}</td><td>${after ? bar(percent(after.rows, after.nulls)) : 'not measured'}</td></tr>`
+      return `<tr><td>${escapeHtml(`${t.schema}.${t.table}.${t.column}`)}</td><td>${bar(percent(t.rows, t.nulls))}</td><td>${after ? bar(percent(after.rows, after.nulls)) : 'not measured'}</td></tr>`
     })
-    sections.push('<h2>Embeddings coverage</h2>', `<table><tr><th>column</th><th>before (diagnosis)</th><th>after (validation)</th></tr>${groups.join('')}</table>`)
+    sections.push(
+      '<h2>Embeddings coverage</h2>',
+      `<table><tr><th>column</th><th>before (diagnosis)</th><th>after (validation)</th></tr>${groups.join('')}</table>`,
+    )
   }
   if (validation.success) {
     const measured = validation.data.tables.filter((t) => t.latency)
@@ -59,11 +62,14 @@ export function writeHtmlReport(session: Session, plan: Plan, outputsByStep: Map
   sections.push(
     '<h2>Batches</h2>',
     `<table><tr><th>#</th><th>batch</th><th>agent</th><th>status</th><th>attempts</th><th>result</th></tr>${state.batches
-      .map((b, i) => `<tr><td>${i + 1}</td><td>${b.report_path ? `<a href="${escape(b.report_path)}">${escape(b.id)}</a>` : escape(b.id)}</td><td>${escape(b.agent)}</td><td>${escape(b.status)}</td><td>${b.attempts}</td><td>${escape((b.status === 'completed' ? b.summary : b.error) ?? '')}</td></tr>`)
+      .map(
+        (b, i) =>
+          `<tr><td>${i + 1}</td><td>${b.report_path ? `<a href="${escapeHtml(b.report_path)}">${escapeHtml(b.id)}</a>` : escapeHtml(b.id)}</td><td>${escapeHtml(b.agent)}</td><td>${escapeHtml(b.status)}</td><td>${b.attempts}</td><td>${escapeHtml((b.status === 'completed' ? b.summary : b.error) ?? '')}</td></tr>`,
+      )
       .join('')}</table>`,
   )
   const html = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escape(plan.title)}: session ${escape(state.session_id)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(plan.title)}: session ${escapeHtml(state.session_id)}</title>
 <style>
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 980px; color: #111827; padding: 0 1rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; width: 100%; }
@@ -74,8 +80,8 @@ th { background: #f9fafb; }
 .meter > span { background: #2563eb; height: 12px; display: block; }
 figure { margin: 1rem 0 2rem; } figcaption { color: #374151; margin-bottom: 0.3rem; }
 </style></head><body>
-<h1>${escape(plan.title)}</h1>
-<p>Session <code>${escape(state.session_id)}</code> · status <strong>${escape(state.status)}</strong> · target ${escape(state.target ?? 'unknown')}</p>
+<h1>${escapeHtml(plan.title)}</h1>
+<p>Session <code>${escapeHtml(state.session_id)}</code> · status <strong>${escapeHtml(state.status)}</strong> · target ${escapeHtml(state.target ?? 'unknown')}</p>
 ${sections.join('\n')}
 </body></html>
 `

@@ -23,10 +23,18 @@ export function writeSummary(session: Session, plan: Plan): string {
   } else {
     lines.push(hasValidate ? 'Not measured: the validate batch did not complete.' : 'Not measured: this plan has no validate batch.')
   }
-  lines.push('', '## Batches', '', '| # | batch | agent | status | attempts | result | report |', '| --- | --- | --- | --- | --- | --- | --- |')
+  lines.push(
+    '',
+    '## Batches',
+    '',
+    '| # | batch | agent | status | attempts | result | report |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  )
   state.batches.forEach((b, i) => {
     const result = (b.status === 'failed' || b.status === 'interrupted' ? b.error : b.summary) ?? ''
-    lines.push(`| ${i + 1} | ${b.id} | ${b.agent} | ${b.status} | ${b.attempts} | ${result.replace(/\|/g, '\\|').replace(/\n/g, ' ')} | ${b.report_path ? `[report](${b.report_path})` : ''} |`)
+    lines.push(
+      `| ${i + 1} | ${b.id} | ${b.agent} | ${b.status} | ${b.attempts} | ${result.replace(/\|/g, '\\|').replace(/\n/g, ' ')} | ${b.report_path ? `[report](${b.report_path})` : ''} |`,
+    )
   })
   lines.push(
     '',
@@ -36,7 +44,7 @@ export function writeSummary(session: Session, plan: Plan): string {
     '- `coordination-state.json`: where each batch is (status, attempts, times, errors)',
     '- `batch-progress.json`: cursors inside batches, for resume',
     '- `events.ndjson`: every event, in order',
-    '- `batches/NN-<id>/output.json` and `report.md`: each batch\'s typed output and its agent\'s report',
+    "- `batches/NN-<id>/output.json` and `report.md`: each batch's typed output and its agent's report",
     '',
   )
   const text = lines.join('\n')

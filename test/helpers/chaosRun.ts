@@ -35,7 +35,7 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
   fake.delayMs = 10
   const dir = tempDir('runner-chaos-')
   let random = options.seed
-  const next = () => ((random = (random * 1103515245 + 12345) % 2147483648) / 2147483648)
+  const next = () => (random = (random * 1103515245 + 12345) % 2147483648) / 2147483648
   try {
     const db = await target.open()
     const labels = join(dir, 'labels.json')
@@ -43,9 +43,16 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
     const shipped = loadPlan(join(import.meta.dirname, '../../plans/feature-1.yaml')).plan as any
     const batchSize = 256
     const planPath = join(dir, 'plan.yaml')
-    writeFileSync(planPath, stringify({ ...shipped, embedding: { ...shipped.embedding, provider: 'openai', batch_size: batchSize }, validate: { ...shipped.validate, labelled_queries: labels, latency_queries: 30, exact_queries: 10 },
-      // The fake server's vectors are hashes of the text: they carry no meaning to be relevant with.
-      criteria: { ...shipped.criteria, relevance_recall_at_k: null } }))
+    writeFileSync(
+      planPath,
+      stringify({
+        ...shipped,
+        embedding: { ...shipped.embedding, provider: 'openai', batch_size: batchSize },
+        validate: { ...shipped.validate, labelled_queries: labels, latency_queries: 30, exact_queries: 10 },
+        // The fake server's vectors are hashes of the text: they carry no meaning to be relevant with.
+        criteria: { ...shipped.criteria, relevance_recall_at_k: null },
+      }),
+    )
     const sessions = join(dir, 'sessions')
     const env = { DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url }
 
@@ -79,20 +86,35 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
       }
       const result = await child
       exitCode = result.exitCode ?? -1
-      if (!killed && exitCode !== 0) throw new Error(`the runner failed (exit ${exitCode}, signal ${result.signal}):\n${result.all}\n${String((result as any).message ?? "")}`)
+      if (!killed && exitCode !== 0)
+        throw new Error(
+          `the runner failed (exit ${exitCode}, signal ${result.signal}):\n${result.all}\n${String((result as any).message ?? '')}`,
+        )
     }
     const session = join(sessions, readdirSync(sessions)[0]!)
     const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
 
     const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n
-    const nullEmbeddings = await count(`SELECT ((SELECT count(*) FROM atoms WHERE embedding IS NULL) + (SELECT count(*) FROM messages WHERE embedding IS NULL) + (SELECT count(*) FROM topics WHERE embedding IS NULL))::int AS n`)
+    const nullEmbeddings = await count(
+      `SELECT ((SELECT count(*) FROM atoms WHERE embedding IS NULL) + (SELECT count(*) FROM messages WHERE embedding IS NULL) + (SELECT count(*) FROM topics WHERE embedding IS NULL))::int AS n`,
+    )
     const validIndexesPerTable = []
     for (const table of ['atoms', 'messages', 'topics']) {
-      validIndexesPerTable.push(await count(`SELECT count(*)::int AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = '${table}'::regclass AND a.amname = 'hnsw' AND i.indisvalid`))
+      validIndexesPerTable.push(
+        await count(
+          `SELECT count(*)::int AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = '${table}'::regclass AND a.amname = 'hnsw' AND i.indisvalid`,
+        ),
+      )
     }
     const invalid = await count(`SELECT count(*)::int AS n FROM pg_index WHERE NOT indisvalid`)
     const queueDuplicates = await count(`SELECT (count(*) - count(DISTINCT (table_name, row_key)))::int AS n FROM runner.embedding_queue`)
-    const texts = new Set((await db.query<{ t: string }>(`SELECT concat_ws(' ', title, content) AS t FROM atoms UNION ALL SELECT content FROM messages UNION ALL SELECT concat_ws(' ', name, description) FROM topics`)).rows.map((r) => r.t))
+    const texts = new Set(
+      (
+        await db.query<{ t: string }>(
+          `SELECT concat_ws(' ', title, content) AS t FROM atoms UNION ALL SELECT content FROM messages UNION ALL SELECT concat_ws(' ', name, description) FROM topics`,
+        )
+      ).rows.map((r) => r.t),
+    )
     const repeated = [...fake.embedded].filter(([t]) => texts.has(t)).reduce((s, [, n]) => s + n - 1, 0)
     const leftoverProbeRows = await count(`SELECT count(*)::int AS n FROM atoms WHERE content LIKE 'runner probe %'`)
     await db.close()

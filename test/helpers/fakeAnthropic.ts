@@ -18,7 +18,12 @@ export async function startFakeAnthropic(): Promise<FakeAnthropic> {
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    state.requests.push({ model: body.model, system: body.system, content: body.messages[0].content, apiKey: (req.headers['x-api-key'] as string | undefined) ?? req.headers.authorization?.replace(/^Bearer /, '') })
+    state.requests.push({
+      model: body.model,
+      system: body.system,
+      content: body.messages[0].content,
+      apiKey: (req.headers['x-api-key'] as string | undefined) ?? req.headers.authorization?.replace(/^Bearer /, ''),
+    })
     res.setHeader('content-type', 'application/json')
     if (state.status !== 200) {
       res.statusCode = state.status

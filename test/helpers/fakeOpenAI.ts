@@ -43,7 +43,16 @@ export function fakeVector(text: string, dimensions: number): number[] {
 }
 
 export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}): Promise<FakeOpenAI> {
-  const fake: Omit<FakeOpenAI, 'url' | 'close'> = { key: 'sk-test-fake-key-0123456789', faults: [], badInputs: new Set(), embedded: new Map(), requests: [], tokensPerMinute: options.tokensPerMinute, arrived: 0, delayMs: 0 }
+  const fake: Omit<FakeOpenAI, 'url' | 'close'> = {
+    key: 'sk-test-fake-key-0123456789',
+    faults: [],
+    badInputs: new Set(),
+    embedded: new Map(),
+    requests: [],
+    tokensPerMinute: options.tokensPerMinute,
+    arrived: 0,
+    delayMs: 0,
+  }
   // The tokens-per-minute limit as a bucket refilled continuously, as OpenAI describes its limits.
   let bucket = options.tokensPerMinute ?? 0
   let refilledAt = Date.now()
@@ -60,7 +69,12 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     fake.arrived++
     if (fake.delayMs) await new Promise((r) => setTimeout(r, fake.delayMs))
     if (req.method !== 'POST' || !req.url?.endsWith('/embeddings')) return send(res, 404, error('not found', 'invalid_request_error'))
-    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { model: string; input: string | string[]; encoding_format?: string; dimensions?: number }
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+      model: string
+      input: string | string[]
+      encoding_format?: string
+      dimensions?: number
+    }
     const inputs = Array.isArray(body.input) ? body.input : [body.input]
     const tokens = inputs.reduce((s, t) => s + encoder.encode(t).length, 0)
     const record = (status: number) => fake.requests.push({ inputs: inputs.length, tokens, encoding: body.encoding_format, status })
@@ -81,7 +95,12 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     }
     if (fault?.type === 'status') {
       record(fault.status)
-      return send(res, fault.status, error(`injected ${fault.status}`, fault.status === 429 ? 'rate_limit_exceeded' : 'server_error'), fault.retryAfter ? { 'retry-after': String(fault.retryAfter) } : {})
+      return send(
+        res,
+        fault.status,
+        error(`injected ${fault.status}`, fault.status === 429 ? 'rate_limit_exceeded' : 'server_error'),
+        fault.retryAfter ? { 'retry-after': String(fault.retryAfter) } : {},
+      )
     }
     if (inputs.length > 2048 || tokens > 300_000 || inputs.some((t) => encoder.encode(t).length > 8191) || inputs.some((t) => t === '')) {
       record(400)
@@ -101,7 +120,9 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
       if (tokens > bucket) {
         record(429)
         const waitMs = Math.ceil(((tokens - bucket) / limit) * 60_000)
-        return send(res, 429, error('Rate limit reached for tokens per min', 'tokens', 'rate_limit_exceeded'), { 'retry-after-ms': String(waitMs) })
+        return send(res, 429, error('Rate limit reached for tokens per min', 'tokens', 'rate_limit_exceeded'), {
+          'retry-after-ms': String(waitMs),
+        })
       }
       bucket -= tokens
       Object.assign(headers, {

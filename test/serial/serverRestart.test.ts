@@ -63,7 +63,9 @@ describe.skipIf(!serverUrl)('the database restarted mid-backfill (real server)',
     expect(result.exitCode, result.all).toBe(0)
     expect(result.stderr).toMatch(/batch backfill: transient database error .*running it again from its checkpoint/)
     const db: Database = await target.open()
-    const nulls = await db.query<{ n: number }>(`SELECT ((SELECT count(*) FROM atoms WHERE embedding IS NULL) + (SELECT count(*) FROM messages WHERE embedding IS NULL))::int AS n`)
+    const nulls = await db.query<{ n: number }>(
+      `SELECT ((SELECT count(*) FROM atoms WHERE embedding IS NULL) + (SELECT count(*) FROM messages WHERE embedding IS NULL))::int AS n`,
+    )
     await db.close()
     expect(nulls.rows[0]!.n).toBe(0)
   })

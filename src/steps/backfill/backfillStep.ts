@@ -17,7 +17,13 @@ const COST_SAMPLE_ROWS = 1000
 const outputSchema = z.object({
   provider: z.string(),
   model: z.string(),
-  estimate: z.object({ rows: z.number().int(), tokens: z.number(), usd: z.number().nullable(), tokenizer: z.string(), sampled_rows: z.number().int() }),
+  estimate: z.object({
+    rows: z.number().int(),
+    tokens: z.number(),
+    usd: z.number().nullable(),
+    tokenizer: z.string(),
+    sampled_rows: z.number().int(),
+  }),
   tables: z.array(z.object({ table: z.string(), written: z.number().int(), failed: z.number().int(), remaining_null: z.number().int() })),
   failures: z.array(z.object({ table: z.string(), key: z.string(), reason: z.string() })),
   seconds: z.number(),
@@ -53,7 +59,9 @@ async function estimateCost(ctx: StepContext, targets: ResolvedTarget[]): Promis
     )
     const { n, bytes } = size[0]!
     if (n === 0) continue
-    const { rows: sample } = await ctx.db.query<{ text: string }>(`SELECT ${t.text()} AS text FROM ${t.table} WHERE ${t.embedding} IS NULL LIMIT ${COST_SAMPLE_ROWS}`)
+    const { rows: sample } = await ctx.db.query<{ text: string }>(
+      `SELECT ${t.text()} AS text FROM ${t.table} WHERE ${t.embedding} IS NULL LIMIT ${COST_SAMPLE_ROWS}`,
+    )
     const estimate = provider.estimateCost(sample.map((r) => r.text))
     const sampleBytes = sample.reduce((s, r) => s + Buffer.byteLength(r.text), 0) || 1
     const scale = bytes / sampleBytes
@@ -77,7 +85,9 @@ export const backfillStep: Step<BackfillOutput> = {
     const provider = ctx.embeddings()
     for (const t of targets) {
       if (t.dimensions !== provider.dimensions) {
-        throw new WorkError(`${t.name}.${t.plan.embedding_column} is ${t.embeddingType} but the provider ${provider.name} (${provider.model}) gives ${provider.dimensions} dimensions`)
+        throw new WorkError(
+          `${t.name}.${t.plan.embedding_column} is ${t.embeddingType} but the provider ${provider.name} (${provider.model}) gives ${provider.dimensions} dimensions`,
+        )
       }
     }
     try {
@@ -94,14 +104,19 @@ export const backfillStep: Step<BackfillOutput> = {
       ctx.checkpoint.save(cursor)
     }
     const { estimate } = cursor
-    log(`  cost estimate: ${estimate.rows.toLocaleString('en-US')} rows, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown for this model' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer}; sampled ${estimate.sampled_rows} rows)`)
+    log(
+      `  cost estimate: ${estimate.rows.toLocaleString('en-US')} rows, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown for this model' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer}; sampled ${estimate.sampled_rows} rows)`,
+    )
     ctx.writeArtifact('cost-estimate.json', `${JSON.stringify(estimate, null, 2)}\n`)
     if (plan.embedding.budget_usd !== undefined && estimate.usd !== null && estimate.usd > plan.embedding.budget_usd) {
-      throw new WorkError(`the backfill would cost about $${estimate.usd.toFixed(2)}, above embedding.budget_usd ($${plan.embedding.budget_usd}); raise the budget in the plan to go on`)
+      throw new WorkError(
+        `the backfill would cost about $${estimate.usd.toFixed(2)}, above embedding.budget_usd ($${plan.embedding.budget_usd}); raise the budget in the plan to go on`,
+      )
     }
 
     const total = estimate.rows
-    const alreadyDone = Object.values(cursor.written).reduce((a, b) => a + b, 0) + Object.values(cursor.failedCount).reduce((a, b) => a + b, 0)
+    const alreadyDone =
+      Object.values(cursor.written).reduce((a, b) => a + b, 0) + Object.values(cursor.failedCount).reduce((a, b) => a + b, 0)
     const task = ctx.progress.start('backfill', Math.max(total, alreadyDone))
     let done = alreadyDone
     const started = performance.now()
@@ -121,7 +136,8 @@ export const backfillStep: Step<BackfillOutput> = {
         const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
         const written = await writeEmbeddings(db, plan.target.runner_schema, t, embedded, provider.model)
         for (const f of result.failures) {
-          if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
+          if (cursor.failures.length < MAX_LISTED_FAILURES)
+            cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
         }
         cursor.after[t.name] = rows.at(-1)!.key
         cursor.written[t.name] = (cursor.written[t.name] ?? 0) + written.length
@@ -136,7 +152,12 @@ export const backfillStep: Step<BackfillOutput> = {
     task.finish()
     const tables = []
     for (const t of targets) {
-      tables.push({ table: t.name, written: cursor.written[t.name] ?? 0, failed: cursor.failedCount[t.name] ?? 0, remaining_null: await countNull(db, t) })
+      tables.push({
+        table: t.name,
+        written: cursor.written[t.name] ?? 0,
+        failed: cursor.failedCount[t.name] ?? 0,
+        remaining_null: await countNull(db, t),
+      })
     }
     return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds }
   },

@@ -2,7 +2,14 @@ import { resolve } from 'node:path'
 import type { Step } from '../step.ts'
 import { explainNearestNeighbour } from './explainNearestNeighbour.ts'
 import { findFindings } from './findFindings.ts'
-import { inspectExtension, inspectPrivileges, inspectVectorColumns, inspectVectorIndexes, inspectWriters, serverVersion } from './inspectDatabase.ts'
+import {
+  inspectExtension,
+  inspectPrivileges,
+  inspectVectorColumns,
+  inspectVectorIndexes,
+  inspectWriters,
+  serverVersion,
+} from './inspectDatabase.ts'
 import { diagnoseOutputSchema, type DiagnoseOutput, type QueryPlan, type TargetColumn } from './output.ts'
 import { scanSource } from './scanSource.ts'
 import { renderDiagnosis } from './renderDiagnosis.ts'
@@ -21,8 +28,19 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
     const targets: TargetColumn[] = []
     for (const t of plan.target.tables) {
       const found = vectorColumns.find((c) => c.schema === t.schema && c.table === t.table && c.column === t.embedding_column)
-      const base = { schema: t.schema, table: t.table, key: t.key, column: t.embedding_column, text_columns: t.text_columns, distance: t.distance }
-      targets.push(found ? { ...base, type: found.type, dimensions: found.dimensions, rows: found.rows, nulls: found.nulls } : { ...base, type: null, dimensions: null, rows: 0, nulls: 0 })
+      const base = {
+        schema: t.schema,
+        table: t.table,
+        key: t.key,
+        column: t.embedding_column,
+        text_columns: t.text_columns,
+        distance: t.distance,
+      }
+      targets.push(
+        found
+          ? { ...base, type: found.type, dimensions: found.dimensions, rows: found.rows, nulls: found.nulls }
+          : { ...base, type: null, dimensions: null, rows: 0, nulls: 0 },
+      )
     }
     const indexes = await inspectVectorIndexes(db, vectorColumns)
     const writers = await inspectWriters(db, plan)
@@ -31,7 +49,9 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       const explained = await explainNearestNeighbour(db, target)
       if (explained) {
         queryPlans.push(explained)
-        log(`  ${explained.table}: nearest-10 query is ${explained.scan === 'index' ? `an index scan (${explained.index_name})` : `a ${explained.scan} scan`}, ${explained.execution_ms.toFixed(1)} ms`)
+        log(
+          `  ${explained.table}: nearest-10 query is ${explained.scan === 'index' ? `an index scan (${explained.index_name})` : `a ${explained.scan} scan`}, ${explained.execution_ms.toFixed(1)} ms`,
+        )
       }
     }
     const sourceReferences = plan.target.app_source ? scanSource(resolve(plan.target.app_source)) : []

@@ -32,7 +32,9 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       evidence: m.extension.available_version
         ? `the vector extension is not installed in this database (version ${m.extension.available_version} is available on the server)`
         : 'the vector extension is neither installed nor available on the server',
-      recommendation: m.extension.available_version ? 'CREATE EXTENSION vector (as a role allowed to)' : 'install pgvector on the server, then CREATE EXTENSION vector',
+      recommendation: m.extension.available_version
+        ? 'CREATE EXTENSION vector (as a role allowed to)'
+        : 'install pgvector on the server, then CREATE EXTENSION vector',
     })
   } else if (versionBelow(m.extension.installed_version, RECOMMENDED_PGVECTOR)) {
     add({
@@ -47,7 +49,13 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
     const name = `${t.schema}.${t.table}.${t.column}`
     const where = { table: `${t.schema}.${t.table}`, column: t.column }
     if (!t.type) {
-      add({ code: 'TARGET_NOT_VECTOR', severity: 'error', ...where, evidence: `${name} is not a vector or halfvec column`, recommendation: `ALTER TABLE ... ALTER COLUMN ${t.column} TYPE vector(${plan.embedding.dimensions}) once pgvector is installed` })
+      add({
+        code: 'TARGET_NOT_VECTOR',
+        severity: 'error',
+        ...where,
+        evidence: `${name} is not a vector or halfvec column`,
+        recommendation: `ALTER TABLE ... ALTER COLUMN ${t.column} TYPE vector(${plan.embedding.dimensions}) once pgvector is installed`,
+      })
       continue
     }
     if (t.rows > 0 && t.nulls > 0) {
@@ -74,7 +82,10 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
         severity: 'error',
         ...where,
         evidence: `${name} has ${n(t.dimensions)} dimensions; an HNSW index on ${t.type} takes at most ${n(MAX_INDEXABLE_DIMENSIONS[t.type])}`,
-        recommendation: t.dimensions <= MAX_INDEXABLE_DIMENSIONS.halfvec ? 'index the half-precision cast (index.precision: half)' : 'reduce the dimensions (text-embedding-3 models take a dimensions argument)',
+        recommendation:
+          t.dimensions <= MAX_INDEXABLE_DIMENSIONS.halfvec
+            ? 'index the half-precision cast (index.precision: half)'
+            : 'reduce the dimensions (text-embedding-3 models take a dimensions argument)',
       })
     }
     const indexes = m.indexes.filter((i) => `${i.schema}.${i.table}` === where.table && i.column === t.column)
@@ -185,16 +196,21 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
 }
 
 function rootCause(m: Measured, findings: Finding[]): string {
-  if (findings.some((f) => f.code === 'EXTENSION_MISSING')) return 'Semantic search cannot work: the pgvector extension is not installed in this database.'
+  if (findings.some((f) => f.code === 'EXTENSION_MISSING'))
+    return 'Semantic search cannot work: the pgvector extension is not installed in this database.'
   // Tables with the same story are told together: "atoms (0 of 60,000 embedded), messages (...): ..."
   const stories = new Map<string, string[]>()
   for (const t of m.targets) {
     const table = `${t.schema}.${t.table}`
     const codes = new Set(findings.filter((f) => f.table === table && f.column === t.column).map((f) => f.code))
     const parts: string[] = []
-    if (codes.has('NULL_EMBEDDINGS')) parts.push(`embeddings are missing${codes.has('NO_EMBEDDING_WRITER') ? ' because nothing writes the column: no trigger, no queue, no worker' : ''}`)
+    if (codes.has('NULL_EMBEDDINGS'))
+      parts.push(
+        `embeddings are missing${codes.has('NO_EMBEDDING_WRITER') ? ' because nothing writes the column: no trigger, no queue, no worker' : ''}`,
+      )
     if (codes.has('INVALID_INDEX')) parts.push('the vector index is invalid (a failed concurrent build)')
-    else if (codes.has('OPCLASS_MISMATCH') && codes.has('NO_VECTOR_INDEX')) parts.push('the vector index serves another distance than the application queries with')
+    else if (codes.has('OPCLASS_MISMATCH') && codes.has('NO_VECTOR_INDEX'))
+      parts.push('the vector index serves another distance than the application queries with')
     else if (codes.has('NO_VECTOR_INDEX')) parts.push('there is no vector index')
     if (codes.has('SEQUENTIAL_SCAN')) parts.push('so every search is a sequential scan')
     if (codes.has('DIMENSION_MISMATCH')) parts.push("the column's dimensions do not match the model's")
@@ -202,6 +218,7 @@ function rootCause(m: Measured, findings: Finding[]): string {
     const story = parts.join('; ')
     stories.set(story, [...(stories.get(story) ?? []), `${table}.${t.column} (${n(t.rows - t.nulls)} of ${n(t.rows)} embedded)`])
   }
-  if (stories.size === 0) return 'No problem found: every target column is embedded, indexed with the right operator class, and searched by index scan.'
+  if (stories.size === 0)
+    return 'No problem found: every target column is embedded, indexed with the right operator class, and searched by index scan.'
   return [...stories].map(([story, tables]) => `${tables.join(', ')}: ${story}.`).join(' ')
 }

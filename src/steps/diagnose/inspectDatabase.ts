@@ -50,7 +50,10 @@ export async function inspectVectorColumns(db: Queryable, plan: Plan): Promise<V
 }
 
 /** HNSW and IVFFlat indexes, with the column they serve (also through an expression such as a halfvec cast). */
-export async function inspectVectorIndexes(db: Queryable, columns: Pick<VectorColumn, 'schema' | 'table' | 'column'>[]): Promise<VectorIndex[]> {
+export async function inspectVectorIndexes(
+  db: Queryable,
+  columns: Pick<VectorColumn, 'schema' | 'table' | 'column'>[],
+): Promise<VectorIndex[]> {
   const { rows } = await db.query<{
     schema: string
     table: string
@@ -81,7 +84,9 @@ export async function inspectVectorIndexes(db: Queryable, columns: Pick<VectorCo
     if (!column && r.expression) {
       // An expression index, e.g. ((embedding)::halfvec(1536)): find the vector column it reads.
       const candidates = columns.filter((c) => c.schema === r.schema && c.table === r.table)
-      column = candidates.find((c) => new RegExp(`(^|[^\\w"])("?)${c.column.replace(/\W/g, '\\$&')}\\2([^\\w"]|$)`).test(r.expression!))?.column ?? null
+      column =
+        candidates.find((c) => new RegExp(`(^|[^\\w"])("?)${c.column.replace(/\W/g, '\\$&')}\\2([^\\w"]|$)`).test(r.expression!))?.column ??
+        null
     }
     const options = Object.fromEntries((r.reloptions ?? []).map((o) => o.split('=') as [string, string]))
     return {
@@ -101,7 +106,9 @@ export async function inspectVectorIndexes(db: Queryable, columns: Pick<VectorCo
 
 /** The vector indexes on one column, and only those (a neighbouring column's index never counts). */
 export async function vectorIndexesOn(db: Queryable, column: Pick<VectorColumn, 'schema' | 'table' | 'column'>): Promise<VectorIndex[]> {
-  return (await inspectVectorIndexes(db, [column])).filter((i) => i.schema === column.schema && i.table === column.table && i.column === column.column)
+  return (await inspectVectorIndexes(db, [column])).filter(
+    (i) => i.schema === column.schema && i.table === column.table && i.column === column.column,
+  )
 }
 
 export async function inspectWriters(db: Queryable, plan: Plan): Promise<DiagnoseOutput['writers']> {
@@ -114,10 +121,10 @@ export async function inspectWriters(db: Queryable, plan: Plan): Promise<Diagnos
   const targeted = triggers.filter((t) => plan.target.tables.some((p) => p.schema === t.schema && p.table === t.table))
 
   const schema = plan.target.runner_schema
-  const exists = await db.query<{ queue: string | null; failed: string | null }>(`SELECT to_regclass($1)::text AS queue, to_regclass($2)::text AS failed`, [
-    quoteQualified(schema, QUEUE_TABLE),
-    quoteQualified(schema, FAILED_TABLE),
-  ])
+  const exists = await db.query<{ queue: string | null; failed: string | null }>(
+    `SELECT to_regclass($1)::text AS queue, to_regclass($2)::text AS failed`,
+    [quoteQualified(schema, QUEUE_TABLE), quoteQualified(schema, FAILED_TABLE)],
+  )
   let queue: DiagnoseOutput['writers']['queue'] = null
   if (exists.rows[0]!.queue) {
     const pending = await db.query<{ pending: number; oldest: number | null }>(
@@ -128,7 +135,9 @@ export async function inspectWriters(db: Queryable, plan: Plan): Promise<Diagnos
       : 0
     queue = { pending: pending.rows[0]!.pending, oldest_pending_seconds: pending.rows[0]!.oldest, failed }
   }
-  const workers = await db.query<{ n: number }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1`, [WORKER_APPLICATION_NAME])
+  const workers = await db.query<{ n: number }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1`, [
+    WORKER_APPLICATION_NAME,
+  ])
   return {
     triggers: targeted.map((t) => ({ table: `${t.schema}.${t.table}`, name: t.name, definition: t.definition })),
     queue,

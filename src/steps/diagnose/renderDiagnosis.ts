@@ -13,7 +13,10 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     '| severity | code | where | evidence | recommendation |',
     '| --- | --- | --- | --- | --- |',
-    ...o.findings.map((f) => `| ${f.severity} | ${f.code} | ${f.table ? `${f.table}${f.column ? `.${f.column}` : ''}` : ''} | ${f.evidence} | ${f.recommendation} |`),
+    ...o.findings.map(
+      (f) =>
+        `| ${f.severity} | ${f.code} | ${f.table ? `${f.table}${f.column ? `.${f.column}` : ''}` : ''} | ${f.evidence} | ${f.recommendation} |`,
+    ),
     '',
     `## Database`,
     '',
@@ -23,12 +26,22 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     '| column | type | rows | NULL | targeted |',
     '| --- | --- | --- | --- | --- |',
-    ...o.vector_columns.map((c) => `| ${c.schema}.${c.table}.${c.column} | ${c.type}(${c.dimensions ?? '?'}) | ${n(c.rows)} | ${n(c.nulls)} | ${c.targeted ? 'yes' : 'no'} |`),
+    ...o.vector_columns.map(
+      (c) =>
+        `| ${c.schema}.${c.table}.${c.column} | ${c.type}(${c.dimensions ?? '?'}) | ${n(c.rows)} | ${n(c.nulls)} | ${c.targeted ? 'yes' : 'no'} |`,
+    ),
     '',
     '## Vector indexes',
     '',
-    o.indexes.length === 0 ? 'None.' : '| index | column | method | operator class | options | size | valid |\n| --- | --- | --- | --- | --- | --- | --- |',
-    ...o.indexes.map((i) => `| ${i.name} | ${i.schema}.${i.table}.${i.column ?? '?'} | ${i.method} | ${i.opclass} | ${Object.entries(i.options).map(([k, v]) => `${k}=${v}`).join(' ')} | ${n(i.size_bytes)} B | ${i.valid ? 'yes' : '**no**'} |`),
+    o.indexes.length === 0
+      ? 'None.'
+      : '| index | column | method | operator class | options | size | valid |\n| --- | --- | --- | --- | --- | --- | --- |',
+    ...o.indexes.map(
+      (i) =>
+        `| ${i.name} | ${i.schema}.${i.table}.${i.column ?? '?'} | ${i.method} | ${i.opclass} | ${Object.entries(i.options)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')} | ${n(i.size_bytes)} B | ${i.valid ? 'yes' : '**no**'} |`,
+    ),
     '',
     '## What writes embeddings',
     '',
@@ -42,14 +55,31 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     '| table | owner | SELECT | UPDATE | TRIGGER |',
     '| --- | --- | --- | --- | --- |',
-    ...o.privileges.tables.map((t) => `| ${t.table} | ${t.owner ? 'yes' : '**no**'} | ${t.select ? 'yes' : '**no**'} | ${t.update ? 'yes' : '**no**'} | ${t.trigger ? 'yes' : 'no'} |`),
+    ...o.privileges.tables.map(
+      (t) =>
+        `| ${t.table} | ${t.owner ? 'yes' : '**no**'} | ${t.select ? 'yes' : '**no**'} | ${t.update ? 'yes' : '**no**'} | ${t.trigger ? 'yes' : 'no'} |`,
+    ),
     '',
-    '## The application\'s search query (EXPLAIN ANALYZE)',
+    "## The application's search query (EXPLAIN ANALYZE)",
     '',
-    ...o.query_plans.flatMap((q) => [`### ${q.table}.${q.column}: ${q.scan} scan, ${q.execution_ms.toFixed(1)} ms`, '', '```', q.sql, '', q.plan, '```', '']),
+    ...o.query_plans.flatMap((q) => [
+      `### ${q.table}.${q.column}: ${q.scan} scan, ${q.execution_ms.toFixed(1)} ms`,
+      '',
+      '```',
+      q.sql,
+      '',
+      q.plan,
+      '```',
+      '',
+    ]),
   ]
   if (o.source_references.length) {
-    lines.push('## Source references', '', ...o.source_references.map((r) => `- \`${r.file}:${r.line}\` (${r.kind.replace(/_/g, ' ')}): \`${r.text.replace(/`/g, "'")}\``), '')
+    lines.push(
+      '## Source references',
+      '',
+      ...o.source_references.map((r) => `- \`${r.file}:${r.line}\` (${r.kind.replace(/_/g, ' ')}): \`${r.text.replace(/`/g, "'")}\``),
+      '',
+    )
   }
   return lines.join('\n')
 }

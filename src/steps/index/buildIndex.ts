@@ -15,7 +15,13 @@ export interface BuildResult {
   parallelWorkers: number
 }
 
-export async function buildIndex(db: Database, table: string, createSql: string, settings: BuildSettings, progress: Progress): Promise<BuildResult> {
+export async function buildIndex(
+  db: Database,
+  table: string,
+  createSql: string,
+  settings: BuildSettings,
+  progress: Progress,
+): Promise<BuildResult> {
   return db.withSession(async (session) => {
     await session.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [`${settings.maintenanceWorkMemMb}MB`])
     if (settings.parallelWorkers !== undefined) {
@@ -27,13 +33,24 @@ export async function buildIndex(db: Database, table: string, createSql: string,
       db.kind === 'postgres'
         ? setInterval(async () => {
             try {
-              const { rows } = await db.query<{ phase: string; tuples_done: number; tuples_total: number; blocks_done: number; blocks_total: number }>(
+              const { rows } = await db.query<{
+                phase: string
+                tuples_done: number
+                tuples_total: number
+                blocks_done: number
+                blocks_total: number
+              }>(
                 `SELECT phase, tuples_done, tuples_total, blocks_done, blocks_total FROM pg_stat_progress_create_index WHERE relid = to_regclass($1)`,
                 [table],
               )
               const r = rows[0]
               if (!r) return
-              const counts = r.tuples_total > 0 ? `${r.tuples_done}/${r.tuples_total} tuples` : r.blocks_total > 0 ? `${r.blocks_done}/${r.blocks_total} blocks` : ''
+              const counts =
+                r.tuples_total > 0
+                  ? `${r.tuples_done}/${r.tuples_total} tuples`
+                  : r.blocks_total > 0
+                    ? `${r.blocks_done}/${r.blocks_total} blocks`
+                    : ''
               const line = `  index build on ${table}: ${r.phase}${counts ? `, ${counts}` : ''}`
               if (line !== lastLine) progress.note(line)
               lastLine = line

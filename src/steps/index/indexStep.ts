@@ -52,17 +52,32 @@ async function machineFreeMb(db: Database): Promise<number | undefined> {
 async function planIndex(ctx: StepContext, target: TargetColumn, freeMb: number | undefined): Promise<Planned> {
   const { plan, db } = ctx
   const where = `${target.schema}.${target.table}.${target.column}`
-  if (!target.type || !target.dimensions) throw new Error(`${where} is not a vector column with fixed dimensions; it cannot take an HNSW index (see the diagnosis)`)
+  if (!target.type || !target.dimensions)
+    throw new Error(`${where} is not a vector column with fixed dimensions; it cannot take an HNSW index (see the diagnosis)`)
   const search = searchExpression(target.column, target.dimensions, target.type, target.distance, plan.index.precision)
   const indexedType = search.castType.startsWith('halfvec') ? 'halfvec' : 'vector'
   if (target.dimensions > MAX_INDEXABLE_DIMENSIONS[indexedType]) {
-    throw new Error(`${where} has ${target.dimensions} dimensions; HNSW on ${indexedType} takes at most ${MAX_INDEXABLE_DIMENSIONS[indexedType]}${indexedType === 'vector' ? ' (set index.precision: half in the plan)' : ''}`)
+    throw new Error(
+      `${where} has ${target.dimensions} dimensions; HNSW on ${indexedType} takes at most ${MAX_INDEXABLE_DIMENSIONS[indexedType]}${indexedType === 'vector' ? ' (set index.precision: half in the plan)' : ''}`,
+    )
   }
   const name = indexName(target.table, target.column, indexedType === 'halfvec' && target.type === 'vector')
   const existing = await vectorIndexesOn(db, target)
-  const decision = chooseIndexAction(existing, { opclass: search.opclass, expression: search.expression, name }, plan.index.replace_mismatched)
-  const estimated = estimateGraphMb(target.rows - target.nulls || target.rows, target.dimensions, indexedType === 'halfvec' ? 2 : 4, plan.index.m)
-  const planMax = db.kind === 'embedded' ? Math.min(plan.index.max_maintenance_work_mem_mb, EMBEDDED_MAX_BUILD_MB) : plan.index.max_maintenance_work_mem_mb
+  const decision = chooseIndexAction(
+    existing,
+    { opclass: search.opclass, expression: search.expression, name },
+    plan.index.replace_mismatched,
+  )
+  const estimated = estimateGraphMb(
+    target.rows - target.nulls || target.rows,
+    target.dimensions,
+    indexedType === 'halfvec' ? 2 : 4,
+    plan.index.m,
+  )
+  const planMax =
+    db.kind === 'embedded'
+      ? Math.min(plan.index.max_maintenance_work_mem_mb, EMBEDDED_MAX_BUILD_MB)
+      : plan.index.max_maintenance_work_mem_mb
   const memory = sizeBuildMemory(estimated, planMax, freeMb)
   const concurrently = db.kind === 'postgres' ? ' CONCURRENTLY' : ''
   const statement: IndexStatement = {
@@ -84,7 +99,10 @@ async function runAlembic(ctx: StepContext, revisionFile: string): Promise<void>
   const ini = resolve(alembic.ini)
   ctx.log(`  applying ${revisionFile} with \`${alembic.command} upgrade head\``)
   const result = await execa(alembic.command, ['-c', ini, 'upgrade', 'head'], { cwd: dirname(ini), reject: false, all: true })
-  if (result.exitCode !== 0) throw new Error(`\`${alembic.command} upgrade head\` failed (exit ${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-5).join(' | ')}`)
+  if (result.exitCode !== 0)
+    throw new Error(
+      `\`${alembic.command} upgrade head\` failed (exit ${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-5).join(' | ')}`,
+    )
 }
 
 export const indexStep: Step<IndexOutput> = {
@@ -97,7 +115,9 @@ export const indexStep: Step<IndexOutput> = {
     const freeMb = await machineFreeMb(db)
     const planned: Planned[] = []
     for (const target of diagnosis.targets) planned.push(await planIndex(ctx, target, freeMb))
-    const toBuild = planned.filter((p) => p.decision.action === 'created' || p.decision.action === 'rebuilt' || p.decision.action === 'replaced')
+    const toBuild = planned.filter(
+      (p) => p.decision.action === 'created' || p.decision.action === 'rebuilt' || p.decision.action === 'replaced',
+    )
 
     // Migrations first: the application keeps them whether the runner or Alembic applies them.
     const statements = toBuild.map((p) => p.statement)
@@ -125,8 +145,16 @@ export const indexStep: Step<IndexOutput> = {
       // An invalid leftover must go first: CREATE INDEX IF NOT EXISTS would otherwise keep it.
       if (decision.action === 'rebuilt') await dropIndexes(db, decision.drop)
       if (plan.target.alembic?.apply) continue
-      log(`  building ${p.name} on ${p.target.schema}.${p.target.table} (${decision.reason}; maintenance_work_mem ${p.memory.chosenMb} MB for an estimated ${p.memory.estimatedMb} MB graph${p.memory.cappedBy ? `, capped by ${p.memory.cappedBy}` : ''})`)
-      const built = await buildIndex(db, quoteQualified(p.target.schema, p.target.table), p.statement.create, { maintenanceWorkMemMb: p.memory.chosenMb, parallelWorkers: plan.index.parallel_workers }, ctx.progress)
+      log(
+        `  building ${p.name} on ${p.target.schema}.${p.target.table} (${decision.reason}; maintenance_work_mem ${p.memory.chosenMb} MB for an estimated ${p.memory.estimatedMb} MB graph${p.memory.cappedBy ? `, capped by ${p.memory.cappedBy}` : ''})`,
+      )
+      const built = await buildIndex(
+        db,
+        quoteQualified(p.target.schema, p.target.table),
+        p.statement.create,
+        { maintenanceWorkMemMb: p.memory.chosenMb, parallelWorkers: plan.index.parallel_workers },
+        ctx.progress,
+      )
       seconds.set(p.name, built.seconds)
       workers.set(p.name, built.parallelWorkers)
       if (decision.action === 'replaced') await dropIndexes(db, decision.drop)
@@ -140,12 +168,18 @@ export const indexStep: Step<IndexOutput> = {
       const indexNameNow = p.decision.action === 'kept' || p.decision.action === 'mismatch_reported' ? p.decision.existing.name : p.name
       const found = (await vectorIndexesOn(db, p.target)).find((i) => i.name === indexNameNow)
       if (!found) throw new Error(`index ${indexNameNow} on ${p.target.schema}.${p.target.table} does not exist after the build`)
-      const embedded = await db.query<{ n: number }>(`SELECT count(${quoteIdent(p.target.column)})::int AS n FROM ${quoteQualified(p.target.schema, p.target.table)}`)
-      const listed = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [p.target.schema, indexNameNow])
+      const embedded = await db.query<{ n: number }>(
+        `SELECT count(${quoteIdent(p.target.column)})::int AS n FROM ${quoteQualified(p.target.schema, p.target.table)}`,
+      )
+      const listed = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [
+        p.target.schema,
+        indexNameNow,
+      ])
       const natural = (await explainNearestNeighbour(db, p.target, p.search))!
       const forced = natural.scan === 'index' ? natural : (await explainNearestNeighbour(db, p.target, p.search, { forceIndex: true }))!
       explains.push(`-- ${natural.table}.${natural.column} (planner's own choice)\n${natural.sql}\n\n${natural.plan}\n`)
-      if (forced !== natural) explains.push(`-- ${forced.table}.${forced.column} (sequential scans disabled: can the index serve it?)\n${forced.plan}\n`)
+      if (forced !== natural)
+        explains.push(`-- ${forced.table}.${forced.column} (sequential scans disabled: can the index serve it?)\n${forced.plan}\n`)
       const before = diagnosis.query_plans.find((q) => q.table === natural.table && q.column === natural.column)
       indexes.push({
         table: `${p.target.schema}.${p.target.table}`,
@@ -174,13 +208,20 @@ export const indexStep: Step<IndexOutput> = {
     ctx.writeArtifact('explain.txt', explains.join('\n'))
     return {
       indexes,
-      migrations: { up_sql: upPath, down_sql: downPath, alembic_revision: revisionPath, applied_with: plan.target.alembic?.apply ? 'alembic' : 'runner' },
+      migrations: {
+        up_sql: upPath,
+        down_sql: downPath,
+        alembic_revision: revisionPath,
+        applied_with: plan.target.alembic?.apply ? 'alembic' : 'runner',
+      },
     }
   },
 
   summarize(output) {
     const count = (action: string) => output.indexes.filter((i) => i.action === action).length
-    const parts = (['created', 'rebuilt', 'replaced', 'kept', 'mismatch_reported'] as const).filter((a) => count(a) > 0).map((a) => `${count(a)} ${a.replace('_', ' ')}`)
+    const parts = (['created', 'rebuilt', 'replaced', 'kept', 'mismatch_reported'] as const)
+      .filter((a) => count(a) > 0)
+      .map((a) => `${count(a)} ${a.replace('_', ' ')}`)
     const usable = output.indexes.filter((i) => i.valid && i.explain_index === i.name).length
     return `${parts.join(', ')}; ${usable} of ${output.indexes.length} valid and usable by the application's query`
   },

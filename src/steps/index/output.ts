@@ -32,6 +32,11 @@ export type BuiltIndex = z.infer<typeof builtIndexSchema>
 
 export const indexOutputSchema = z.object({
   indexes: z.array(builtIndexSchema),
-  migrations: z.object({ up_sql: z.string(), down_sql: z.string(), alembic_revision: z.string().nullable(), applied_with: z.enum(['runner', 'alembic']) }),
+  migrations: z.object({
+    up_sql: z.string(),
+    down_sql: z.string(),
+    alembic_revision: z.string().nullable(),
+    applied_with: z.enum(['runner', 'alembic']),
+  }),
 })
 export type IndexOutput = z.infer<typeof indexOutputSchema>

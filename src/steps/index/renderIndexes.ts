@@ -14,9 +14,15 @@ export function renderIndexes(o: IndexOutput): string {
     ),
     '',
     ...(o.indexes.some((i) => i.rows_indexed === 0)
-      ? ['Built before the backfill, as the seed orders it: HNSW skips NULL embeddings, so an index holds only the rows embedded so far and the "query after" figure says little. The validate batch measures latency on the filled index.', '']
+      ? [
+          'Built before the backfill, as the seed orders it: HNSW skips NULL embeddings, so an index holds only the rows embedded so far and the "query after" figure says little. The validate batch measures latency on the filled index.',
+          '',
+        ]
       : []),
-    ...o.indexes.map((i) => `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed. Queries must order by \`${i.search.expression} ${i.search.operator} $1::${i.search.cast_type}\`. Definition: \`${i.definition}\``),
+    ...o.indexes.map(
+      (i) =>
+        `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed. Queries must order by \`${i.search.expression} ${i.search.operator} $1::${i.search.cast_type}\`. Definition: \`${i.definition}\``,
+    ),
     '',
     '## Migration',
     '',

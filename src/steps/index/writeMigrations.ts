@@ -40,12 +40,18 @@ export function alembicHead(versionsDir: string): string | null {
     for (const m of down.matchAll(/['"]([^'"]+)['"]/g)) revised.add(m[1]!)
   }
   const heads = [...revisions].filter((r) => !revised.has(r))
-  if (heads.length > 1) throw new UsageError(`target.alembic.versions_dir: ${versionsDir} has several heads (${heads.join(', ')}); merge them first (alembic merge heads)`)
+  if (heads.length > 1)
+    throw new UsageError(
+      `target.alembic.versions_dir: ${versionsDir} has several heads (${heads.join(', ')}); merge them first (alembic merge heads)`,
+    )
   return heads[0] ?? null
 }
 
 export function alembicRevisionId(statements: IndexStatement[]): string {
-  return createHash('sha256').update(statements.map((s) => s.create).join('\n')).digest('hex').slice(0, 12)
+  return createHash('sha256')
+    .update(statements.map((s) => s.create).join('\n'))
+    .digest('hex')
+    .slice(0, 12)
 }
 
 const python = (sql: string) => JSON.stringify(sql) // a JSON string is a valid Python string literal
@@ -81,5 +87,7 @@ ${statements.map((s) => `        op.execute(${python(s.drop)})`).join('\n')}
 
 /** The file in versionsDir that already holds this revision, if any. */
 export function findRevisionFile(versionsDir: string, revision: string): string | undefined {
-  return readdirSync(versionsDir).find((f) => f.endsWith('.py') && new RegExp(`^revision\\s*=\\s*['"]${revision}['"]`, 'm').test(readFileSync(join(versionsDir, f), 'utf8')))
+  return readdirSync(versionsDir).find(
+    (f) => f.endsWith('.py') && new RegExp(`^revision\\s*=\\s*['"]${revision}['"]`, 'm').test(readFileSync(join(versionsDir, f), 'utf8')),
+  )
 }

@@ -33,7 +33,9 @@ export const pipelineStep: Step<PipelineOutput> = {
     )
     const expected = plan.target.tables.length * 2
     if (triggers.length !== expected) throw new Error(`expected ${expected} capture triggers after the install, found ${triggers.length}`)
-    const { rows: tables } = await db.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [schema])
+    const { rows: tables } = await db.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [
+      schema,
+    ])
     return {
       schema,
       objects: tables.map((t) => `${schema}.${t.name}`),
@@ -44,7 +46,8 @@ export const pipelineStep: Step<PipelineOutput> = {
     }
   },
 
-  summarize: (o) => `capture triggers on ${o.triggers.length / 2} tables, queue ${o.schema}.${QUEUE_TABLE} (${o.queue_pending} pending); run \`${o.worker_command}\` to embed new rows`,
+  summarize: (o) =>
+    `capture triggers on ${o.triggers.length / 2} tables, queue ${o.schema}.${QUEUE_TABLE} (${o.queue_pending} pending); run \`${o.worker_command}\` to embed new rows`,
 
   details: (o) =>
     [

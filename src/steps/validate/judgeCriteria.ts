@@ -15,20 +15,40 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
   if (c.null_embeddings_max !== null) {
     const nulls = tables.reduce((s, t) => s + t.nulls, 0)
     const rows = tables.reduce((s, t) => s + t.rows, 0)
-    results.push({ id: 'no_null_embeddings', description: 'rows without an embedding', threshold: `<= ${c.null_embeddings_max}`, measured: `${nulls} of ${rows.toLocaleString('en-US')} (${per((t) => String(t.nulls))})`, passed: nulls <= c.null_embeddings_max })
+    results.push({
+      id: 'no_null_embeddings',
+      description: 'rows without an embedding',
+      threshold: `<= ${c.null_embeddings_max}`,
+      measured: `${nulls} of ${rows.toLocaleString('en-US')} (${per((t) => String(t.nulls))})`,
+      passed: nulls <= c.null_embeddings_max,
+    })
   }
   if (c.hnsw_index_on_every_column) {
     const ok = tables.filter((t) => t.index.valid)
-    results.push({ id: 'hnsw_index_on_every_column', description: 'a valid HNSW index on every target column', threshold: `${tables.length} of ${tables.length}`, measured: `${ok.length} of ${tables.length}`, passed: ok.length === tables.length })
+    results.push({
+      id: 'hnsw_index_on_every_column',
+      description: 'a valid HNSW index on every target column',
+      threshold: `${tables.length} of ${tables.length}`,
+      measured: `${ok.length} of ${tables.length}`,
+      passed: ok.length === tables.length,
+    })
   }
   if (c.explain_uses_index) {
     // On a small table the planner rightly prefers a scan; then the index must at least be able to serve the query.
-    const uses = (t: TableValidation) => t.explain.scan === 'index' || (t.rows < 10_000 && t.explain.forced_index_name !== null && t.explain.forced_index_name === t.index.name)
+    const uses = (t: TableValidation) =>
+      t.explain.scan === 'index' ||
+      (t.rows < 10_000 && t.explain.forced_index_name !== null && t.explain.forced_index_name === t.index.name)
     results.push({
       id: 'explain_uses_index',
       description: 'EXPLAIN ANALYZE shows the HNSW index serving the query',
       threshold: 'index scan (or usable, on tables under 10,000 rows)',
-      measured: per((t) => (t.explain.scan === 'index' ? `index scan ${t.explain.index_name}` : t.explain.forced_index_name ? `seq scan chosen on ${t.rows} rows; index usable` : t.explain.scan)),
+      measured: per((t) =>
+        t.explain.scan === 'index'
+          ? `index scan ${t.explain.index_name}`
+          : t.explain.forced_index_name
+            ? `seq scan chosen on ${t.rows} rows; index usable`
+            : t.explain.scan,
+      ),
       passed: tables.every(uses),
     })
   }
@@ -39,7 +59,10 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
       id: 'latency_p95',
       description: `query latency p95, warm, single client${database === 'embedded' ? ' (embedded WASM database: not a server figure)' : ''}`,
       threshold: `<= ${c.latency_p95_ms_max} ms`,
-      measured: measured.length === tables.length ? per((t) => `${ms(t.latency!.index.p95)} at ef_search ${t.latency!.ef_search} (exact scan ${ms(t.latency!.exact.p95)})`) : 'not measured: a table has no embeddings to query with',
+      measured:
+        measured.length === tables.length
+          ? per((t) => `${ms(t.latency!.index.p95)} at ef_search ${t.latency!.ef_search} (exact scan ${ms(t.latency!.exact.p95)})`)
+          : 'not measured: a table has no embeddings to query with',
       passed: measured.length === tables.length && worst <= c.latency_p95_ms_max,
     })
   }
@@ -52,7 +75,9 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
       id: 'relevance',
       description: `semantic search relevance on labelled queries (recall@${k})`,
       threshold: `>= ${min}`,
-      measured: queries ? `${recall.toFixed(3)} over ${queries} queries (${per((t) => (t.relevance ? `${t.relevance.recall_at_k.toFixed(2)}, MRR ${t.relevance.mrr.toFixed(2)}` : 'no labels'))})` : 'not measured: no labelled queries (validate.labelled_queries in the plan)',
+      measured: queries
+        ? `${recall.toFixed(3)} over ${queries} queries (${per((t) => (t.relevance ? `${t.relevance.recall_at_k.toFixed(2)}, MRR ${t.relevance.mrr.toFixed(2)}` : 'no labels'))})`
+        : 'not measured: no labelled queries (validate.labelled_queries in the plan)',
       passed: queries > 0 && recall >= min,
     })
   }
@@ -62,7 +87,9 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
       id: 'auto_embed',
       description: 'a new row is embedded automatically',
       threshold: `within ${c.auto_embed_within_seconds} s`,
-      measured: per((t) => (t.auto_embed?.measured ? `${ms(t.auto_embed.delay_ms!)}` : `not embedded: ${t.auto_embed?.reason ?? 'not checked'}`)),
+      measured: per((t) =>
+        t.auto_embed?.measured ? `${ms(t.auto_embed.delay_ms!)}` : `not embedded: ${t.auto_embed?.reason ?? 'not checked'}`,
+      ),
       passed: all,
     })
   }

@@ -25,7 +25,10 @@ export function searchSql(t: ResolvedTarget, search: SearchExpression, limit = 1
 
 /** Realistic query vectors: embeddings of rows of the table itself, sampled at random. */
 export async function sampleQueryVectors(db: Queryable, t: ResolvedTarget, count: number): Promise<string[]> {
-  const { rows } = await db.query<{ v: string }>(`SELECT ${t.embedding}::text AS v FROM ${t.table} WHERE ${t.embedding} IS NOT NULL ORDER BY random() LIMIT $1`, [count])
+  const { rows } = await db.query<{ v: string }>(
+    `SELECT ${t.embedding}::text AS v FROM ${t.table} WHERE ${t.embedding} IS NOT NULL ORDER BY random() LIMIT $1`,
+    [count],
+  )
   return rows.map((r) => r.v)
 }
 
@@ -69,7 +72,10 @@ export async function runExact(db: Database, sql: string, vectors: string[]): Pr
 export function recallAt10(found: number[][], exact: number[][], epsilon = 1e-6): number {
   let sum = 0
   exact.forEach((truth, i) => {
-    if (truth.length === 0) return void (sum += 1)
+    if (truth.length === 0) {
+      sum += 1
+      return
+    }
     const limit = truth[truth.length - 1]! + epsilon
     sum += Math.min(truth.length, (found[i] ?? []).filter((d) => d <= limit).length) / truth.length
   })
@@ -82,7 +88,9 @@ export async function prewarmIndex(db: Queryable, schema: string, schemaIdent: s
   if (rows[0]!.n === 0) return false
   try {
     await db.exec(`CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA ${schemaIdent}`)
-    const { rows: ext } = await db.query<{ schema: string }>(`SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_prewarm'`)
+    const { rows: ext } = await db.query<{ schema: string }>(
+      `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_prewarm'`,
+    )
     const where = ext[0]?.schema ?? schema
     await db.query(`SELECT "${where.replace(/"/g, '""')}".pg_prewarm($1::regclass)`, [indexQualified])
     return true

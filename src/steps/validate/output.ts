@@ -15,7 +15,12 @@ export const tableValidationSchema = z.object({
     fits_shared_buffers: z.boolean(),
     prewarmed: z.boolean(),
   }),
-  explain: z.object({ scan: z.enum(['index', 'sequential', 'other']), index_name: z.string().nullable(), forced_index_name: z.string().nullable(), execution_ms: z.number() }),
+  explain: z.object({
+    scan: z.enum(['index', 'sequential', 'other']),
+    index_name: z.string().nullable(),
+    forced_index_name: z.string().nullable(),
+    execution_ms: z.number(),
+  }),
   latency: z
     .object({
       queries: z.number().int(),
@@ -39,6 +44,8 @@ export const validateOutputSchema = z.object({
   worker: z.string(),
   labelled_queries: z.string().nullable(),
   tables: z.array(tableValidationSchema),
-  criteria: z.array(z.object({ id: z.string(), description: z.string(), threshold: z.string(), measured: z.string(), passed: z.boolean() })),
+  criteria: z.array(
+    z.object({ id: z.string(), description: z.string(), threshold: z.string(), measured: z.string(), passed: z.boolean() }),
+  ),
 })
 export type ValidateOutput = z.infer<typeof validateOutputSchema>

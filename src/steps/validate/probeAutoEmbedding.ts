@@ -20,13 +20,21 @@ export async function removeLeftoverProbes(db: Queryable, targets: ResolvedTarge
   for (const probe of probes) {
     const t = targets.find((x) => x.name === probe.table)
     if (!t) continue
-    const { rowCount } = await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType} AND ${t.text()} LIKE '%' || $2 || '%'`, [probe.key, probe.text])
+    const { rowCount } = await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType} AND ${t.text()} LIKE '%' || $2 || '%'`, [
+      probe.key,
+      probe.text,
+    ])
     removed += rowCount
   }
   return removed
 }
 
-export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withinSeconds: number, onInserted: (probe: Probe) => void = () => {}): Promise<ProbeResult> {
+export async function probeAutoEmbedding(
+  db: Queryable,
+  t: ResolvedTarget,
+  withinSeconds: number,
+  onInserted: (probe: Probe) => void = () => {},
+): Promise<ProbeResult> {
   const { rows: columns } = await db.query<{ name: string; has_default: boolean }>(
     `SELECT a.attname AS name, (a.atthasdef OR a.attidentity <> '') AS has_default
      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -34,7 +42,10 @@ export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withi
     [t.plan.schema, t.plan.table],
   )
   if (!columns.find((c) => c.name === t.plan.key)?.has_default) {
-    return { measured: false, reason: `${t.name}.${t.plan.key} has no default, so the runner cannot insert a probe row without inventing a key` }
+    return {
+      measured: false,
+      reason: `${t.name}.${t.plan.key} has no default, so the runner cannot insert a probe row without inventing a key`,
+    }
   }
   const copied = columns.filter((c) => c.name !== t.plan.key && c.name !== t.plan.embedding_column)
   const texts = new Set(t.plan.text_columns)
@@ -51,9 +62,13 @@ export async function probeAutoEmbedding(db: Queryable, t: ResolvedTarget, withi
   const started = performance.now()
   try {
     for (;;) {
-      const { rows } = await db.query<{ done: boolean }>(`SELECT ${t.embedding} IS NOT NULL AS done FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
+      const { rows } = await db.query<{ done: boolean }>(
+        `SELECT ${t.embedding} IS NOT NULL AS done FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`,
+        [key],
+      )
       if (rows[0]?.done) return { measured: true, delay_ms: performance.now() - started, key }
-      if (performance.now() - started > withinSeconds * 1000) return { measured: false, reason: `no embedding after ${withinSeconds} s`, key }
+      if (performance.now() - started > withinSeconds * 1000)
+        return { measured: false, reason: `no embedding after ${withinSeconds} s`, key }
       await new Promise((r) => setTimeout(r, 20))
     }
   } finally {

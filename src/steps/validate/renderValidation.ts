@@ -17,8 +17,12 @@ export function renderValidation(o: ValidateOutput): string {
   for (const t of o.tables) {
     lines.push(`## ${t.table}.${t.column}`, '')
     lines.push(`- rows ${t.rows.toLocaleString('en-US')}, NULL embeddings ${t.nulls}`)
-    lines.push(`- index ${t.index.name ?? 'none'}: ${t.index.valid ? 'valid HNSW' : '**not a valid HNSW index**'}, ${mb(t.index.size_bytes)}; shared_buffers ${mb(t.index.shared_buffers_bytes)} (${t.index.fits_shared_buffers ? 'fits' : '**does not fit**: queries will read from disk'}); ${t.index.prewarmed ? 'prewarmed with pg_prewarm' : 'warmed by queries only'}`)
-    lines.push(`- EXPLAIN ANALYZE: ${t.explain.scan} scan${t.explain.index_name ? ` using ${t.explain.index_name}` : ''}, ${ms(t.explain.execution_ms)}${t.explain.scan !== 'index' ? `; with sequential scans disabled: ${t.explain.forced_index_name ?? 'no index scan'}` : ''} (explain-${t.table.split('.').pop()}.txt)`)
+    lines.push(
+      `- index ${t.index.name ?? 'none'}: ${t.index.valid ? 'valid HNSW' : '**not a valid HNSW index**'}, ${mb(t.index.size_bytes)}; shared_buffers ${mb(t.index.shared_buffers_bytes)} (${t.index.fits_shared_buffers ? 'fits' : '**does not fit**: queries will read from disk'}); ${t.index.prewarmed ? 'prewarmed with pg_prewarm' : 'warmed by queries only'}`,
+    )
+    lines.push(
+      `- EXPLAIN ANALYZE: ${t.explain.scan} scan${t.explain.index_name ? ` using ${t.explain.index_name}` : ''}, ${ms(t.explain.execution_ms)}${t.explain.scan !== 'index' ? `; with sequential scans disabled: ${t.explain.forced_index_name ?? 'no index scan'}` : ''} (explain-${t.table.split('.').pop()}.txt)`,
+    )
     if (t.latency) {
       const l = t.latency
       lines.push(
@@ -36,8 +40,14 @@ export function renderValidation(o: ValidateOutput): string {
         '',
       )
     }
-    if (t.relevance) lines.push(`- relevance: ${t.relevance.queries} labelled queries, recall@${t.relevance.k} ${t.relevance.recall_at_k.toFixed(3)}, MRR ${t.relevance.mrr.toFixed(3)}`)
-    if (t.auto_embed) lines.push(`- auto-embedding: ${t.auto_embed.measured ? `a probe row was embedded ${ms(t.auto_embed.delay_ms!)} after its insert` : `not embedded: ${t.auto_embed.reason}`}`)
+    if (t.relevance)
+      lines.push(
+        `- relevance: ${t.relevance.queries} labelled queries, recall@${t.relevance.k} ${t.relevance.recall_at_k.toFixed(3)}, MRR ${t.relevance.mrr.toFixed(3)}`,
+      )
+    if (t.auto_embed)
+      lines.push(
+        `- auto-embedding: ${t.auto_embed.measured ? `a probe row was embedded ${ms(t.auto_embed.delay_ms!)} after its insert` : `not embedded: ${t.auto_embed.reason}`}`,
+      )
     lines.push('')
   }
   return lines.join('\n')

@@ -38,16 +38,41 @@ function labelsFor(ctx: StepContext): { path: string | null; labels: Label[] } {
   }
 }
 
-async function measureTable(ctx: StepContext, t: ResolvedTarget, search: SearchExpression, index: VectorIndex | undefined): Promise<Omit<TableValidation, 'relevance' | 'auto_embed'> & { efSearch: number }> {
+async function measureTable(
+  ctx: StepContext,
+  t: ResolvedTarget,
+  search: SearchExpression,
+  index: VectorIndex | undefined,
+): Promise<Omit<TableValidation, 'relevance' | 'auto_embed'> & { efSearch: number }> {
   const { db, plan } = ctx
-  const counts = (await db.query<{ rows: number; nulls: number }>(`SELECT count(*)::int AS rows, (count(*) - count(${t.embedding}))::int AS nulls FROM ${t.table}`)).rows[0]!
+  const counts = (
+    await db.query<{ rows: number; nulls: number }>(
+      `SELECT count(*)::int AS rows, (count(*) - count(${t.embedding}))::int AS nulls FROM ${t.table}`,
+    )
+  ).rows[0]!
   const sharedBuffers = (await db.query<{ b: number }>(`SELECT pg_size_bytes(current_setting('shared_buffers'))::float8 AS b`)).rows[0]!.b
-  const prewarmed = index ? await prewarmIndex(db, plan.target.runner_schema, quoteIdent(plan.target.runner_schema), quoteQualified(t.plan.schema, index.name)) : false
+  const prewarmed = index
+    ? await prewarmIndex(db, plan.target.runner_schema, quoteIdent(plan.target.runner_schema), quoteQualified(t.plan.schema, index.name))
+    : false
 
-  const column: TargetColumn = { schema: t.plan.schema, table: t.plan.table, key: t.plan.key, column: t.plan.embedding_column, text_columns: t.plan.text_columns, distance: t.plan.distance, type: t.vectorType, dimensions: t.dimensions, rows: counts.rows, nulls: counts.nulls }
+  const column: TargetColumn = {
+    schema: t.plan.schema,
+    table: t.plan.table,
+    key: t.plan.key,
+    column: t.plan.embedding_column,
+    text_columns: t.plan.text_columns,
+    distance: t.plan.distance,
+    type: t.vectorType,
+    dimensions: t.dimensions,
+    rows: counts.rows,
+    nulls: counts.nulls,
+  }
   const natural = (await explainNearestNeighbour(db, column, search))!
   const forced = natural.scan === 'index' ? natural : (await explainNearestNeighbour(db, column, search, { forceIndex: true }))!
-  ctx.writeArtifact(`explain-${t.plan.table}.txt`, `-- ${natural.sql}\n\n${natural.plan}\n${forced !== natural ? `\n-- sequential scans disabled:\n${forced.plan}\n` : ''}`)
+  ctx.writeArtifact(
+    `explain-${t.plan.table}.txt`,
+    `-- ${natural.sql}\n\n${natural.plan}\n${forced !== natural ? `\n-- sequential scans disabled:\n${forced.plan}\n` : ''}`,
+  )
 
   const vectors = await sampleQueryVectors(db, t, plan.validate.latency_queries)
   let latency: TableValidation['latency'] = null
@@ -62,7 +87,12 @@ async function measureTable(ctx: StepContext, t: ResolvedTarget, search: SearchE
       if (ctx.signal.aborted) break
       const run = await runIndexed(db, sql, vectors, ef)
       const p = percentiles(run.ms)
-      sweep.push({ ef_search: ef, recall_at_10: recallAt10(run.distances.slice(0, exactVectors.length), exact.distances), p50: p.p50, p95: p.p95 })
+      sweep.push({
+        ef_search: ef,
+        recall_at_10: recallAt10(run.distances.slice(0, exactVectors.length), exact.distances),
+        p50: p.p50,
+        p95: p.p95,
+      })
     }
     const reaching = sweep.find((s) => s.recall_at_10 >= plan.validate.recall_target)
     const chosen = reaching ?? [...sweep].sort((a, b) => b.recall_at_10 - a.recall_at_10)[0]!
@@ -70,16 +100,40 @@ async function measureTable(ctx: StepContext, t: ResolvedTarget, search: SearchE
     const final = await runIndexed(db, sql, vectors, efSearch)
     const indexP = percentiles(final.ms)
     const exactP = percentiles(exact.ms)
-    latency = { queries: vectors.length, exact_queries: exactVectors.length, ef_search: efSearch, index: indexP, exact: exactP, speedup_p50: exactP.p50 / indexP.p50, sweep, recommended_ef_search: efSearch, recall_target_reached: Boolean(reaching) }
-    ctx.log(`  ${t.name}: p95 ${indexP.p95.toFixed(2)} ms at ef_search ${efSearch} (recall@10 ${chosen.recall_at_10.toFixed(3)}); exact scan p95 ${exactP.p95.toFixed(2)} ms`)
+    latency = {
+      queries: vectors.length,
+      exact_queries: exactVectors.length,
+      ef_search: efSearch,
+      index: indexP,
+      exact: exactP,
+      speedup_p50: exactP.p50 / indexP.p50,
+      sweep,
+      recommended_ef_search: efSearch,
+      recall_target_reached: Boolean(reaching),
+    }
+    ctx.log(
+      `  ${t.name}: p95 ${indexP.p95.toFixed(2)} ms at ef_search ${efSearch} (recall@10 ${chosen.recall_at_10.toFixed(3)}); exact scan p95 ${exactP.p95.toFixed(2)} ms`,
+    )
   }
   return {
     table: t.name,
     column: t.plan.embedding_column,
     rows: counts.rows,
     nulls: counts.nulls,
-    index: { name: index?.name ?? null, valid: Boolean(index?.valid && index.method === 'hnsw'), size_bytes: index?.size_bytes ?? 0, shared_buffers_bytes: sharedBuffers, fits_shared_buffers: (index?.size_bytes ?? 0) <= sharedBuffers, prewarmed },
-    explain: { scan: natural.scan, index_name: natural.index_name, forced_index_name: forced.index_name, execution_ms: natural.execution_ms },
+    index: {
+      name: index?.name ?? null,
+      valid: Boolean(index?.valid && index.method === 'hnsw'),
+      size_bytes: index?.size_bytes ?? 0,
+      shared_buffers_bytes: sharedBuffers,
+      fits_shared_buffers: (index?.size_bytes ?? 0) <= sharedBuffers,
+      prewarmed,
+    },
+    explain: {
+      scan: natural.scan,
+      index_name: natural.index_name,
+      forced_index_name: forced.index_name,
+      execution_ms: natural.execution_ms,
+    },
     latency,
     efSearch,
   }
@@ -104,7 +158,12 @@ export const validateStep: Step<ValidateOutput> = {
     for (const t of targets) {
       const built = index.indexes.find((i) => i.table === t.name && i.column === t.plan.embedding_column)
       const search: SearchExpression = built
-        ? { expression: built.search.expression, castType: built.search.cast_type, operator: built.search.operator, opclass: built.search.opclass }
+        ? {
+            expression: built.search.expression,
+            castType: built.search.cast_type,
+            operator: built.search.operator,
+            opclass: built.search.opclass,
+          }
         : searchExpression(t.plan.embedding_column, t.dimensions, t.vectorType, t.plan.distance, plan.index.precision)
       const onColumn = await vectorIndexesOn(db, { schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column })
       const columnIndex = built ? onColumn.find((i) => i.name === built.name) : onColumn.find((i) => i.method === 'hnsw' && i.valid)
@@ -131,24 +190,41 @@ export const validateStep: Step<ValidateOutput> = {
 
     let workerNote = 'not needed (auto_embed criterion off)'
     if (plan.criteria.auto_embed_within_seconds !== null) {
-      const running = db.kind === 'postgres' ? (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [WORKER_APPLICATION_NAME])).rows[0]!.n : 0
+      const running =
+        db.kind === 'postgres'
+          ? (
+              await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [
+                WORKER_APPLICATION_NAME,
+              ])
+            ).rows[0]!.n
+          : 0
       // The embedded database is one process: no separate worker can reach it, so one runs here.
       const startHere = ctx.withWorker || db.kind === 'embedded'
       const stop = new AbortController()
-      const worker = startHere ? runWorker({ db, plan, provider: ctx.embeddings(), signal: stop.signal, log: () => {}, statsIntervalMs: 3_600_000 }) : undefined
-      workerNote = startHere ? `started by the validate batch for the check (${db.kind === 'embedded' ? 'embedded database' : '--with-worker'})` : `${running} \`runner worker\` process(es) connected`
+      const worker = startHere
+        ? runWorker({ db, plan, provider: ctx.embeddings(), signal: stop.signal, log: () => {}, statsIntervalMs: 3_600_000 })
+        : undefined
+      workerNote = startHere
+        ? `started by the validate batch for the check (${db.kind === 'embedded' ? 'embedded database' : '--with-worker'})`
+        : `${running} \`runner worker\` process(es) connected`
       log(`  auto-embedding check: worker ${workerNote}`)
       try {
         for (const [i, t] of targets.entries()) {
           if (!startHere && running === 0) {
-            tables[i]!.auto_embed = { measured: false, delay_ms: null, reason: 'no worker is running: start `runner worker <plan>` or pass --with-worker' }
+            tables[i]!.auto_embed = {
+              measured: false,
+              delay_ms: null,
+              reason: 'no worker is running: start `runner worker <plan>` or pass --with-worker',
+            }
             continue
           }
           const probe = await probeAutoEmbedding(db, t, plan.criteria.auto_embed_within_seconds, (inserted) => {
             probes.push(inserted)
             ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
           })
-          tables[i]!.auto_embed = probe.measured ? { measured: true, delay_ms: probe.delay_ms, reason: null } : { measured: false, delay_ms: null, reason: probe.reason }
+          tables[i]!.auto_embed = probe.measured
+            ? { measured: true, delay_ms: probe.delay_ms, reason: null }
+            : { measured: false, delay_ms: null, reason: probe.reason }
         }
       } finally {
         stop.abort()
@@ -158,7 +234,15 @@ export const validateStep: Step<ValidateOutput> = {
     return { database: db.kind, worker: workerNote, labelled_queries: labelsPath, tables, criteria: judgeCriteria(plan, tables, db.kind) }
   },
 
-  summarize: (o) => `${o.criteria.filter((c) => c.passed).length} of ${o.criteria.length} criteria met${o.criteria.some((c) => !c.passed) ? `; not met: ${o.criteria.filter((c) => !c.passed).map((c) => c.id).join(', ')}` : ''}`,
+  summarize: (o) =>
+    `${o.criteria.filter((c) => c.passed).length} of ${o.criteria.length} criteria met${
+      o.criteria.some((c) => !c.passed)
+        ? `; not met: ${o.criteria
+            .filter((c) => !c.passed)
+            .map((c) => c.id)
+            .join(', ')}`
+        : ''
+    }`,
   criteria: (o) => o.criteria,
   details: renderValidation,
 }
