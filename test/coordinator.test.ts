@@ -1,17 +1,16 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { execa, type ResultPromise } from 'execa'
+import type { ResultPromise } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionState } from '../src/checkpoint/session.ts'
 import { createTarget, serverUrl, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
 import { TEST_SCHEMA_SQL } from './fixtures/testSteps.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
+import { runCli } from './helpers/runCli.ts'
 
 // The coordinator, driven as a user drives it: the real CLI in a child process (with test
 // steps registered), killed, interrupted and resumed, against a real database.
-
-const fixture = join(import.meta.dirname, 'fixtures/runnerWithTestSteps.ts')
 
 describe.each(targetKinds)('coordinator on %s', (kind) => {
   let target: TestTarget
@@ -35,11 +34,10 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
   }
 
   function runner(args: string[], env: Record<string, string> = {}): ResultPromise<{ reject: false; all: true }> {
-    return execa('node', ['--import', 'tsx', fixture, ...args], {
-      reject: false,
-      all: true,
-      env: { TEST_TARGET_URL: target.url ?? '', ...env },
-    }) as ResultPromise<{ reject: false; all: true }>
+    return runCli([...args], { testSteps: true, env: { TEST_TARGET_URL: target.url ?? '', ...env } }) as ResultPromise<{
+      reject: false
+      all: true
+    }>
   }
 
   const onlySession = (sessions: string) => join(sessions, readdirSync(sessions)[0]!)
@@ -234,6 +232,51 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     expect(await unitLog()).toEqual({})
   })
 
+  /** A session stopped half-way through batch "second", its files open for editing as an older or newer runner would have left them. */
+  async function halfDoneSession() {
+    const { sessions, planPath } = await setup()
+    const failed = await runner(['start', planPath, '--sessions-dir', sessions], { TEST_FAIL_AT: 'second:3' })
+    expect(failed.exitCode, failed.all).toBe(1)
+    const session = onlySession(sessions)
+    const edit = (file: string, change: (json: any) => any) =>
+      writeFileSync(join(session, file), JSON.stringify(change(JSON.parse(readFileSync(join(session, file), 'utf8')))))
+    return { sessions, session, edit }
+  }
+
+  it('refuses to resume a session written in a format it does not know, with advice, and changes nothing', async () => {
+    const { sessions, session, edit } = await halfDoneSession()
+    edit('coordination-state.json', (state) => ({ ...state, version: 99 }))
+    const before = await unitLog()
+    const resumed = await runner(['resume', '--sessions-dir', sessions])
+    expect(resumed.exitCode, resumed.all).toBe(2)
+    expect(resumed.stderr).toContain('was written in session format 99; this runner reads formats 1 and 2')
+    expect(resumed.stderr).toContain('start a new session')
+    expect(resumed.stderr).not.toMatch(/\n\s+at /)
+    expect(await unitLog()).toEqual(before)
+    expect(stateOf(session).version).toBe(99)
+  })
+
+  it('refuses a checkpoint in a cursor format the step does not write, instead of misreading it', async () => {
+    const { sessions, edit } = await halfDoneSession()
+    edit('batch-progress.json', (progress) => ({ ...progress, second: { ...progress.second, cursor_version: 7 } }))
+    const resumed = await runner(['resume', '--sessions-dir', sessions])
+    expect(resumed.exitCode, resumed.all).toBe(2)
+    expect(resumed.stderr).toContain('batch second: its checkpoint is in cursor format 7, this runner writes format 1')
+    expect(resumed.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it('resumes a session written in format 1 (before options and versioned cursors) from its cursor', async () => {
+    const { sessions, session, edit } = await halfDoneSession()
+    edit('coordination-state.json', ({ options: _options, ...state }) => ({ ...state, version: 1 }))
+    edit('batch-progress.json', (progress) =>
+      Object.fromEntries(Object.entries(progress).map(([batch, { cursor_version: _v, ...entry }]: [string, any]) => [batch, entry])),
+    )
+    const resumed = await runner(['resume', '--sessions-dir', sessions])
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    expect(stateOf(session).version).toBe(2)
+    expect(JSON.parse(readFileSync(join(session, 'batches/02-second/output.json'), 'utf8'))).toEqual({ units: 5, resumed_from: 2 })
+  })
+
   it('status shows where each batch is', async () => {
     const { sessions, planPath } = await setup()
     await runner(['start', planPath, '--sessions-dir', sessions], { TEST_FAIL_AT: 'second:2' })
@@ -258,7 +301,7 @@ describe.skipIf(!serverUrl)('resume against another target', () => {
       const planPath = writePlan(dir, testPlan({ embeddedPath: embedded.path }))
       const sessions = join(dir, 'sessions')
       const run = (args: string[], url: string, env: Record<string, string> = {}) =>
-        execa('node', ['--import', 'tsx', fixture, ...args], { reject: false, env: { TEST_TARGET_URL: url, ...env } })
+        runCli([...args], { testSteps: true, env: { TEST_TARGET_URL: url, ...env } })
       expect((await run(['start', planPath, '--sessions-dir', sessions], server.url!, { TEST_FAIL_AT: 'second:1' })).exitCode).toBe(1)
       const resumed = await run(['resume', '--sessions-dir', sessions], '')
       expect(resumed.exitCode).toBe(2)

@@ -3,8 +3,9 @@ import { describeUrl } from '../src/db/connectPostgres.ts'
 import type { Database } from '../src/db/database.ts'
 import { quoteIdent, quoteQualified } from '../src/db/quote.ts'
 import { countEmbeddings } from '../src/coordinator/guards.ts'
+import { resolveTargets } from '../src/db/target.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
-import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
+import { createTarget, serverUrl, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
 
 describe('describeUrl', () => {
@@ -54,11 +55,11 @@ describe.each(targetKinds)('database interface on %s', (kind) => {
 
   it('delivers NOTIFY to a listener, until it stops listening', async () => {
     const received: string[] = []
-    const stop = await db.listen('runner_test', (payload) => received.push(payload))
+    const listener = await db.listen('runner_test', (payload) => received.push(payload))
     await db.query("SELECT pg_notify('runner_test', $1)", ['hello'])
     for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 20))
     expect(received).toEqual(['hello'])
-    await stop()
+    await listener.close()
     await db.query("SELECT pg_notify('runner_test', 'after')")
     await new Promise((r) => setTimeout(r, 100))
     expect(received).toEqual(['hello'])
@@ -72,8 +73,65 @@ describe.each(targetKinds)('database interface on %s', (kind) => {
     const plan = testPlan()
     plan.target.tables = [{ table: evil, key: 'id', text_columns: ['body" text'], embedding_column: 'emb', distance: 'cosine' }]
     const { plan: loaded } = loadPlan(writePlan(dir, plan))
-    expect(await countEmbeddings(db, loaded)).toEqual({ [`public.${evil}.emb`]: 1 })
+    expect(await countEmbeddings(db, await resolveTargets(db, loaded))).toEqual({ [`public.${evil}.emb`]: 1 })
     const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'things'`)
     expect(rows[0]!.n).toBe(1)
+  })
+})
+
+describe.skipIf(!serverUrl)('a LISTEN connection on the real server', () => {
+  let target: TestTarget
+  let db: Database
+  beforeAll(async () => {
+    target = await createTarget('postgres')
+    db = await target.open()
+  })
+  afterAll(async () => {
+    await db?.close()
+    await target?.drop()
+  })
+
+  const listeningPids = async () =>
+    (
+      await db.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN "runner_reconnect"' AND pid <> pg_backend_pid()`,
+      )
+    ).rows.map((r) => r.pid)
+
+  async function until<T>(
+    what: string,
+    probe: () => Promise<T | false | undefined> | T | false | undefined,
+    timeoutMs = 15_000,
+  ): Promise<T> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const value = await probe()
+      if (value) return value
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+      await new Promise((r) => setTimeout(r, 25))
+    }
+  }
+
+  it('is opened again after its backend is terminated, says it may have missed some, and hears NOTIFY again', async () => {
+    const received: string[] = []
+    const listener = await db.listen('runner_reconnect', (payload) => received.push(payload))
+    try {
+      const [first] = await until('the LISTEN backend', async () => {
+        const pids = await listeningPids()
+        return pids.length === 1 && pids
+      })
+      await db.query('SELECT pg_terminate_backend($1)', [first])
+      await until('the listener to notice', () => !listener.connected())
+      await until('the LISTEN to be re-established', async () => {
+        const pids = await listeningPids()
+        return listener.connected() && pids.length === 1 && pids[0] !== first
+      })
+      expect(received).toEqual(['']) // the wake-up after reconnecting: notifications meanwhile were lost
+      await db.query("SELECT pg_notify('runner_reconnect', 'after')")
+      await until('the notification', () => received.includes('after'))
+    } finally {
+      await listener.close()
+    }
+    expect(listener.connected()).toBe(false)
   })
 })

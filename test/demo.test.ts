@@ -1,12 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateDemo, demoLabels } from '../src/demo/generateDemo.ts'
 import { SUBJECTS } from '../src/demo/corpus.ts'
 import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
-
-const bin = join(import.meta.dirname, '../bin/runner.js')
+import { runCli } from './helpers/runCli.ts'
 
 describe('the demo corpus', () => {
   it('is deterministic and labels each query with the rows built from its fact', () => {
@@ -60,7 +58,7 @@ describe.each(targetKinds)('runner demo init on %s', (kind) => {
       labels,
       ...(target.url ? ['--database', target.url] : ['--embedded', target.path!]),
     ]
-    const run = await execa('node', [bin, ...args], { reject: false, env: { DATABASE_URL: '' } })
+    const run = await runCli([...args], { env: { DATABASE_URL: '' } })
     expect(run.exitCode, run.stderr).toBe(0)
     expect(run.stderr).toContain('created 40 topics, 600 atoms, 400 messages')
 
@@ -81,13 +79,13 @@ describe.each(targetKinds)('runner demo init on %s', (kind) => {
     expect(written.filter((l) => l.table === 'atoms')).toHaveLength(40)
     expect(written.find((l) => l.table === 'atoms')!.relevant_ids).toHaveLength(15)
 
-    const again = await execa('node', [bin, ...args], { reject: false, env: { DATABASE_URL: '' } })
+    const again = await runCli([...args], { env: { DATABASE_URL: '' } })
     expect(again.exitCode).toBe(0)
     expect(again.stderr).toContain('already exist (40 topics, 600 atoms, 400 messages); left as they are')
   })
 
   it('rejects a bad --rows with exit 2 and no stack trace', async () => {
-    const run = await execa('node', [bin, 'demo', 'init', '--rows', 'lots'], { reject: false })
+    const run = await runCli(['demo', 'init', '--rows', 'lots'])
     expect(run.exitCode).toBe(2)
     expect(run.stderr).toBe('runner: --rows: expected a whole number from 1 to 10000000, got "lots"')
   })

@@ -5,12 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
 import { TEST_SCHEMA_SQL } from './fixtures/testSteps.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
+import { runCli } from './helpers/runCli.ts'
 
 // The session folder on a full disk: a real, tiny tmpfs (CI runs as root). The runner stops
 // with a clear error naming the file, the state file stays valid JSON, and once there is room
 // again `runner resume` completes.
-
-const fixture = join(import.meta.dirname, 'fixtures/runnerWithTestSteps.ts')
 
 describe('a full disk under the session folder', () => {
   let target: TestTarget
@@ -32,11 +31,7 @@ describe('a full disk under the session folder', () => {
     const planPath = writePlan(dir, testPlan({ embeddedPath: target.path }))
     const sessions = join(mount, 'sessions')
     const env = { TEST_TARGET_URL: target.url ?? '', TEST_UNITS: '50' }
-    const run = await execa('node', ['--import', 'tsx', fixture, 'start', planPath, '--sessions-dir', sessions], {
-      reject: false,
-      all: true,
-      env,
-    })
+    const run = await runCli(['start', planPath, '--sessions-dir', sessions], { testSteps: true, env })
     expect(run.exitCode, run.all).toBe(1)
     expect(run.stderr).toMatch(
       /runner: cannot write \/\S+: no space left on the device \(ENOSPC\); the previous version of the file is intact/,
@@ -48,11 +43,7 @@ describe('a full disk under the session folder', () => {
     expect(existsSync(join(session, 'session.lock'))).toBe(false)
 
     await execa('mount', ['-o', 'remount,size=2m', mount])
-    const resumed = await execa('node', ['--import', 'tsx', fixture, 'resume', '--sessions-dir', sessions], {
-      reject: false,
-      all: true,
-      env,
-    })
+    const resumed = await runCli(['resume', '--sessions-dir', sessions], { testSteps: true, env })
     expect(resumed.exitCode, resumed.all).toBe(0)
     expect(JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8')).status).toBe('completed')
   })

@@ -1,6 +1,5 @@
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { chromium } from 'playwright-core'
 import { PNG } from 'pngjs'
 import { stringify } from 'yaml'
@@ -9,11 +8,11 @@ import type { SessionState } from '../src/checkpoint/session.ts'
 import { initDemo } from '../src/demo/initDemo.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
+import { runCli } from './helpers/runCli.ts'
 
 // The whole shipped plan, as a user runs it, on the demo app in its broken state.
 
 const root = join(import.meta.dirname, '..')
-const bin = join(root, 'bin/runner.js')
 const shipped = loadPlan(join(root, 'plans/feature-1.yaml')).plan
 
 /** The shipped plan with its embedded database and labels moved into a temporary folder. */
@@ -39,10 +38,9 @@ describe('the whole plan on the embedded demo database', () => {
   const sessions = join(dir, 'sessions')
 
   it('diagnoses, indexes, embeds, validates: every criterion met, exit 0', async () => {
-    const run = await execa('node', [bin, 'start', planIn(dir), '--sessions-dir', sessions], {
+    const run = await runCli(['start', planIn(dir), '--sessions-dir', sessions], {
       cwd: dir,
-      reject: false,
-      all: true,
+
       env: { DATABASE_URL: '', OPENAI_API_KEY: '' },
     })
     expect(run.exitCode, run.all).toBe(0)
@@ -110,10 +108,9 @@ describe.skipIf(!serverUrl)('the whole plan on the real server', () => {
     url.password = password // trust auth ignores it; the runner must still never write it
     const secrets = { OPENAI_API_KEY: 'sk-test-SECRET-openai-0042', ANTHROPIC_API_KEY: 'sk-ant-SECRET-anthropic-0042' }
     const plan = planIn(dir, (p) => (p.validate.labelled_queries = labels))
-    const run = await execa('node', [bin, 'start', plan, '--provider', 'local', '--with-worker', '--sessions-dir', sessions], {
+    const run = await runCli(['start', plan, '--provider', 'local', '--with-worker', '--sessions-dir', sessions], {
       cwd: dir,
-      reject: false,
-      all: true,
+
       env: { DATABASE_URL: url.toString(), ...secrets, ANTHROPIC_BASE_URL: 'http://127.0.0.1:9' },
     })
     expect(run.exitCode, run.all).toBe(0)
@@ -138,10 +135,9 @@ describe.skipIf(!serverUrl)('the whole plan on the real server', () => {
           .filter((b: any) => b.step !== 'index')
           .map((b: any) => ({ ...b, depends_on: b.depends_on.filter((d: string) => d !== 'index') }))),
     )
-    const run = await execa('node', [bin, 'start', plan, '--provider', 'local', '--with-worker', '--sessions-dir', sessions], {
+    const run = await runCli(['start', plan, '--provider', 'local', '--with-worker', '--sessions-dir', sessions], {
       cwd: dir,
-      reject: false,
-      all: true,
+
       env: { DATABASE_URL: target.url! },
     })
     expect(run.exitCode, run.all).toBe(1)

@@ -1,7 +1,6 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { execa } from 'execa'
 import { stringify } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
@@ -9,11 +8,11 @@ import { initDemo } from '../src/demo/initDemo.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
+import { runCli } from './helpers/runCli.ts'
 
 // Bad input and faults on the real server: a clear error, a non-zero exit, and nothing in the
 // database lost or half-changed; after a fault, resume completes.
 
-const bin = join(import.meta.dirname, '../bin/runner.js')
 const shipped = loadPlan(join(import.meta.dirname, '../plans/feature-1.yaml')).plan as any
 
 describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
@@ -51,7 +50,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
   it('names a column the table does not have, exits 2, and changes nothing', async () => {
     const { plan, sessions } = planFile((p) => (p.target.tables[0].text_columns = ['title', 'body']))
     const before = await objects()
-    const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false })
+    const run = await runCli(['start', plan, '--sessions-dir', sessions], { env: env() })
     expect(run.exitCode).toBe(2)
     expect(run.stderr).toContain(
       `target.tables[0].text_columns[1]: public.atoms has no column "body" (it has: id, topic_id, title, content, created_at, embedding)`,
@@ -69,15 +68,12 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
       const { plan, sessions } = planFile((p) => {
         p.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
       })
-      const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], {
-        env: { ...env(), DATABASE_URL: bare.url! },
-        reject: false,
-        all: true,
-      })
-      expect(run.exitCode, run.all).toBe(1)
+      const run = await runCli(['start', plan, '--sessions-dir', sessions], { env: { ...env(), DATABASE_URL: bare.url! } })
+      // The target cannot take the plan as it is: exit 2, as for any refusal before a change.
+      expect(run.exitCode, run.all).toBe(2)
       expect(run.stderr).toContain('Semantic search cannot work: the pgvector extension is not installed in this database.')
       expect(run.stderr).toContain(
-        'batch index: failed: public.docs.embedding is not a vector column with fixed dimensions; it cannot take an HNSW index (see the diagnosis)',
+        'batch index: failed: public.docs.embedding is real[], not vector(N) or halfvec(N) with fixed dimensions',
       )
       expect(run.stderr).not.toMatch(/\n\s+at /)
       const created = await bareDb.query(
@@ -92,7 +88,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
 
   it('names a table that does not exist', async () => {
     const { plan, sessions } = planFile((p) => (p.target.tables[2].table = 'topicz'))
-    const run = await execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false })
+    const run = await runCli(['start', plan, '--sessions-dir', sessions], { env: env() })
     expect(run.exitCode).toBe(2)
     expect(run.stderr).toContain('target.tables[2].table: table public.topicz does not exist in the target database')
   })
@@ -104,7 +100,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     })
     await db.exec(`DROP INDEX IF EXISTS atoms_embedding_hnsw; DROP INDEX IF EXISTS messages_embedding_hnsw; DROP INDEX IF EXISTS topics_embedding_hnsw;
       UPDATE atoms SET embedding = (SELECT array_agg(sin(atoms.id * g))::vector FROM generate_series(1, 1536) g) WHERE embedding IS NULL`)
-    const child = execa('node', [bin, 'start', plan, '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    const child = runCli(['start', plan, '--sessions-dir', sessions], { env: env() })
     let terminated = 0
     for (let i = 0; i < 400 && terminated === 0; i++) {
       const { rows } = await db.query<{ n: number }>(
@@ -130,7 +126,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     })
     await db.exec('UPDATE atoms SET embedding = NULL; UPDATE messages SET embedding = NULL')
     fake.delayMs = 40
-    const child = execa('node', [bin, 'start', plan, '--with-worker', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    const child = runCli(['start', plan, '--with-worker', '--sessions-dir', sessions], { env: env() })
     const cursor = () => {
       if (!existsSync(sessions) || readdirSync(sessions).length === 0) return 0
       const file = join(sessions, readdirSync(sessions)[0]!, 'batch-progress.json')
@@ -148,11 +144,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
       // A query was in flight on a cut connection: the batch stops, saying why.
       expect(cut.exitCode, cut.all).toBe(1)
       expect(cut.stderr).toMatch(/batch \w+: failed: .*(terminat|connection)/i)
-      const resumed = await execa('node', [bin, 'resume', '--with-worker', '--sessions-dir', sessions], {
-        env: env(),
-        reject: false,
-        all: true,
-      })
+      const resumed = await runCli(['resume', '--with-worker', '--sessions-dir', sessions], { env: env() })
       expect(resumed.exitCode, resumed.all).toBe(0)
     }
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM atoms WHERE embedding IS NULL')).rows[0]!.n).toBe(0)

@@ -1,19 +1,21 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { execa, type ResultPromise } from 'execa'
+import type { ResultPromise } from 'execa'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { installPipeline } from '../src/pipeline/installPipeline.ts'
+import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
+import { resolveTargets } from '../src/db/target.ts'
 import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { fakeVector, startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
+import { runCli } from './helpers/runCli.ts'
 
 // The auto-embedding pipeline on the real server: real `runner worker` processes, the real
 // OpenAI SDK against a fake server on loopback that counts what it embedded.
 
-const bin = join(import.meta.dirname, '../bin/runner.js')
 const DIMS = 8
 
 describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
@@ -33,7 +35,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   }
   const env = () => ({ DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url })
   function startWorker(planPath: string, args: string[] = []) {
-    const child = execa('node', [bin, 'worker', planPath, ...args], { env: env(), reject: false, all: true })
+    const child = runCli(['worker', planPath, ...args], { env: env() })
     children.push(child)
     return child
   }
@@ -91,7 +93,8 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
 
   async function install(p = plan()) {
     const path = writePlan(dir, p, `plan-${Math.random().toString(36).slice(2)}.yaml`)
-    await installPipeline(db, loadPlan(path).plan)
+    const { plan: loaded } = loadPlan(path)
+    await installPipeline(db, runnerSchema(loaded.target.runner_schema), await resolveTargets(db, loaded))
     return path
   }
 
@@ -197,6 +200,24 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     await worker
   })
 
+  it('waits out its database connections being cut, re-listens, and goes on embedding in the same process', async () => {
+    const planPath = await install()
+    const worker = startWorker(planPath)
+    await workerListening()
+    const cut = await count(
+      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND datname = current_database()`,
+    )
+    expect(cut).toBeGreaterThanOrEqual(1)
+    await db.query(`INSERT INTO docs (id, title, body) VALUES (900, 'after the cut', 'x')`)
+    await waitFor('the row to be embedded', async () => isEmbeddingOf(await embeddingOf(900), 'after the cut x'))
+    await workerListening()
+    expect(worker.exitCode).toBeNull() // the same process, still running
+    worker.kill('SIGTERM')
+    const result = await worker
+    expect(result.exitCode, result.all).toBe(0)
+    expect(result.all).not.toMatch(/\n\s+at /)
+  })
+
   it('on SIGTERM finishes the batch in flight, writes it, and exits 0', async () => {
     const planPath = await install()
     const { worker } = await startWorkerWithBatchInFlight(planPath, 1500, 'term')
@@ -234,7 +255,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'row ' || g, 'text' FROM generate_series(1, 3000) g`)
     fake.delayMs = 30
     const sessions = join(dir, `sessions-${Date.now()}`)
-    const run = execa('node', [bin, 'start', planPath, '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    const run = runCli(['start', planPath, '--sessions-dir', sessions], { env: env() })
     const progress = async () => {
       if (!existsSync(sessions) || readdirSync(sessions).length === 0) return 0
       const file = join(sessions, readdirSync(sessions)[0]!, 'batch-progress.json')
@@ -246,7 +267,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     await run
     expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBeGreaterThan(0)
 
-    const resumed = await execa('node', [bin, 'resume', '--sessions-dir', sessions], { env: env(), reject: false, all: true })
+    const resumed = await runCli(['resume', '--sessions-dir', sessions], { env: env() })
     expect(resumed.exitCode, resumed.all).toBe(0)
     expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
     const rows = [...fake.embedded].filter(([t]) => t.startsWith('row '))

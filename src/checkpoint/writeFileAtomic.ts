@@ -42,7 +42,3 @@ export function writeFileAtomic(path: string, content: string): void {
     closeSync(dirFd)
   }
 }
-
-export function writeJsonAtomic(path: string, value: unknown): void {
-  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`)
-}

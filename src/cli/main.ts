@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
-import { RunnerError } from '../errors.ts'
+import { databaseErrorCode, errorMessage, isTransient, RunnerError } from '../errors.ts'
+import { redactSecrets } from '../checkpoint/redactSecrets.ts'
 import { defaultRegistry } from '../steps/registry.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { demoInit } from './demoInit.ts'
@@ -162,14 +163,24 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2
     }
-    if (error instanceof RunnerError) {
-      process.stderr.write(`runner: ${error.message}\n`)
-      return error.exitCode
-    }
-    process.stderr.write(`runner: unexpected error; please report it with the lines below\n${(error as Error)?.stack ?? String(error)}\n`)
-    return 1
+    process.stderr.write(`${redactSecrets(describeFailure(error))}\n`)
+    return error instanceof RunnerError ? error.exitCode : 1
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }
+}
+
+/**
+ * One line for what a user can cause or meet (a bad plan, a target that does not fit, a
+ * provider that refuses, the database refusing a statement, a lost connection); the stack
+ * only for what is a bug of the runner's.
+ */
+export function describeFailure(error: unknown): string {
+  if (error instanceof RunnerError) return `runner: ${error.message}`
+  const sqlstate = databaseErrorCode(error)
+  if (isTransient(error))
+    return `runner: lost the database connection (${errorMessage(error)}); check the server, then run the command again`
+  if (sqlstate) return `runner: the database refused: ${errorMessage(error)} (SQLSTATE ${sqlstate})`
+  return `runner: unexpected error; please report it with the lines below\n${(error as Error)?.stack ?? String(error)}`
 }

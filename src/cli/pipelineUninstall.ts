@@ -1,15 +1,18 @@
 import { openTarget } from '../db/openTarget.ts'
+import { runnerSchema } from '../db/runnerSchema/objects.ts'
+import { resolveTargets } from '../db/target.ts'
+import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 import { uninstallPipeline } from '../pipeline/installPipeline.ts'
-import { log } from './driveSession.ts'
 
-/** `runner pipeline uninstall <plan>`: removes the triggers and the runner's schema. Embeddings stay. */
+/** `runner pipeline uninstall <plan>`: removes what the runner created for auto-embedding. Embeddings and indexes stay. */
 export async function pipelineUninstall(planPath: string): Promise<number> {
-  const { plan } = loadPlan(planPath)
-  const db = await openTarget(plan, log)
+  const loaded = loadPlan(planPath)
+  const db = await openTarget(loaded.plan, log)
   try {
-    const removed = await uninstallPipeline(db, plan)
-    log(`removed: ${removed.join('; ')}. The embeddings in the application's tables are kept.`)
+    const targets = await resolveTargets(db, loaded.plan, loaded.path)
+    const removed = await uninstallPipeline(db, runnerSchema(loaded.plan.target.runner_schema), targets)
+    log(`removed: ${removed.join('; ')}. The embeddings and indexes in the application's tables are kept.`)
     return 0
   } finally {
     await db.close()

@@ -1,10 +1,9 @@
 import { openTarget } from '../db/openTarget.ts'
-import { searchExpression } from '../db/searchExpression.ts'
+import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
 import { UsageError } from '../errors.ts'
+import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
-import { resolveTargets } from '../pipeline/resolveTargets.ts'
-import { log } from './driveSession.ts'
 
 export interface SearchOptions {
   query: string
@@ -19,31 +18,34 @@ export interface SearchOptions {
 export async function search(options: SearchOptions): Promise<number> {
   const k = Number(options.k)
   if (!Number.isInteger(k) || k < 1 || k > 1000) throw new UsageError(`-k: expected a whole number from 1 to 1000, got "${options.k}"`)
-  const { plan } = loadPlan(options.planPath)
+  const efSearch = options.efSearch === undefined ? undefined : Number(options.efSearch)
+  if (efSearch !== undefined && (!Number.isInteger(efSearch) || efSearch < 1 || efSearch > 1000)) {
+    throw new UsageError(`--ef-search: expected a whole number from 1 to 1000, got "${options.efSearch}"`)
+  }
+  const loaded = loadPlan(options.planPath)
+  const { plan } = loaded
   const db = await openTarget(plan, log)
   try {
-    const targets = (await resolveTargets(db, plan)).filter(
+    const targets = (await resolveTargets(db, plan, loaded.path)).filter(
       (t) => !options.table || t.plan.table === options.table || t.name === options.table,
     )
-    if (targets.length === 0)
+    if (targets.length === 0) {
       throw new UsageError(
         `--table: "${options.table}" is not a target of ${options.planPath} (${plan.target.tables.map((t) => t.table).join(', ')})`,
       )
+    }
+    for (const t of targets) t.requireVector()
     const provider = createProvider(plan, db.kind, log, process.env, options.provider)
     const started = performance.now()
     const [vector] = (await provider.embed([options.query])).vectors
     if (!vector) throw new UsageError('the query could not be embedded')
     log(`embedded the query in ${(performance.now() - started).toFixed(1)} ms`)
     for (const t of targets) {
-      const search = searchExpression(t.plan.embedding_column, t.dimensions, t.vectorType, t.plan.distance, plan.index.precision)
+      const sql = t.nearestSql(t.search(plan.index.precision), { withText: true })
       const rows = await db.withSession(async (session) => {
-        if (options.efSearch) await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [options.efSearch])
+        if (efSearch !== undefined) await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [String(efSearch)])
         const queryStarted = performance.now()
-        const result = await session.query<{ key: string; distance: number; text: string }>(
-          `SELECT ${t.key}::text AS key, (${search.expression} ${search.operator} $1::${search.castType})::float8 AS distance, ${t.text()} AS text
-           FROM ${t.table} ORDER BY ${search.expression} ${search.operator} $1::${search.castType} LIMIT $2`,
-          [`[${vector.join(',')}]`, k],
-        )
+        const result = await session.query<{ key: string; distance: number; text: string }>(sql, [`[${vector.join(',')}]`, k])
         return { rows: result.rows, ms: performance.now() - queryStarted }
       })
       process.stdout.write(`${t.name} (${rows.ms.toFixed(1)} ms):\n`)

@@ -1,9 +1,11 @@
-import { createProvider } from '../embeddings/createProvider.ts'
-import { checkTargets } from '../coordinator/checkTargets.ts'
 import { openTarget } from '../db/openTarget.ts'
+import { requireSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import { runnerSchema, WORKER_APPLICATION_NAME } from '../db/runnerSchema/objects.ts'
+import { resolveTargets } from '../db/target.ts'
+import { createProvider } from '../embeddings/createProvider.ts'
+import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 import { runWorker } from '../pipeline/runWorker.ts'
-import { log } from './driveSession.ts'
 
 export interface WorkerCommandOptions {
   planPath: string
@@ -14,14 +16,17 @@ export interface WorkerCommandOptions {
 
 /** `runner worker <plan>`: embeds queued rows until SIGTERM/SIGINT (the current batch finishes first). */
 export async function worker(options: WorkerCommandOptions): Promise<number> {
-  const { plan, path } = loadPlan(options.planPath)
-  const db = await openTarget(plan, log, process.env, 'runner worker')
+  const loaded = loadPlan(options.planPath)
+  const { plan } = loaded
+  const db = await openTarget(plan, log, process.env, WORKER_APPLICATION_NAME)
   try {
-    await checkTargets(db, plan, path)
+    const rs = runnerSchema(plan.target.runner_schema)
+    await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
+    const targets = await resolveTargets(db, plan, loaded.path)
     const provider = createProvider(plan, db.kind, log, process.env, options.provider)
     await provider.probe()
-    log(`worker started; waiting on NOTIFY ${plan.target.runner_schema}_embedding (poll every ${plan.worker.poll_ms} ms)`)
-    const stats = await runWorker({ db, plan, provider, signal: options.signal, log, untilEmpty: options.untilEmpty })
+    log(`worker started; waiting on NOTIFY ${rs.channel} (poll every ${plan.worker.poll_ms} ms)`)
+    const stats = await runWorker({ db, plan, targets, provider, signal: options.signal, log, untilEmpty: options.untilEmpty })
     log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)
     return 0
   } finally {

@@ -1,6 +1,5 @@
 import type { Database, Queryable } from '../db/database.ts'
-import { quoteQualified, quoteIdent } from '../db/quote.ts'
-import type { Plan } from '../plan/schema.ts'
+import type { Target } from '../db/target.ts'
 
 // The plan's "what NOT to do" as code. A read_only batch gets a database handle whose every
 // statement runs in one READ ONLY transaction, so PostgreSQL itself refuses a write. A batch
@@ -21,13 +20,11 @@ export function readOnlyView(tx: Queryable, base: Database): Database {
 
 export type EmbeddingCounts = Record<string, number>
 
-export async function countEmbeddings(db: Queryable, plan: Plan): Promise<EmbeddingCounts> {
+export async function countEmbeddings(db: Queryable, targets: Target[]): Promise<EmbeddingCounts> {
   const counts: EmbeddingCounts = {}
-  for (const t of plan.target.tables) {
-    const { rows } = await db.query<{ n: number }>(
-      `SELECT count(${quoteIdent(t.embedding_column)})::int AS n FROM ${quoteQualified(t.schema, t.table)}`,
-    )
-    counts[`${t.schema}.${t.table}.${t.embedding_column}`] = rows[0]!.n
+  for (const t of targets) {
+    const { rows, nulls } = await t.counts(db)
+    counts[`${t.name}.${t.plan.embedding_column}`] = rows - nulls
   }
   return counts
 }

@@ -1,58 +1,49 @@
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { writeBatchReport } from '../agents/writeBatchReport.ts'
 import type { CriterionResult, Session } from '../checkpoint/session.ts'
 import type { Database } from '../db/database.ts'
-import { isTransientDatabaseError } from '../db/isTransientError.ts'
+import { runnerSchema } from '../db/runnerSchema/objects.ts'
+import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
-import { errorMessage, Interrupted, UsageError } from '../errors.ts'
+import { errorMessage, Interrupted, RunnerError, WorkError } from '../errors.ts'
+import type { Log } from '../log/log.ts'
+import type { Progress } from '../log/progress.ts'
 import { dependenciesOf, orderBatches } from '../plan/orderBatches.ts'
-import type { Batch, Plan, StepName } from '../plan/schema.ts'
+import type { Batch, Plan } from '../plan/schema.ts'
 import { writeHtmlReport } from '../report/writeHtmlReport.ts'
 import { writeSummary } from '../report/writeSummary.ts'
-import type { StepContext, StepRegistry } from '../steps/step.ts'
+import { retryTransient } from '../retryTransient.ts'
+import type { StepOutputs } from '../steps/outputs.ts'
+import type { Step, StepContext, StepRegistry } from '../steps/step.ts'
+import { checkPlanRunnable } from './checkPlanRunnable.ts'
 import { countEmbeddings, embeddingChanges, readOnlyView } from './guards.ts'
-import type { Progress } from './progress.ts'
 
 export interface RunOptions {
   session: Session
+  /** The plan with the session's options applied. */
   plan: Plan
   registry: StepRegistry
   db: Database
   progress: Progress
   signal: AbortSignal
-  log(message: string): void
-  /** --provider on the command line: overrides the plan's embedding.provider. */
-  providerOverride?: 'local' | 'openai'
-  withWorker?: boolean
+  log: Log
 }
 
 export interface RunResult {
   status: 'completed' | 'failed'
   criteria: CriterionResult[]
-  exitCode: 0 | 1
-}
-
-/** Refuses, before anything touches a database, a plan that names a step this build does not have. */
-export function checkStepsRegistered(plan: Plan, registry: StepRegistry): void {
-  const missing = plan.batches.filter((b) => !registry.has(b.step))
-  if (missing.length > 0) {
-    throw new UsageError(
-      `this runner has no implementation of step ${missing.map((b) => `"${b.step}" (batch ${b.id})`).join(', ')}; ` +
-        `it implements: ${[...registry.keys()].join(', ')}`,
-    )
-  }
 }
 
 /**
  * Runs every batch of the session that is not completed yet, in dependency order. Completed
  * batches are never re-run: their saved outputs are read back and handed on. A batch that was
- * running or failed runs again, with the cursor it saved.
+ * running or failed runs again, with the cursor it saved; one that meets a transient database
+ * error runs again from its cursor after a backoff.
  */
 export async function runSession(options: RunOptions): Promise<RunResult> {
   const { session, plan, registry, log } = options
-  checkStepsRegistered(plan, registry)
+  checkPlanRunnable(plan, registry)
   const outputs = new Map<string, unknown>()
 
   for (const batch of orderBatches(plan.batches)) {
@@ -63,118 +54,105 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       log(`batch ${batch.id}: completed earlier, skipped`)
       continue
     }
-    if (options.signal.aborted) throw await interrupt(session, batch.id)
+    if (options.signal.aborted) throw interrupt(session, batch.id)
 
-    const inputs: Partial<Record<StepName, unknown>> = {}
-    for (const dep of dependenciesOf(batch, plan.batches)) inputs[dep.step] = outputs.get(dep.id)
-
-    const startedAt = new Date().toISOString()
-    session.updateBatch(batch.id, {
-      status: 'running',
-      attempts: state.attempts + 1,
-      started_at: startedAt,
-      ended_at: undefined,
-      error: undefined,
-    })
-    session.event('batch_started', {
-      batch: batch.id,
-      step: batch.step,
-      attempt: state.attempts,
-      resumed_from: session.cursor(batch.id) ?? null,
-    })
-    log(
-      `batch ${batch.id} (${batch.step}, ${batch.agent}): started${session.cursor(batch.id) !== undefined ? ', continuing from its checkpoint' : ''}`,
-    )
+    const inputs: Partial<StepOutputs> = {}
+    for (const dep of dependenciesOf(batch, plan.batches)) (inputs as Record<string, unknown>)[dep.step] = outputs.get(dep.id)
+    const resumed = session.hasCursor(batch.id)
+    session.startBatch(batch.id)
+    session.event('batch_started', { batch: batch.id, step: batch.step, attempt: state.attempts, resumed })
+    log(`batch ${batch.id} (${batch.step}, ${batch.agent}): started${resumed ? ', continuing from its checkpoint' : ''}`)
 
     try {
-      const output = await runBatchRetryingTransient(options, batch, inputs)
-      const endedAt = new Date().toISOString()
-      const dir = session.batchDir(batch.id)
-      const summary = step.summarize(output)
-      const outputPath = session.writeArtifact(join(dir, 'output.json'), `${JSON.stringify(output, null, 2)}\n`)
-      const report = await writeBatchReport(
-        { batch, summary, details: step.details(output), startedAt, endedAt },
-        plan.agents.model,
-        process.env,
+      const output = await retryTransient(() => runBatch(options, batch, step, inputs), {
+        what: `batch ${batch.id}`,
+        again: 'running it again from its checkpoint',
         log,
-      )
-      const reportPath = session.writeArtifact(join(dir, 'report.md'), report)
+        signal: options.signal,
+        onRetry: (error, retry) => session.event('batch_retry', { batch: batch.id, error: errorMessage(error), retry }),
+      })
+      await recordCompletion(options, batch, step, output, session.batch(batch.id).started_at!)
       outputs.set(batch.id, output)
-      session.updateBatch(batch.id, { status: 'completed', ended_at: endedAt, summary, output_path: outputPath, report_path: reportPath })
-      session.event('batch_completed', { batch: batch.id, summary })
-      log(`batch ${batch.id}: completed: ${summary}`)
     } catch (error) {
-      if (error instanceof Interrupted) throw await interrupt(session, batch.id)
+      if (error instanceof Interrupted) throw interrupt(session, batch.id)
       const message = errorMessage(error)
-      session.updateBatch(batch.id, { status: 'failed', ended_at: new Date().toISOString(), error: message })
+      session.failBatch(batch.id, message)
       session.event('batch_failed', { batch: batch.id, error: message })
       log(`batch ${batch.id}: failed: ${message}`)
-      return finish(options, outputs, 'failed')
+      finish(options, outputs, 'failed')
+      // A mistake in the plan or a target that cannot take it is the user's to fix: say so with its own exit code.
+      if (error instanceof RunnerError && (error.kind === 'usage' || error.kind === 'target')) throw error
+      return { status: 'failed', criteria: session.state.criteria ?? [] }
     }
   }
   return finish(options, outputs, 'completed')
 }
 
-const MAX_TRANSIENT_RETRIES = 5
-
-/**
- * A dropped connection or a restarting server should not end the run: the batch runs again
- * from its checkpoint after a capped, jittered backoff (1, 2, 4, 8, 16 s at most).
- */
-async function runBatchRetryingTransient(options: RunOptions, batch: Batch, inputs: StepContext['inputs']): Promise<unknown> {
-  for (let retry = 0; ; retry++) {
-    try {
-      return await runBatch(options, batch, inputs)
-    } catch (error) {
-      if (!isTransientDatabaseError(error) || retry >= MAX_TRANSIENT_RETRIES || options.signal.aborted) throw error
-      const waitMs = Math.round((0.5 + Math.random() / 2) * Math.min(16_000, 1000 * 2 ** retry))
-      options.log(
-        `batch ${batch.id}: transient database error (${errorMessage(error)}); running it again from its checkpoint in ${(waitMs / 1000).toFixed(1)} s (retry ${retry + 1} of ${MAX_TRANSIENT_RETRIES})`,
-      )
-      options.session.event('batch_retry', { batch: batch.id, error: errorMessage(error), retry: retry + 1 })
-      await sleep(waitMs)
-    }
-  }
-}
-
-async function runBatch(options: RunOptions, batch: Batch, inputs: StepContext['inputs']): Promise<unknown> {
-  const { session, plan, registry, db } = options
-  const step = registry.get(batch.step)!
+async function runBatch(options: RunOptions, batch: Batch, step: Step<any, any>, inputs: Partial<StepOutputs>): Promise<unknown> {
+  const { session, plan, db } = options
   let provider: EmbeddingProvider | undefined
-  const context = (handle: Database): StepContext => ({
-    plan,
-    batch,
-    db: handle,
-    inputs,
-    progress: options.progress,
-    signal: options.signal,
-    log: options.log,
-    checkpoint: {
-      load: <T>() => session.cursor<T>(batch.id),
-      save: (cursor) => session.saveCursor(batch.id, cursor),
-    },
-    writeArtifact: (name, content) => session.writeArtifact(join(session.batchDir(batch.id), name), content),
-    withWorker: options.withWorker ?? false,
-    embeddings: () => (provider ??= createProvider(plan, db.kind, options.log, process.env, options.providerOverride)),
-  })
-
-  const before = batch.guards.writes_embeddings ? undefined : await countEmbeddings(db, plan)
-  const raw = batch.guards.read_only
-    ? await db.transaction((tx) => step.run(context(readOnlyView(tx, db))), { readOnly: true })
-    : await step.run(context(db))
+  const run = async (handle: Database) => {
+    const targets = await resolveTargets(handle, plan, session.state.plan_path)
+    const context: StepContext<unknown> = {
+      plan,
+      batch,
+      db: handle,
+      targets,
+      runnerSchema: runnerSchema(plan.target.runner_schema),
+      inputs,
+      progress: options.progress,
+      signal: options.signal,
+      log: options.log,
+      checkpoint: {
+        load: () => (step.cursor ? session.cursor(batch.id, step.cursor) : undefined),
+        save: (cursor) => {
+          if (!step.cursor) throw new Error(`step ${step.name} saves a cursor but declares no cursor format`)
+          session.saveCursor(batch.id, step.cursor, cursor)
+        },
+      },
+      writeArtifact: (name, content) => session.writeArtifact(join(session.batchDir(batch.id), name), content),
+      embeddings: () => (provider ??= createProvider(plan, db.kind, options.log)),
+    }
+    const before = batch.guards.writes_embeddings ? undefined : await countEmbeddings(handle, targets)
+    const output = await step.run(context)
+    if (before) {
+      const changes = embeddingChanges(before, await countEmbeddings(handle, targets))
+      if (changes) throw new WorkError(`guard violated: batch ${batch.id} may not write embeddings, but ${changes}`)
+    }
+    return output
+  }
+  const raw = batch.guards.read_only ? await db.transaction((tx) => run(readOnlyView(tx, db)), { readOnly: true }) : await run(db)
   const parsed = step.output.safeParse(raw)
   if (!parsed.success) throw new Error(`step ${batch.step} returned an output that does not match its schema: ${parsed.error.message}`)
-  if (before) {
-    const changes = embeddingChanges(before, await countEmbeddings(db, plan))
-    if (changes) throw new Error(`guard violated: batch ${batch.id} may not write embeddings, but ${changes}`)
-  }
   return parsed.data
 }
 
-async function interrupt(session: Session, batchId: string): Promise<Interrupted> {
-  session.updateBatch(batchId, { status: 'interrupted', ended_at: new Date().toISOString(), error: 'interrupted' })
-  session.state.status = 'interrupted'
-  session.saveState()
+async function recordCompletion(
+  options: RunOptions,
+  batch: Batch,
+  step: Step<any, any>,
+  output: unknown,
+  startedAt: string,
+): Promise<void> {
+  const { session, plan, log } = options
+  const endedAt = new Date().toISOString()
+  const dir = session.batchDir(batch.id)
+  const summary = step.summarize(output)
+  const outputPath = session.writeArtifact(join(dir, 'output.json'), `${JSON.stringify(output, null, 2)}\n`)
+  const report = await writeBatchReport(
+    { batch, summary, details: step.details(output), startedAt, endedAt },
+    plan.agents.model,
+    process.env,
+    log,
+  )
+  const reportPath = session.writeArtifact(join(dir, 'report.md'), report)
+  session.completeBatch(batch.id, { summary, output_path: outputPath, report_path: reportPath, ended_at: endedAt })
+  session.event('batch_completed', { batch: batch.id, summary })
+  log(`batch ${batch.id}: completed: ${summary}`)
+}
+
+function interrupt(session: Session, batchId: string): Interrupted {
+  session.interruptBatch(batchId)
   session.event('interrupted', { batch: batchId })
   return new Interrupted()
 }
@@ -187,13 +165,10 @@ function finish(options: RunOptions, outputs: Map<string, unknown>, status: 'com
     const output = outputs.get(batch.id)
     if (output !== undefined && step.criteria) criteria.push(...step.criteria(output))
   }
-  session.state.status = status
-  session.state.criteria = criteria
-  session.saveState()
+  session.finish(status, criteria)
   writeSummary(session, plan)
   const byStep = new Map(plan.batches.flatMap((b) => (outputs.has(b.id) ? [[b.step, outputs.get(b.id)] as const] : [])))
   writeHtmlReport(session, plan, byStep)
   session.event('session_finished', { status, criteria_failed: criteria.filter((c) => !c.passed).map((c) => c.id) })
-  const ok = status === 'completed' && criteria.every((c) => c.passed)
-  return { status, criteria, exitCode: ok ? 0 : 1 }
+  return { status, criteria }
 }

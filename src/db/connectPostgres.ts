@@ -1,6 +1,7 @@
 import pg from 'pg'
 import pgvector from 'pgvector'
-import type { Database, Queryable, QueryResult, TransactionOptions } from './database.ts'
+import { backoffMs } from '../retryTransient.ts'
+import type { Database, Listener, Queryable, QueryResult, TransactionOptions } from './database.ts'
 
 // Type parsers for the whole pool, set once: bigint counts arrive as numbers, as they do from
 // the embedded database (a value past 2^53 stays a string rather than losing digits), and
@@ -103,20 +104,72 @@ export async function connectPostgres(url: string, options: { applicationName?: 
         }
       })
     },
-    async listen(channel, onNotify) {
-      const client = new pg.Client(config)
-      client.on('error', () => {})
-      await client.connect()
-      client.on('notification', (message) => {
-        if (message.channel === channel) onNotify(message.payload ?? '')
-      })
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
-      return async () => {
-        await client.end().catch(() => {})
-      }
-    },
+    listen: (channel, onNotify) => listenWithReconnect(config, channel, onNotify),
     async close() {
       await pool.end()
+    },
+  }
+}
+
+/**
+ * A LISTEN connection of its own that outlives a server restart or a terminated backend:
+ * when it ends, it is opened again after a capped, jittered backoff (0.1 s doubling to 10 s),
+ * LISTENs again, and wakes the listener once for what it may have missed.
+ */
+async function listenWithReconnect(config: pg.ClientConfig, channel: string, onNotify: (payload: string) => void): Promise<Listener> {
+  let current: pg.Client | undefined
+  let closed = false
+  let retry = 0
+  let timer: NodeJS.Timeout | undefined
+
+  const open = async () => {
+    const client = new pg.Client(config)
+    client.on('error', () => {}) // 'end' follows; reconnecting is handled there
+    client.on('notification', (message) => {
+      if (message.channel === channel) onNotify(message.payload ?? '')
+    })
+    client.on('end', () => {
+      if (current !== client) return
+      current = undefined
+      if (!closed) reconnectLater()
+    })
+    try {
+      await client.connect()
+      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`)
+    } catch (error) {
+      await client.end().catch(() => {})
+      throw error
+    }
+    if (closed) {
+      await client.end().catch(() => {})
+      return
+    }
+    current = client
+    retry = 0
+  }
+  const reconnectLater = () => {
+    timer = setTimeout(
+      async () => {
+        try {
+          await open()
+          onNotify('')
+        } catch {
+          if (!closed) reconnectLater()
+        }
+      },
+      backoffMs(retry++, 100, 10_000),
+    )
+  }
+
+  await open()
+  return {
+    connected: () => current !== undefined,
+    async close() {
+      closed = true
+      clearTimeout(timer)
+      const client = current
+      current = undefined
+      await client?.end().catch(() => {})
     },
   }
 }

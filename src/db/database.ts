@@ -28,7 +28,17 @@ export interface Database extends Queryable {
    * CONCURRENTLY).
    */
   withSession<T>(work: (session: Queryable) => Promise<T>): Promise<T>
-  /** Calls onNotify for each NOTIFY on channel until the returned function is called. */
-  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>
+  /**
+   * Calls onNotify for each NOTIFY on channel until the listener is closed. A lost connection
+   * is re-established with capped, jittered backoff, and onNotify('') is then called once,
+   * since notifications sent meanwhile were lost.
+   */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<Listener>
+  close(): Promise<void>
+}
+
+export interface Listener {
+  /** Whether the LISTEN connection is up right now. */
+  connected(): boolean
   close(): Promise<void>
 }

@@ -41,8 +41,9 @@ export async function openEmbedded(dataDir: string): Promise<Database> {
       }
     },
     async listen(channel, onNotify) {
+      // One process, one backend: the connection cannot be lost apart from the database itself.
       const unlisten = await db.listen(channel, onNotify)
-      return async () => unlisten()
+      return { connected: () => true, close: async () => unlisten() }
     },
     async close() {
       await db.close()

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { getEncoding, type Tiktoken } from 'js-tiktoken'
 import OpenAI from 'openai'
-import { UsageError, WorkError } from '../errors.ts'
+import { ProviderError, UsageError } from '../errors.ts'
 import { MAX_TOKENS_PER_INPUT, planRequests } from './planRequests.ts'
 import type { EmbeddingFailure, EmbeddingProvider, EmbedResult } from './provider.ts'
 import { RateBudget } from './rateBudget.ts'
@@ -41,8 +41,6 @@ export interface OpenAIStats {
   splits: number
   truncated: number
 }
-
-class PermanentError extends Error {}
 
 let encoder: Tiktoken | undefined
 /** cl100k_base is the tokenizer of text-embedding-ada-002 and the text-embedding-3 models: counts are exact. */
@@ -86,15 +84,15 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
         const vectors = [...data.data].sort((a, b) => a.index - b.index).map((d) => d.embedding as number[])
         const wrong = vectors.find((v) => v.length !== options.dimensions)
         if (wrong)
-          throw new PermanentError(`the model ${options.model} returned ${wrong.length} dimensions; ${options.dimensions} are needed`)
+          throw new ProviderError(`the model ${options.model} returned ${wrong.length} dimensions; ${options.dimensions} are needed`)
         return vectors
       } catch (error) {
-        if (error instanceof PermanentError || signal?.aborted) throw error
+        if (error instanceof ProviderError || signal?.aborted) throw error
         if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
-          throw new PermanentError(`OpenAI rejected the API key (${error.status}): ${error.message}; check OPENAI_API_KEY`)
+          throw new ProviderError(`OpenAI rejected the API key (${error.status}): ${error.message}; check OPENAI_API_KEY`)
         }
         if (error instanceof OpenAI.NotFoundError)
-          throw new PermanentError(`OpenAI does not know the model ${options.model} (404): ${error.message}`)
+          throw new ProviderError(`OpenAI does not know the model ${options.model} (404): ${error.message}`)
         if (!isTransient(error) || attempt >= maxAttempts) throw error
         stats.retries++
         const told = retryAfterMs(error)
@@ -119,7 +117,7 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
         out.vectors[i] = vectors[j]!
       })
     } catch (error) {
-      if (error instanceof PermanentError) throw error
+      if (error instanceof ProviderError) throw error
       if (error instanceof OpenAI.BadRequestError && indices.length > 1) {
         stats.splits++
         const half = Math.ceil(indices.length / 2)
@@ -160,19 +158,14 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
       const workers = Array.from({ length: Math.min(options.concurrency ?? 4, queue.length) }, async () => {
         for (let next = queue.shift(); next; next = queue.shift()) await embedBatch(next, texts, counts, out, signal)
       })
-      try {
-        await Promise.all(workers)
-      } catch (error) {
-        if (error instanceof PermanentError) throw new WorkError(error.message)
-        throw error
-      }
+      await Promise.all(workers)
       out.failures.sort((a, b) => a.index - b.index)
       return out
     },
 
     async probe() {
       const result = await provider.embed(['runner probe'])
-      if (result.failures.length) throw new WorkError(`the embedding probe failed: ${result.failures[0]!.reason}`)
+      if (result.failures.length) throw new ProviderError(`the embedding probe failed: ${result.failures[0]!.reason}`)
     },
 
     estimateCost(inputs: string[]) {

@@ -1,122 +1,122 @@
-import type { Queryable } from '../db/database.ts'
+import { createHash } from 'node:crypto'
+import type { Database, Queryable } from '../db/database.ts'
 import { quoteIdent, quoteLiteral } from '../db/quote.ts'
-import { FAILED_TABLE, QUEUE_TABLE } from '../db/runnerObjects.ts'
-import type { Plan } from '../plan/schema.ts'
-import { targetSql } from './targetSql.ts'
+import { migrateRunnerSchema } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import {
+  CAPTURE_TRIGGER,
+  DEQUEUE_TRIGGER,
+  MIGRATIONS_TABLE,
+  RUNNER_TABLES,
+  type RunnerSchema,
+  TRIGGER_NAMES,
+} from '../db/runnerSchema/objects.ts'
+import type { Target } from '../db/target.ts'
 
 // The capture half of the auto-embedding pipeline, in the writer's own transaction: a BEFORE
 // trigger on INSERT and on UPDATE OF the text columns sets the stale embedding to NULL, queues
 // the row's key (one entry per row: a repeat change updates it) and NOTIFYs the workers.
-// Unchanged text queues nothing; DELETE removes the queued entry. Everything lives in the
-// plan's runner_schema, so `runner pipeline uninstall` removes it in one go.
+// Unchanged text queues nothing; DELETE removes the queued entry and the metadata.
 
-export const META_TABLE = 'embedding_meta'
-
-export function notifyChannel(plan: Plan): string {
-  return `${plan.target.runner_schema}_embedding`
+/** A dollar-quote tag derived from the body itself, so no value inside the body can end it early. */
+function dollarQuote(body: string): string {
+  const tag = `$runner_${createHash('sha256').update(body).digest('hex').slice(0, 16)}$`
+  if (body.includes(tag)) throw new Error('a trigger body contains its own quote tag') // needs a sha256 preimage
+  return `${tag}${body}${tag}`
 }
 
-export function schemaSql(plan: Plan): string {
-  const s = quoteIdent(plan.target.runner_schema)
-  return `
-CREATE SCHEMA IF NOT EXISTS ${s};
-CREATE TABLE IF NOT EXISTS ${s}.${QUEUE_TABLE} (
-  table_name text NOT NULL,
-  row_key text NOT NULL,
-  enqueued_at timestamptz NOT NULL DEFAULT now(),
-  run_at timestamptz NOT NULL DEFAULT now(),
-  attempts int NOT NULL DEFAULT 0,
-  locked_by text,
-  locked_at timestamptz,
-  last_error text,
-  PRIMARY KEY (table_name, row_key)
-);
-CREATE INDEX IF NOT EXISTS ${QUEUE_TABLE}_run_at ON ${s}.${QUEUE_TABLE} (run_at);
-CREATE TABLE IF NOT EXISTS ${s}.${FAILED_TABLE} (
-  table_name text NOT NULL,
-  row_key text NOT NULL,
-  attempts int NOT NULL,
-  last_error text NOT NULL,
-  failed_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (table_name, row_key)
-);
--- What produced each embedding: a re-run skips unchanged rows and finds other models' rows.
-CREATE TABLE IF NOT EXISTS ${s}.${META_TABLE} (
-  table_name text NOT NULL,
-  row_key text NOT NULL,
-  content_hash text NOT NULL,
-  model text NOT NULL,
-  embedded_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (table_name, row_key)
-);`
-}
-
-export function triggerSql(plan: Plan, index: number): string {
-  const t = plan.target.tables[index]!
-  const sql = targetSql(t)
-  const s = quoteIdent(plan.target.runner_schema)
-  const name = quoteLiteral(sql.name)
-  const changed = t.text_columns.map((c) => `NEW.${quoteIdent(c)} IS DISTINCT FROM OLD.${quoteIdent(c)}`).join(' OR ')
-  const trigger = quoteIdent('runner_enqueue_embedding')
-  const deleteTrigger = quoteIdent('runner_dequeue_embedding')
-  return `
-CREATE OR REPLACE FUNCTION ${s}.${sql.functionName}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+export function captureTriggerSql(rs: RunnerSchema, t: Target): string {
+  const name = quoteLiteral(t.name)
+  const changed = t.plan.text_columns.map((c) => `NEW.${quoteIdent(c)} IS DISTINCT FROM OLD.${quoteIdent(c)}`).join(' OR ')
+  const body = `
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    DELETE FROM ${s}.${QUEUE_TABLE} WHERE table_name = ${name} AND row_key = OLD.${sql.key}::text;
-    DELETE FROM ${s}.${META_TABLE} WHERE table_name = ${name} AND row_key = OLD.${sql.key}::text;
+    DELETE FROM ${rs.queue} WHERE table_name = ${name} AND row_key = OLD.${t.key}::text;
+    DELETE FROM ${rs.meta} WHERE table_name = ${name} AND row_key = OLD.${t.key}::text;
     RETURN OLD;
   END IF;
   IF TG_OP = 'UPDATE' AND NOT (${changed}) THEN
     RETURN NEW; -- the text did not change: the embedding is still right
   END IF;
-  IF TG_OP = 'INSERT' AND NEW.${sql.embedding} IS NOT NULL THEN
+  IF TG_OP = 'INSERT' AND NEW.${t.embedding} IS NOT NULL THEN
     RETURN NEW; -- the writer brought its own embedding
   END IF;
-  NEW.${sql.embedding} := NULL;
-  INSERT INTO ${s}.${QUEUE_TABLE} AS q (table_name, row_key) VALUES (${name}, NEW.${sql.key}::text)
+  NEW.${t.embedding} := NULL;
+  INSERT INTO ${rs.queue} AS q (table_name, row_key) VALUES (${name}, NEW.${t.key}::text)
   ON CONFLICT (table_name, row_key) DO UPDATE
     SET enqueued_at = now(), run_at = now(), attempts = 0, locked_by = NULL, locked_at = NULL, last_error = NULL;
-  PERFORM pg_notify(${quoteLiteral(notifyChannel(plan))}, ${name});
+  PERFORM pg_notify(${quoteLiteral(rs.channel)}, ${name});
   RETURN NEW;
 END
-$fn$;
-DROP TRIGGER IF EXISTS ${trigger} ON ${sql.table};
-CREATE TRIGGER ${trigger} BEFORE INSERT OR UPDATE OF ${sql.textColumns} ON ${sql.table}
-  FOR EACH ROW EXECUTE FUNCTION ${s}.${sql.functionName}();
-DROP TRIGGER IF EXISTS ${deleteTrigger} ON ${sql.table};
-CREATE TRIGGER ${deleteTrigger} AFTER DELETE ON ${sql.table}
-  FOR EACH ROW EXECUTE FUNCTION ${s}.${sql.functionName}();`
+`
+  const fn = rs.captureFunction(t.plan)
+  return `
+CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuote(body)};
+DROP TRIGGER IF EXISTS ${quoteIdent(CAPTURE_TRIGGER)} ON ${t.table};
+CREATE TRIGGER ${quoteIdent(CAPTURE_TRIGGER)} BEFORE INSERT OR UPDATE OF ${t.textColumns} ON ${t.table}
+  FOR EACH ROW EXECUTE FUNCTION ${fn}();
+DROP TRIGGER IF EXISTS ${quoteIdent(DEQUEUE_TRIGGER)} ON ${t.table};
+CREATE TRIGGER ${quoteIdent(DEQUEUE_TRIGGER)} AFTER DELETE ON ${t.table}
+  FOR EACH ROW EXECUTE FUNCTION ${fn}();`
 }
 
-/** Idempotent: CREATE ... IF NOT EXISTS, CREATE OR REPLACE, and triggers dropped and created in one transaction. */
-export async function installPipeline(db: { transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> }, plan: Plan): Promise<void> {
+/** Idempotent: the schema migrated to this runner's version, then every capture trigger replaced in one transaction. */
+export async function installPipeline(
+  db: Pick<Database, 'transaction'>,
+  rs: RunnerSchema,
+  targets: Target[],
+): Promise<{ from: number; to: number }> {
+  const versions = await migrateRunnerSchema(db, rs)
   await db.transaction(async (tx) => {
-    await tx.exec(schemaSql(plan))
-    for (let i = 0; i < plan.target.tables.length; i++) await tx.exec(triggerSql(plan, i))
+    for (const t of targets) await tx.exec(captureTriggerSql(rs, t))
   })
+  return versions
 }
 
-export async function uninstallPipeline(
-  db: { transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> },
-  plan: Plan,
-): Promise<string[]> {
+/** The capture triggers installed on these tables, as the catalog has them. */
+export async function readCaptureTriggers(
+  db: Queryable,
+  targets: Target[],
+): Promise<{ table: string; name: string; definition: string }[]> {
+  const { rows } = await db.query<{ table: string; name: string; definition: string }>(
+    `SELECT n.nspname || '.' || c.relname AS table, t.tgname AS name, pg_get_triggerdef(t.oid) AS definition
+     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE t.tgname = ANY($1::text[]) AND n.nspname || '.' || c.relname = ANY($2::text[]) ORDER BY 1, 2`,
+    [[...TRIGGER_NAMES], targets.map((t) => t.name)],
+  )
+  return rows
+}
+
+/**
+ * Removes what the runner created and nothing else: the two capture triggers on each target
+ * table, the capture functions and the runner's tables, each by name. The schema itself goes
+ * only when it is the runner's (it holds the migrations record) and nothing else is left in
+ * it: never a blind CASCADE. Embeddings and indexes stay.
+ */
+export async function uninstallPipeline(db: Pick<Database, 'transaction'>, rs: RunnerSchema, targets: Target[]): Promise<string[]> {
   const removed: string[] = []
   await db.transaction(async (tx) => {
-    for (const t of plan.target.tables) {
-      const sql = targetSql(t)
-      const exists = await tx.query(
-        'SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2',
-        [t.schema, t.table],
-      )
-      if (exists.rows.length === 0) continue
-      await tx.exec(
-        `DROP TRIGGER IF EXISTS runner_enqueue_embedding ON ${sql.table}; DROP TRIGGER IF EXISTS runner_dequeue_embedding ON ${sql.table};`,
-      )
-      removed.push(`triggers on ${sql.name}`)
+    for (const t of targets) {
+      for (const trigger of TRIGGER_NAMES) await tx.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(trigger)} ON ${t.table}`)
+      removed.push(`capture triggers on ${t.name}`)
     }
-    await tx.exec(`DROP SCHEMA IF EXISTS ${quoteIdent(plan.target.runner_schema)} CASCADE`)
-    removed.push(`schema ${plan.target.runner_schema} (queue, failed jobs, embedding metadata, trigger functions)`)
+    const { rows } = await tx.query<{ ours: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ours', [
+      `${rs.ident}.${quoteIdent(MIGRATIONS_TABLE)}`,
+    ])
+    if (!rows[0]!.ours) return
+    for (const t of targets) await tx.exec(`DROP FUNCTION IF EXISTS ${rs.captureFunction(t.plan)}()`)
+    for (const table of RUNNER_TABLES) await tx.exec(`DROP TABLE IF EXISTS ${rs.ident}.${quoteIdent(table)}`)
+    removed.push(`${RUNNER_TABLES.join(', ')} and the capture functions in schema ${rs.name}`)
+    const { rows: left } = await tx.query<{ n: number }>(
+      `SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)
+            + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1)
+            + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typrelid = 0 AND t.typelem = 0)
+            + (SELECT count(*) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname = $1) AS n`,
+      [rs.name],
+    )
+    if (Number(left[0]!.n) === 0) {
+      await tx.exec(`DROP SCHEMA ${rs.ident} RESTRICT`)
+      removed.push(`schema ${rs.name}`)
+    } else removed.push(`(schema ${rs.name} kept: it holds ${left[0]!.n} object(s) the runner did not list)`)
   })
   return removed
 }

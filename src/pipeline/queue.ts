@@ -1,10 +1,10 @@
 import type { Queryable } from '../db/database.ts'
-import { quoteIdent } from '../db/quote.ts'
-import { FAILED_TABLE, QUEUE_TABLE } from '../db/runnerObjects.ts'
+import { WORKER_APPLICATION_NAME, type RunnerSchema } from '../db/runnerSchema/objects.ts'
 
-// The queue's operations, each one statement (after graphile-worker): claim in a short
+// Every statement about the queue, in one place (after graphile-worker): claim in a short
 // transaction with SKIP LOCKED, counting the attempt at claim time so a crash spends one;
-// complete and fail only touch jobs this worker still holds.
+// complete and fail only touch jobs this worker still holds. The diagnosis reads the queue's
+// health through here too.
 
 export interface Job {
   table_name: string
@@ -12,17 +12,16 @@ export interface Job {
   attempts: number
 }
 
-export async function claimJobs(db: Queryable, schema: string, workerId: string, limit: number, leaseSeconds: number): Promise<Job[]> {
-  const q = `${quoteIdent(schema)}.${QUEUE_TABLE}`
+export async function claimJobs(db: Queryable, rs: RunnerSchema, workerId: string, limit: number, leaseSeconds: number): Promise<Job[]> {
   const { rows } = await db.query<Job>(
     `WITH picked AS (
-       SELECT table_name, row_key FROM ${q}
+       SELECT table_name, row_key FROM ${rs.queue}
        WHERE run_at <= now() AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $3))
        ORDER BY run_at, table_name, row_key
        LIMIT $2
        FOR UPDATE SKIP LOCKED
      )
-     UPDATE ${q} AS job SET locked_by = $1, locked_at = now(), attempts = job.attempts + 1
+     UPDATE ${rs.queue} AS job SET locked_by = $1, locked_at = now(), attempts = job.attempts + 1
      FROM picked WHERE job.table_name = picked.table_name AND job.row_key = picked.row_key
      RETURNING job.table_name, job.row_key, job.attempts`,
     [workerId, limit, leaseSeconds],
@@ -31,39 +30,39 @@ export async function claimJobs(db: Queryable, schema: string, workerId: string,
 }
 
 /** Removes finished jobs this worker holds. A job re-queued meanwhile (the trigger unlocked it) stays. */
-export async function completeJobs(db: Queryable, schema: string, workerId: string, tableName: string, keys: string[]): Promise<number> {
+export async function completeJobs(db: Queryable, rs: RunnerSchema, workerId: string, tableName: string, keys: string[]): Promise<number> {
   if (keys.length === 0) return 0
-  const { rowCount } = await db.query(
-    `DELETE FROM ${quoteIdent(schema)}.${QUEUE_TABLE} WHERE table_name = $1 AND row_key = ANY($2::text[]) AND locked_by = $3`,
-    [tableName, keys, workerId],
-  )
+  const { rowCount } = await db.query(`DELETE FROM ${rs.queue} WHERE table_name = $1 AND row_key = ANY($2::text[]) AND locked_by = $3`, [
+    tableName,
+    keys,
+    workerId,
+  ])
   return rowCount
 }
 
 /** A failed attempt: back off exponentially, or move to the failed-jobs table once attempts are spent. */
 export async function failJobs(
   db: Queryable,
-  schema: string,
+  rs: RunnerSchema,
   workerId: string,
   tableName: string,
   failures: { key: string; error: string }[],
   maxAttempts: number,
 ): Promise<number> {
   if (failures.length === 0) return 0
-  const s = quoteIdent(schema)
   const { rows } = await db.query<{ moved: number }>(
     `WITH f AS (SELECT * FROM unnest($2::text[], $3::text[]) AS f(row_key, error)),
      retried AS (
-       UPDATE ${s}.${QUEUE_TABLE} q SET locked_by = NULL, locked_at = NULL, last_error = f.error,
+       UPDATE ${rs.queue} q SET locked_by = NULL, locked_at = NULL, last_error = f.error,
          run_at = now() + make_interval(secs => least(3600, 2 ^ q.attempts))
        FROM f WHERE q.table_name = $1 AND q.row_key = f.row_key AND q.locked_by = $4 AND q.attempts < $5
        RETURNING q.row_key
      ), exhausted AS (
-       DELETE FROM ${s}.${QUEUE_TABLE} q USING f
+       DELETE FROM ${rs.queue} q USING f
        WHERE q.table_name = $1 AND q.row_key = f.row_key AND q.locked_by = $4 AND q.attempts >= $5
        RETURNING q.row_key, q.attempts, f.error
      ), moved AS (
-       INSERT INTO ${s}.${FAILED_TABLE} (table_name, row_key, attempts, last_error)
+       INSERT INTO ${rs.failed} (table_name, row_key, attempts, last_error)
        SELECT $1, row_key, attempts, error FROM exhausted
        ON CONFLICT (table_name, row_key) DO UPDATE SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, failed_at = now()
        RETURNING 1
@@ -75,16 +74,46 @@ export async function failJobs(
 }
 
 /** Gives back jobs this worker holds (graceful shutdown). */
-export async function releaseJobs(db: Queryable, schema: string, workerId: string): Promise<void> {
-  await db.query(
-    `UPDATE ${quoteIdent(schema)}.${QUEUE_TABLE} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1) WHERE locked_by = $1`,
-    [workerId],
-  )
+export async function releaseJobs(db: Queryable, rs: RunnerSchema, workerId: string): Promise<void> {
+  await db.query(`UPDATE ${rs.queue} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1) WHERE locked_by = $1`, [
+    workerId,
+  ])
 }
 
-export async function queueBacklog(db: Queryable, schema: string): Promise<{ pending: number; oldestSeconds: number | null }> {
+export async function queueBacklog(db: Queryable, rs: RunnerSchema): Promise<{ pending: number; oldestSeconds: number | null }> {
   const { rows } = await db.query<{ pending: number; oldest: number | null }>(
-    `SELECT count(*)::int AS pending, extract(epoch FROM now() - min(enqueued_at))::float8 AS oldest FROM ${quoteIdent(schema)}.${QUEUE_TABLE}`,
+    `SELECT count(*)::int AS pending, extract(epoch FROM now() - min(enqueued_at))::float8 AS oldest FROM ${rs.queue}`,
   )
   return { pending: rows[0]!.pending, oldestSeconds: rows[0]!.oldest }
+}
+
+export interface QueueHealth {
+  pending: number
+  oldest_pending_seconds: number | null
+  failed: number
+}
+
+/** Pending and failed jobs; null when the queue is not installed in this database. */
+export async function readQueueHealth(db: Queryable, rs: RunnerSchema): Promise<QueueHealth | null> {
+  const { rows: exists } = await db.query<{ queue: boolean; failed: boolean }>(
+    'SELECT to_regclass($1) IS NOT NULL AS queue, to_regclass($2) IS NOT NULL AS failed',
+    [rs.queue, rs.failed],
+  )
+  if (!exists[0]!.queue) return null
+  const backlog = await queueBacklog(db, rs)
+  const failed = exists[0]!.failed ? (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${rs.failed}`)).rows[0]!.n : 0
+  return { pending: backlog.pending, oldest_pending_seconds: backlog.oldestSeconds, failed }
+}
+
+/**
+ * `runner worker` processes listening on this database (not the whole server): each worker
+ * holds exactly one LISTEN connection, whatever its pool does.
+ */
+export async function countWorkers(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE application_name = $1 AND datname = current_database() AND query ILIKE 'LISTEN%'`,
+    [WORKER_APPLICATION_NAME],
+  )
+  return rows[0]!.n
 }

@@ -112,6 +112,12 @@ const validateSchema = z
     /** The recall@10 the recommended hnsw.ef_search must reach. */
     recall_target: z.number().min(0).max(1).default(0.95),
     ef_search_candidates: z.array(z.number().int().positive().max(1000)).min(1).default([10, 20, 40, 64, 100, 200, 400]),
+    /**
+     * The auto-embedding check runs a worker of its own for its duration (--with-worker sets
+     * it), instead of relying on `runner worker` processes already running. Always so on the
+     * embedded database, which no other process can reach.
+     */
+    start_worker: z.boolean().default(false),
   })
   .prefault({})
 

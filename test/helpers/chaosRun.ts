@@ -1,12 +1,12 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { execa } from 'execa'
 import { stringify } from 'yaml'
 import { initDemo } from '../../src/demo/initDemo.ts'
 import { loadPlan } from '../../src/plan/loadPlan.ts'
 import { createServerDatabase, tempDir } from './databases.ts'
 import { startFakeOpenAI } from './fakeOpenAI.ts'
+import { runCli } from './runCli.ts'
 
 // One chaos run: the shipped plan on a fresh broken demo app on the real server, with the
 // openai provider against the fake server, SIGKILLed at random moments and resumed until it
@@ -25,8 +25,6 @@ export interface ChaosResult {
   leftoverProbeRows: number
   seconds: number
 }
-
-const bin = join(import.meta.dirname, '../../bin/runner.js')
 
 export async function chaosRun(options: { rows: number; maxKills: number; seed: number }): Promise<ChaosResult> {
   const started = performance.now()
@@ -62,7 +60,7 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
     for (let attempt = 0; exitCode !== 0 && attempt < options.maxKills + 5; attempt++) {
       // Killed before the session folder existed: there is nothing to resume, start again.
       const args = existsSync(sessions) && readdirSync(sessions).length > 0 ? ['resume'] : ['start', planPath]
-      const child = execa('node', [bin, ...args, '--with-worker', '--sessions-dir', sessions], { env, reject: false, all: true })
+      const child = runCli([...args, '--with-worker', '--sessions-dir', sessions], { env })
       const killAfter = attempt < options.maxKills ? 300 + next() * 4000 : Number.POSITIVE_INFINITY
       const deadline = performance.now() + killAfter
       let finished = false

@@ -1,5 +1,5 @@
 import { Session } from '../../src/checkpoint/session.ts'
-import { createProgress } from '../../src/coordinator/progress.ts'
+import { createProgress } from '../../src/log/progress.ts'
 import { runSession, type RunResult } from '../../src/coordinator/runSession.ts'
 import type { Database } from '../../src/db/database.ts'
 import { loadPlan } from '../../src/plan/loadPlan.ts'

@@ -9,11 +9,10 @@ import { initDemo } from '../../src/demo/initDemo.ts'
 import { loadPlan } from '../../src/plan/loadPlan.ts'
 import { createTarget, serverUrl, tempDir, type TestTarget } from '../helpers/databases.ts'
 import { startFakeOpenAI, type FakeOpenAI } from '../helpers/fakeOpenAI.ts'
+import { runCli } from '../helpers/runCli.ts'
 
 // The PostgreSQL server restarted in the middle of a backfill. This file runs alone (the
 // "serial" project), after the main suite: a restart would cut every other test's connections.
-
-const bin = join(import.meta.dirname, '../../bin/runner.js')
 
 async function restartServer() {
   const { stdout } = await execa('ls', ['/etc/postgresql'])
@@ -44,10 +43,8 @@ describe.skipIf(!serverUrl)('the database restarted mid-backfill (real server)',
     writeFileSync(join(dir, 'plan.yaml'), stringify(plan))
     const sessions = join(dir, 'sessions')
     fake.delayMs = 40
-    const child = execa('node', [bin, 'start', join(dir, 'plan.yaml'), '--with-worker', '--sessions-dir', sessions], {
+    const child = runCli(['start', join(dir, 'plan.yaml'), '--with-worker', '--sessions-dir', sessions], {
       env: { DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url },
-      reject: false,
-      all: true,
     })
     const written = () => {
       const session = existsSync(sessions) ? readdirSync(sessions)[0] : undefined

@@ -1,9 +1,10 @@
 import { z } from 'zod'
-import { Interrupted, WorkError } from '../../errors.ts'
+import type { CursorSpec } from '../../checkpoint/session.ts'
+import type { Target } from '../../db/target.ts'
+import type { EmbeddingProvider } from '../../embeddings/provider.ts'
+import { Interrupted, ProviderError, WorkError } from '../../errors.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
-import { resolveTargets, type ResolvedTarget } from '../../pipeline/resolveTargets.ts'
 import { writeEmbeddings } from '../../pipeline/writeEmbeddings.ts'
-import type { Queryable } from '../../db/database.ts'
 import type { Step, StepContext } from '../step.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
@@ -14,91 +15,124 @@ import type { Step, StepContext } from '../step.ts'
 const MAX_LISTED_FAILURES = 100
 const COST_SAMPLE_ROWS = 1000
 
+const estimateSchema = z.object({
+  rows: z.number().int(),
+  tokens: z.number(),
+  usd: z.number().nullable(),
+  tokenizer: z.string(),
+  sampled_rows: z.number().int(),
+})
+const failureSchema = z.object({ table: z.string(), key: z.string(), reason: z.string() })
+
 const outputSchema = z.object({
   provider: z.string(),
   model: z.string(),
-  estimate: z.object({
-    rows: z.number().int(),
-    tokens: z.number(),
-    usd: z.number().nullable(),
-    tokenizer: z.string(),
-    sampled_rows: z.number().int(),
-  }),
+  estimate: estimateSchema,
   tables: z.array(z.object({ table: z.string(), written: z.number().int(), failed: z.number().int(), remaining_null: z.number().int() })),
-  failures: z.array(z.object({ table: z.string(), key: z.string(), reason: z.string() })),
+  failures: z.array(failureSchema),
   seconds: z.number(),
 })
 export type BackfillOutput = z.infer<typeof outputSchema>
 
-interface Cursor {
-  /** Last key written per table; null until the first batch. */
-  after: Record<string, string | null>
-  written: Record<string, number>
-  failures: BackfillOutput['failures']
-  failedCount: Record<string, number>
-  estimate?: BackfillOutput['estimate']
-  seconds: number
-}
+const cursorSchema = z.object({
+  /** Last key written per table; absent until its first batch. */
+  after: z.record(z.string(), z.string().nullable()),
+  written: z.record(z.string(), z.number().int()),
+  failures: z.array(failureSchema),
+  failedCount: z.record(z.string(), z.number().int()),
+  estimate: estimateSchema.optional(),
+  seconds: z.number(),
+})
+type Cursor = z.infer<typeof cursorSchema>
+const cursorSpec: CursorSpec<Cursor> = { version: 1, schema: cursorSchema }
 
-async function countNull(db: Queryable, t: ResolvedTarget): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.table} WHERE ${t.embedding} IS NULL`)
-  return rows[0]!.n
+/** The provider answers, with vectors of each column's dimension, before anything is written. */
+async function checkProvider(provider: EmbeddingProvider, targets: Target[]): Promise<void> {
+  for (const t of targets) {
+    const { dimensions } = t.requireVector()
+    if (dimensions !== provider.dimensions) {
+      throw new ProviderError(
+        `${t.name}.${t.plan.embedding_column} is ${t.embeddingType} but the provider ${provider.name} (${provider.model}) gives ${provider.dimensions} dimensions`,
+      )
+    }
+  }
+  try {
+    await provider.probe()
+  } catch (error) {
+    // Name the columns the answer would have been written to.
+    const columns = targets.map((t) => `${t.name}.${t.plan.embedding_column} (${t.embeddingType})`).join(', ')
+    throw new ProviderError(`${(error as Error).message}; nothing was written to ${columns}`)
+  }
 }
 
 /** Tokens and price for all NULL rows, from the real tokenizer on a sample scaled by text size. */
-async function estimateCost(ctx: StepContext, targets: ResolvedTarget[]): Promise<BackfillOutput['estimate']> {
+async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promise<BackfillOutput['estimate']> {
   const provider = ctx.embeddings()
-  let rows = 0
-  let tokens = 0
-  let usd = 0
-  let sampled = 0
-  let tokenizer = ''
+  const total = { rows: 0, tokens: 0, usd: 0, sampled: 0, tokenizer: '' }
   for (const t of targets) {
     const { rows: size } = await ctx.db.query<{ n: number; bytes: number }>(
       `SELECT count(*)::int AS n, coalesce(sum(octet_length(${t.text()})), 0)::float8 AS bytes FROM ${t.table} WHERE ${t.embedding} IS NULL`,
     )
     const { n, bytes } = size[0]!
     if (n === 0) continue
-    const { rows: sample } = await ctx.db.query<{ text: string }>(
-      `SELECT ${t.text()} AS text FROM ${t.table} WHERE ${t.embedding} IS NULL LIMIT ${COST_SAMPLE_ROWS}`,
-    )
+    const sample = await t.readNullPage(ctx.db, null, COST_SAMPLE_ROWS)
     const estimate = provider.estimateCost(sample.map((r) => r.text))
-    const sampleBytes = sample.reduce((s, r) => s + Buffer.byteLength(r.text), 0) || 1
-    const scale = bytes / sampleBytes
-    rows += n
-    tokens += estimate.tokens * scale
-    usd += estimate.usd * scale
-    sampled += sample.length
-    tokenizer = estimate.tokenizer
+    const scale = bytes / (sample.reduce((s, r) => s + Buffer.byteLength(r.text), 0) || 1)
+    total.rows += n
+    total.tokens += estimate.tokens * scale
+    total.usd += estimate.usd * scale
+    total.sampled += sample.length
+    total.tokenizer = estimate.tokenizer
   }
-  return { rows, tokens: Math.round(tokens), usd: Number.isNaN(usd) ? null : usd, tokenizer, sampled_rows: sampled }
+  return {
+    rows: total.rows,
+    tokens: Math.round(total.tokens),
+    usd: Number.isNaN(total.usd) ? null : total.usd,
+    tokenizer: total.tokenizer,
+    sampled_rows: total.sampled,
+  }
 }
 
-export const backfillStep: Step<BackfillOutput> = {
+/** Embeds one table's NULL rows page by page from the cursor, saving it after every batch. */
+async function backfillTable(
+  ctx: StepContext<Cursor>,
+  t: Target,
+  cursor: Cursor,
+  onBatch: (rows: number) => void,
+  elapsed: () => number,
+): Promise<void> {
+  const provider = ctx.embeddings()
+  for (;;) {
+    const rows = await t.readNullPage(ctx.db, cursor.after[t.name] ?? null, ctx.plan.embedding.batch_size)
+    if (rows.length === 0) return
+    // The batch in flight finishes on SIGINT, is written and checkpointed; the loop then stops.
+    const result = await provider.embed(rows.map((r) => r.text))
+    const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
+    const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model)
+    for (const f of result.failures) {
+      if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
+    }
+    cursor.after[t.name] = rows.at(-1)!.key
+    cursor.written[t.name] = (cursor.written[t.name] ?? 0) + written.length
+    cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + result.failures.length
+    ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
+    onBatch(rows.length)
+    if (ctx.signal.aborted) throw new Interrupted()
+  }
+}
+
+export const backfillStep: Step<BackfillOutput, Cursor> = {
   name: 'backfill',
   output: outputSchema,
+  cursor: cursorSpec,
 
   async run(ctx) {
-    const { db, plan, log, signal } = ctx
-    await installPipeline(db, plan)
-    const targets = await resolveTargets(db, plan)
+    const { db, log, targets, plan } = ctx
+    await installPipeline(db, ctx.runnerSchema, targets)
     const provider = ctx.embeddings()
-    for (const t of targets) {
-      if (t.dimensions !== provider.dimensions) {
-        throw new WorkError(
-          `${t.name}.${t.plan.embedding_column} is ${t.embeddingType} but the provider ${provider.name} (${provider.model}) gives ${provider.dimensions} dimensions`,
-        )
-      }
-    }
-    try {
-      await provider.probe()
-    } catch (error) {
-      // Name the columns the answer would have been written to.
-      const columns = targets.map((t) => `${t.name}.${t.plan.embedding_column} (${t.embeddingType})`).join(', ')
-      throw new WorkError(`${(error as Error).message}; nothing was written to ${columns}`)
-    }
+    await checkProvider(provider, targets)
 
-    const cursor: Cursor = ctx.checkpoint.load<Cursor>() ?? { after: {}, written: {}, failures: [], failedCount: {}, seconds: 0 }
+    const cursor: Cursor = ctx.checkpoint.load() ?? { after: {}, written: {}, failures: [], failedCount: {}, seconds: 0 }
     if (!cursor.estimate) {
       cursor.estimate = await estimateCost(ctx, targets)
       ctx.checkpoint.save(cursor)
@@ -114,50 +148,20 @@ export const backfillStep: Step<BackfillOutput> = {
       )
     }
 
-    const total = estimate.rows
-    const alreadyDone =
-      Object.values(cursor.written).reduce((a, b) => a + b, 0) + Object.values(cursor.failedCount).reduce((a, b) => a + b, 0)
-    const task = ctx.progress.start('backfill', Math.max(total, alreadyDone))
-    let done = alreadyDone
+    const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0)
+    let done = sum(cursor.written) + sum(cursor.failedCount)
+    const task = ctx.progress.start('backfill', Math.max(estimate.rows, done))
     const started = performance.now()
-    const batchSize = plan.embedding.batch_size
+    const elapsed = () => cursor.seconds + (performance.now() - started) / 1000
     for (const t of targets) {
-      for (;;) {
-        const after = cursor.after[t.name] ?? null
-        const { rows } = await db.query<{ key: string; text: string; hash: string }>(
-          `SELECT ${t.key}::text AS key, ${t.text()} AS text, ${t.hash()} AS hash FROM ${t.table}
-           WHERE ${t.embedding} IS NULL ${after === null ? '' : `AND ${t.key} > $2::${t.keyType}`}
-           ORDER BY ${t.key} LIMIT $1`,
-          after === null ? [batchSize] : [batchSize, after],
-        )
-        if (rows.length === 0) break
-        // The batch in flight finishes on SIGINT, is written and checkpointed; the loop then stops.
-        const result = await provider.embed(rows.map((r) => r.text))
-        const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-        const written = await writeEmbeddings(db, plan.target.runner_schema, t, embedded, provider.model)
-        for (const f of result.failures) {
-          if (cursor.failures.length < MAX_LISTED_FAILURES)
-            cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
-        }
-        cursor.after[t.name] = rows.at(-1)!.key
-        cursor.written[t.name] = (cursor.written[t.name] ?? 0) + written.length
-        cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + result.failures.length
-        ctx.checkpoint.save({ ...cursor, seconds: cursor.seconds + (performance.now() - started) / 1000 })
-        done += rows.length
-        task.update(done, t.name)
-        if (signal.aborted) throw new Interrupted()
-      }
+      await backfillTable(ctx, t, cursor, (rows) => task.update((done += rows), t.name), elapsed)
     }
-    const seconds = cursor.seconds + (performance.now() - started) / 1000
+    const seconds = elapsed()
     task.finish()
     const tables = []
     for (const t of targets) {
-      tables.push({
-        table: t.name,
-        written: cursor.written[t.name] ?? 0,
-        failed: cursor.failedCount[t.name] ?? 0,
-        remaining_null: await countNull(db, t),
-      })
+      const { nulls } = await t.counts(db)
+      tables.push({ table: t.name, written: cursor.written[t.name] ?? 0, failed: cursor.failedCount[t.name] ?? 0, remaining_null: nulls })
     }
     return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds }
   },

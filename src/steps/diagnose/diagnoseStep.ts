@@ -1,74 +1,83 @@
 import { resolve } from 'node:path'
+import { readExtension, readServerVersion } from '../../db/catalog/readExtension.ts'
+import { readPrivileges } from '../../db/catalog/readPrivileges.ts'
+import { readTriggers } from '../../db/catalog/readTriggers.ts'
+import { readVectorColumns } from '../../db/catalog/readVectorColumns.ts'
+import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
+import type { Queryable } from '../../db/database.ts'
+import { explainNearest } from '../../db/explainNearest.ts'
+import { countColumn } from '../../db/target.ts'
+import { countWorkers, readQueueHealth } from '../../pipeline/queue.ts'
+import type { Plan } from '../../plan/schema.ts'
 import type { Step } from '../step.ts'
-import { explainNearestNeighbour } from './explainNearestNeighbour.ts'
 import { findFindings } from './findFindings.ts'
-import {
-  inspectExtension,
-  inspectPrivileges,
-  inspectVectorColumns,
-  inspectVectorIndexes,
-  inspectWriters,
-  serverVersion,
-} from './inspectDatabase.ts'
-import { diagnoseOutputSchema, type DiagnoseOutput, type QueryPlan, type TargetColumn } from './output.ts'
-import { scanSource } from './scanSource.ts'
+import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
 import { renderDiagnosis } from './renderDiagnosis.ts'
+import { scanSource } from './scanSource.ts'
 
 // Batch 1 of the seed: find out exactly why semantic search is broken, with evidence, and
 // change nothing. The plan runs it as a read_only batch, so every statement here executes
 // inside one READ ONLY transaction and PostgreSQL itself would refuse a write.
 
+/** Every vector column of the database with its row and NULL counts, marked when the plan targets it. */
+async function measureVectorColumns(db: Queryable, plan: Plan): Promise<VectorColumn[]> {
+  const columns: VectorColumn[] = []
+  for (const c of await readVectorColumns(db)) {
+    const { rows, nulls } = await countColumn(db, c.schema, c.table, c.column)
+    const targeted = plan.target.tables.some((t) => t.schema === c.schema && t.table === c.table && t.embedding_column === c.column)
+    columns.push({ ...c, rows, nulls, targeted })
+  }
+  return columns
+}
+
 export const diagnoseStep: Step<DiagnoseOutput> = {
   name: 'diagnose',
   output: diagnoseOutputSchema,
 
-  async run({ db, plan, log, writeArtifact }) {
-    const extension = await inspectExtension(db)
-    const vectorColumns = await inspectVectorColumns(db, plan)
-    const targets: TargetColumn[] = []
-    for (const t of plan.target.tables) {
-      const found = vectorColumns.find((c) => c.schema === t.schema && c.table === t.table && c.column === t.embedding_column)
-      const base = {
-        schema: t.schema,
-        table: t.table,
-        key: t.key,
-        column: t.embedding_column,
-        text_columns: t.text_columns,
-        distance: t.distance,
-      }
-      targets.push(
-        found
-          ? { ...base, type: found.type, dimensions: found.dimensions, rows: found.rows, nulls: found.nulls }
-          : { ...base, type: null, dimensions: null, rows: 0, nulls: 0 },
+  async run({ db, plan, targets, runnerSchema, log, writeArtifact }) {
+    const vectorColumns = await measureVectorColumns(db, plan)
+    const measuredTargets: TargetColumn[] = []
+    const queryPlans: QueryPlan[] = []
+    for (const t of targets) {
+      const found = vectorColumns.find((c) => `${c.schema}.${c.table}` === t.name && c.column === t.plan.embedding_column)
+      const { rows, nulls } = found ?? (await t.counts(db))
+      const { schema, table, key, embedding_column: column, text_columns, distance } = t.plan
+      measuredTargets.push({
+        schema,
+        table,
+        key,
+        column,
+        text_columns,
+        distance,
+        type: t.vector?.type ?? null,
+        dimensions: t.vector?.dimensions ?? null,
+        rows,
+        nulls,
+      })
+      if (!t.vector) continue
+      const explained = await explainNearest(db, t, t.search('full'))
+      queryPlans.push(explained)
+      log(
+        `  ${explained.table}: nearest-10 query is ${explained.scan === 'index' ? `an index scan (${explained.index_name})` : `a ${explained.scan} scan`}, ${explained.execution_ms.toFixed(1)} ms`,
       )
     }
-    const indexes = await inspectVectorIndexes(db, vectorColumns)
-    const writers = await inspectWriters(db, plan)
-    const queryPlans: QueryPlan[] = []
-    for (const target of targets) {
-      const explained = await explainNearestNeighbour(db, target)
-      if (explained) {
-        queryPlans.push(explained)
-        log(
-          `  ${explained.table}: nearest-10 query is ${explained.scan === 'index' ? `an index scan (${explained.index_name})` : `a ${explained.scan} scan`}, ${explained.execution_ms.toFixed(1)} ms`,
-        )
-      }
-    }
-    const sourceReferences = plan.target.app_source ? scanSource(resolve(plan.target.app_source)) : []
     const measured = {
-      database: { kind: db.kind, server_version: await serverVersion(db) },
-      extension,
+      database: { kind: db.kind, server_version: await readServerVersion(db) },
+      extension: await readExtension(db),
       vector_columns: vectorColumns,
-      targets,
-      indexes,
-      writers,
+      targets: measuredTargets,
+      indexes: await readVectorIndexes(db, vectorColumns),
+      writers: {
+        triggers: await readTriggers(db, plan.target.tables),
+        queue: await readQueueHealth(db, runnerSchema),
+        workers_connected: await countWorkers(db),
+      },
       query_plans: queryPlans,
-      privileges: await inspectPrivileges(db, plan),
-      source_references: sourceReferences,
+      privileges: await readPrivileges(db, plan.target.runner_schema, plan.target.tables),
+      source_references: plan.target.app_source ? scanSource(resolve(plan.target.app_source)) : [],
     }
-    const output: DiagnoseOutput = { ...measured, ...findFindings(plan, measured) }
     writeArtifact('explain.txt', queryPlans.map((q) => `-- ${q.table}.${q.column}\n${q.sql}\n\n${q.plan}\n`).join('\n'))
-    return output
+    return { ...measured, ...findFindings(plan, measured) }
   },
 
   summarize(output) {

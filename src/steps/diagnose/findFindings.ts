@@ -21,10 +21,17 @@ const n = (value: number) => value.toLocaleString('en-US')
 
 type Measured = Omit<DiagnoseOutput, 'findings' | 'root_cause'>
 
+/** Each rule reads the measurements and adds the findings it sees; findFindings runs them in report order. */
+type Rule = (plan: Plan, m: Measured, add: (f: Finding) => void) => void
+
 export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; root_cause: string } {
   const findings: Finding[] = []
   const add = (f: Finding) => findings.push(f)
+  for (const rule of [extensionRule, targetRule, queueRule, privilegesRule, untargetedRule]) rule(plan, m, add)
+  return { findings, root_cause: rootCause(m, findings) }
+}
 
+const extensionRule: Rule = (_plan, m, add) => {
   if (!m.extension.installed_version) {
     add({
       code: 'EXTENSION_MISSING',
@@ -44,7 +51,9 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       recommendation: `upgrade pgvector to ${RECOMMENDED_PGVECTOR} or later and read its CHANGELOG for index rebuild notes`,
     })
   }
+}
 
+const targetRule: Rule = (plan, m, add) => {
   for (const t of m.targets) {
     const name = `${t.schema}.${t.table}.${t.column}`
     const where = { table: `${t.schema}.${t.table}`, column: t.column }
@@ -88,59 +97,88 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
             : 'reduce the dimensions (text-embedding-3 models take a dimensions argument)',
       })
     }
-    const indexes = m.indexes.filter((i) => `${i.schema}.${i.table}` === where.table && i.column === t.column)
-    for (const index of indexes.filter((i) => !i.valid)) {
-      add({
-        code: 'INVALID_INDEX',
-        severity: 'error',
-        ...where,
-        evidence: `index ${index.name} on ${name} is invalid (pg_index.indisvalid = false): a CREATE INDEX CONCURRENTLY that failed left it behind; it is maintained on writes but never used`,
-        recommendation: `DROP INDEX CONCURRENTLY ${index.name} and build it again (batch index does)`,
-      })
-    }
-    const valid = indexes.filter((i) => i.valid)
-    const matching = valid.filter((i) => distanceOfOperatorClass(i.opclass) === t.distance)
-    for (const index of valid.filter((i) => distanceOfOperatorClass(i.opclass) !== t.distance)) {
-      add({
-        code: 'OPCLASS_MISMATCH',
-        severity: 'error',
-        ...where,
-        evidence: `index ${index.name} uses ${index.opclass} (${distanceOfOperatorClass(index.opclass) ?? 'unknown distance'}), but the application queries ${name} with ${t.distance} (${OPERATORS[t.distance]}): the planner cannot use it`,
-        recommendation: `build an index with ${operatorClass(t.distance, t.type)}${plan.index.replace_mismatched ? '' : ' (set index.replace_mismatched to let batch index replace this one)'}`,
-      })
-    }
-    if (matching.length === 0 && !indexes.some((i) => !i.valid)) {
-      add({
-        code: 'NO_VECTOR_INDEX',
-        severity: 'error',
-        ...where,
-        evidence: `${name} has no ${valid.length ? 'usable ' : ''}vector index: every search computes the distance to all ${n(t.rows)} rows`,
-        recommendation: `CREATE INDEX CONCURRENTLY ... USING hnsw (${t.column} ${operatorClass(t.distance, t.type)}) (batch index)`,
-      })
-    }
-    const triggers = m.writers.triggers.filter((tr) => tr.table === where.table)
-    if (triggers.length === 0 && !m.writers.queue && m.writers.workers_connected === 0) {
-      add({
-        code: 'NO_EMBEDDING_WRITER',
-        severity: 'error',
-        ...where,
-        evidence: `nothing in the database writes ${name}: no trigger on ${where.table}, no embedding queue (${plan.target.runner_schema}.embedding_queue), no worker connected`,
-        recommendation: 'install the auto-embedding pipeline (batch pipeline) and run `runner worker`',
-      })
-    }
-    const explained = m.query_plans.find((q) => q.table === where.table && q.column === t.column)
-    // On a small table with a usable index the planner is right to prefer a scan.
-    if (explained?.scan === 'sequential' && !(matching.length > 0 && t.rows < 10_000)) {
-      add({
-        code: 'SEQUENTIAL_SCAN',
-        severity: 'error',
-        ...where,
-        evidence: `the nearest-10 query by ${OPERATORS[t.distance]} scans every row of ${where.table} (Seq Scan, ${explained.execution_ms.toFixed(1)} ms for ${n(t.rows)} rows)`,
-        recommendation: 'an HNSW index with the matching operator class lets the planner use an index scan',
-      })
-    }
+    indexRule(plan, m, { ...t, type: t.type }, add)
+    writerRule(plan, m, t, add)
+    scanRule(m, t, add)
   }
+}
 
+type TargetMeasured = Measured['targets'][number]
+const whereOf = (t: TargetMeasured) => ({ table: `${t.schema}.${t.table}`, column: t.column })
+
+function indexRule(
+  plan: Plan,
+  m: Measured,
+  t: TargetMeasured & { type: NonNullable<TargetMeasured['type']> },
+  add: (f: Finding) => void,
+): void {
+  const name = `${t.schema}.${t.table}.${t.column}`
+  const where = whereOf(t)
+  const indexes = m.indexes.filter((i) => `${i.schema}.${i.table}` === where.table && i.column === t.column)
+  for (const index of indexes.filter((i) => !i.valid)) {
+    add({
+      code: 'INVALID_INDEX',
+      severity: 'error',
+      ...where,
+      evidence: `index ${index.name} on ${name} is invalid (pg_index.indisvalid = false): a CREATE INDEX CONCURRENTLY that failed left it behind; it is maintained on writes but never used`,
+      recommendation: `DROP INDEX CONCURRENTLY ${index.name} and build it again (batch index does)`,
+    })
+  }
+  const valid = indexes.filter((i) => i.valid)
+  const matching = valid.filter((i) => distanceOfOperatorClass(i.opclass) === t.distance)
+  for (const index of valid.filter((i) => distanceOfOperatorClass(i.opclass) !== t.distance)) {
+    add({
+      code: 'OPCLASS_MISMATCH',
+      severity: 'error',
+      ...where,
+      evidence: `index ${index.name} uses ${index.opclass} (${distanceOfOperatorClass(index.opclass) ?? 'unknown distance'}), but the application queries ${name} with ${t.distance} (${OPERATORS[t.distance]}): the planner cannot use it`,
+      recommendation: `build an index with ${operatorClass(t.distance, t.type)}${plan.index.replace_mismatched ? '' : ' (set index.replace_mismatched to let batch index replace this one)'}`,
+    })
+  }
+  if (matching.length === 0 && !indexes.some((i) => !i.valid)) {
+    add({
+      code: 'NO_VECTOR_INDEX',
+      severity: 'error',
+      ...where,
+      evidence: `${name} has no ${valid.length ? 'usable ' : ''}vector index: every search computes the distance to all ${n(t.rows)} rows`,
+      recommendation: `CREATE INDEX CONCURRENTLY ... USING hnsw (${t.column} ${operatorClass(t.distance, t.type)}) (batch index)`,
+    })
+  }
+}
+
+function writerRule(plan: Plan, m: Measured, t: TargetMeasured, add: (f: Finding) => void): void {
+  const name = `${t.schema}.${t.table}.${t.column}`
+  const where = whereOf(t)
+  const triggers = m.writers.triggers.filter((tr) => tr.table === where.table)
+  if (triggers.length === 0 && !m.writers.queue && m.writers.workers_connected === 0) {
+    add({
+      code: 'NO_EMBEDDING_WRITER',
+      severity: 'error',
+      ...where,
+      evidence: `nothing in the database writes ${name}: no trigger on ${where.table}, no embedding queue (${plan.target.runner_schema}.embedding_queue), no worker connected`,
+      recommendation: 'install the auto-embedding pipeline (batch pipeline) and run `runner worker`',
+    })
+  }
+}
+
+function scanRule(m: Measured, t: TargetMeasured, add: (f: Finding) => void): void {
+  const where = whereOf(t)
+  const indexes = m.indexes.filter((i) => `${i.schema}.${i.table}` === where.table && i.column === t.column)
+  const matching = indexes.filter((i) => i.valid && distanceOfOperatorClass(i.opclass) === t.distance)
+  const explained = m.query_plans.find((q) => q.table === where.table && q.column === t.column)
+  // On a small table with a usable index the planner is right to prefer a scan.
+  if (explained?.scan === 'sequential' && !(matching.length > 0 && t.rows < 10_000)) {
+    add({
+      code: 'SEQUENTIAL_SCAN',
+      severity: 'error',
+      ...where,
+      evidence: `the nearest-10 query by ${OPERATORS[t.distance]} scans every row of ${where.table} (Seq Scan, ${explained.execution_ms.toFixed(1)} ms for ${n(t.rows)} rows)`,
+      recommendation: 'an HNSW index with the matching operator class lets the planner use an index scan',
+    })
+  }
+}
+
+const queueRule: Rule = (plan, m, add) => {
   if (m.writers.queue && m.writers.queue.pending > 0) {
     add({
       code: 'QUEUE_BACKLOG',
@@ -157,6 +195,9 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       recommendation: 'read the errors, fix the cause, then re-queue those rows',
     })
   }
+}
+
+const privilegesRule: Rule = (plan, m, add) => {
   const { privileges } = m
   for (const t of privileges.tables) {
     const missing = [
@@ -182,6 +223,9 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       recommendation: `GRANT CREATE ON DATABASE ... TO ${privileges.role}, or create the schema ${plan.target.runner_schema} for it beforehand`,
     })
   }
+}
+
+const untargetedRule: Rule = (_plan, m, add) => {
   for (const c of m.vector_columns.filter((c) => !c.targeted)) {
     add({
       code: 'UNTARGETED_VECTOR_COLUMN',
@@ -192,7 +236,6 @@ export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; ro
       recommendation: 'add it to target.tables in the plan if the application searches it',
     })
   }
-  return { findings, root_cause: rootCause(m, findings) }
 }
 
 function rootCause(m: Measured, findings: Finding[]): string {

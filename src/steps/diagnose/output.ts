@@ -1,5 +1,16 @@
 import { z } from 'zod'
+import {
+  extensionSchema,
+  privilegesSchema,
+  queryPlanSchema,
+  triggerSchema,
+  vectorColumnSchema,
+  vectorIndexSchema,
+  vectorTypeSchema,
+} from '../../db/catalog/vocabulary.ts'
 import { DISTANCES } from '../../plan/schema.ts'
+
+export type { QueryPlan, VectorColumn, VectorIndex } from '../../db/catalog/vocabulary.ts'
 
 // The diagnosis, as later batches consume it and as reviewers read it.
 
@@ -31,44 +42,6 @@ export const findingSchema = z.object({
 })
 export type Finding = z.infer<typeof findingSchema>
 
-export const vectorColumnSchema = z.object({
-  schema: z.string(),
-  table: z.string(),
-  column: z.string(),
-  type: z.enum(['vector', 'halfvec']),
-  dimensions: z.number().int().nullable(),
-  rows: z.number().int(),
-  nulls: z.number().int(),
-  targeted: z.boolean(),
-})
-export type VectorColumn = z.infer<typeof vectorColumnSchema>
-
-export const vectorIndexSchema = z.object({
-  schema: z.string(),
-  table: z.string(),
-  /** The indexed column, also when the index is on an expression over it (a halfvec cast). */
-  column: z.string().nullable(),
-  name: z.string(),
-  method: z.string(),
-  opclass: z.string(),
-  options: z.record(z.string(), z.string()),
-  size_bytes: z.number().int(),
-  valid: z.boolean(),
-  definition: z.string(),
-})
-export type VectorIndex = z.infer<typeof vectorIndexSchema>
-
-export const queryPlanSchema = z.object({
-  table: z.string(),
-  column: z.string(),
-  sql: z.string(),
-  plan: z.string(),
-  scan: z.enum(['index', 'sequential', 'other']),
-  index_name: z.string().nullable(),
-  execution_ms: z.number(),
-})
-export type QueryPlan = z.infer<typeof queryPlanSchema>
-
 export const sourceReferenceSchema = z.object({
   file: z.string(),
   line: z.number().int(),
@@ -77,7 +50,7 @@ export const sourceReferenceSchema = z.object({
 })
 export type SourceReference = z.infer<typeof sourceReferenceSchema>
 
-/** A target column as the later batches need it: resolved type and dimensions. */
+/** What the diagnosis measured of one target column. */
 export const targetColumnSchema = z.object({
   schema: z.string(),
   table: z.string(),
@@ -85,7 +58,7 @@ export const targetColumnSchema = z.object({
   column: z.string(),
   text_columns: z.array(z.string()),
   distance: z.enum(DISTANCES),
-  type: z.enum(['vector', 'halfvec']).nullable(),
+  type: vectorTypeSchema.nullable(),
   dimensions: z.number().int().nullable(),
   rows: z.number().int(),
   nulls: z.number().int(),
@@ -94,22 +67,18 @@ export type TargetColumn = z.infer<typeof targetColumnSchema>
 
 export const diagnoseOutputSchema = z.object({
   database: z.object({ kind: z.enum(['postgres', 'embedded']), server_version: z.string() }),
-  extension: z.object({ installed_version: z.string().nullable(), available_version: z.string().nullable() }),
+  extension: extensionSchema,
   vector_columns: z.array(vectorColumnSchema),
   targets: z.array(targetColumnSchema),
   indexes: z.array(vectorIndexSchema),
   writers: z.object({
-    triggers: z.array(z.object({ table: z.string(), name: z.string(), definition: z.string() })),
+    triggers: z.array(triggerSchema),
     queue: z.object({ pending: z.number().int(), oldest_pending_seconds: z.number().nullable(), failed: z.number().int() }).nullable(),
     workers_connected: z.number().int(),
   }),
   query_plans: z.array(queryPlanSchema),
   /** What the connected role may do that later batches need: per table, and for the runner's schema. */
-  privileges: z.object({
-    role: z.string(),
-    can_create_runner_schema: z.boolean(),
-    tables: z.array(z.object({ table: z.string(), owner: z.boolean(), select: z.boolean(), update: z.boolean(), trigger: z.boolean() })),
-  }),
+  privileges: privilegesSchema,
   source_references: z.array(sourceReferenceSchema),
   findings: z.array(findingSchema),
   root_cause: z.string(),

@@ -1,4 +1,4 @@
-import type { Progress } from '../../coordinator/progress.ts'
+import type { Progress } from '../../log/progress.ts'
 import type { Database } from '../../db/database.ts'
 
 // Runs one CREATE INDEX on a connection of its own, with the session settings the build

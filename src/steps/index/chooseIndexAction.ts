@@ -1,4 +1,4 @@
-import type { VectorIndex } from '../diagnose/output.ts'
+import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
 
 // Idempotence of the index batch: look at what already exists on the column and decide.
 // A valid index that matches is kept (whatever its name); an invalid leftover is dropped and

@@ -1,15 +1,15 @@
 import { z } from 'zod'
-import { quoteIdent } from '../../db/quote.ts'
-import { FAILED_TABLE, QUEUE_TABLE } from '../../db/runnerObjects.ts'
-import { installPipeline, META_TABLE, notifyChannel } from '../../pipeline/installPipeline.ts'
+import { FAILED_TABLE, META_TABLE, QUEUE_TABLE, TRIGGER_NAMES } from '../../db/runnerSchema/objects.ts'
+import { installPipeline, readCaptureTriggers } from '../../pipeline/installPipeline.ts'
 import { queueBacklog } from '../../pipeline/queue.ts'
 import type { Step } from '../step.ts'
 
-// Batch 3a of the seed: fix auto-embedding on creation. Installs, idempotently, the queue and
-// the capture triggers in the runner's own schema; `runner worker` does the embedding.
+// Batch 3a of the seed: fix auto-embedding on creation. Installs, idempotently, the runner's
+// schema at this runner's version and the capture triggers; `runner worker` does the embedding.
 
 const outputSchema = z.object({
   schema: z.string(),
+  schema_version: z.object({ from: z.number().int(), to: z.number().int() }),
   objects: z.array(z.string()),
   channel: z.string(),
   triggers: z.array(z.object({ table: z.string(), name: z.string(), definition: z.string() })),
@@ -22,38 +22,35 @@ export const pipelineStep: Step<PipelineOutput> = {
   name: 'pipeline',
   output: outputSchema,
 
-  async run({ db, plan }) {
-    await installPipeline(db, plan)
-    const schema = plan.target.runner_schema
+  async run({ db, targets, runnerSchema: rs }) {
+    for (const t of targets) t.requireVector()
+    const versions = await installPipeline(db, rs, targets)
     // Read back what is installed rather than trusting what was sent.
-    const { rows: triggers } = await db.query<{ table: string; name: string; definition: string }>(
-      `SELECT n.nspname || '.' || c.relname AS table, t.tgname AS name, pg_get_triggerdef(t.oid) AS definition
-       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE t.tgname IN ('runner_enqueue_embedding', 'runner_dequeue_embedding') ORDER BY 1, 2`,
-    )
-    const expected = plan.target.tables.length * 2
+    const triggers = await readCaptureTriggers(db, targets)
+    const expected = targets.length * TRIGGER_NAMES.length
     if (triggers.length !== expected) throw new Error(`expected ${expected} capture triggers after the install, found ${triggers.length}`)
     const { rows: tables } = await db.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [
-      schema,
+      rs.name,
     ])
     return {
-      schema,
-      objects: tables.map((t) => `${schema}.${t.name}`),
-      channel: notifyChannel(plan),
+      schema: rs.name,
+      schema_version: versions,
+      objects: tables.map((t) => `${rs.name}.${t.name}`),
+      channel: rs.channel,
       triggers,
-      queue_pending: (await queueBacklog(db, schema)).pending,
+      queue_pending: (await queueBacklog(db, rs)).pending,
       worker_command: 'runner worker <plan>',
     }
   },
 
   summarize: (o) =>
-    `capture triggers on ${o.triggers.length / 2} tables, queue ${o.schema}.${QUEUE_TABLE} (${o.queue_pending} pending); run \`${o.worker_command}\` to embed new rows`,
+    `capture triggers on ${o.triggers.length / TRIGGER_NAMES.length} tables, queue ${o.schema}.${QUEUE_TABLE} (${o.queue_pending} pending); run \`${o.worker_command}\` to embed new rows`,
 
   details: (o) =>
     [
       '## Installed',
       '',
-      `In schema \`${quoteIdent(o.schema)}\`: ${o.objects.map((x) => `\`${x}\``).join(', ')} (queue, failed jobs: ${FAILED_TABLE}, embedding metadata: ${META_TABLE}).`,
+      `In schema \`${o.schema}\` (runner schema version ${o.schema_version.to}${o.schema_version.from === o.schema_version.to ? ', already current' : `, migrated from ${o.schema_version.from}`}): ${o.objects.map((x) => `\`${x}\``).join(', ')} (queue, failed jobs: ${FAILED_TABLE}, embedding metadata: ${META_TABLE}).`,
       `Workers wake on NOTIFY \`${o.channel}\`.`,
       '',
       '| table | trigger | definition |',

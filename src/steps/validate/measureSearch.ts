@@ -1,6 +1,5 @@
 import type { Database, Queryable } from '../../db/database.ts'
-import type { SearchExpression } from '../../db/searchExpression.ts'
-import type { ResolvedTarget } from '../../pipeline/resolveTargets.ts'
+import { quoteIdent } from '../../db/quote.ts'
 
 // Latency and recall of the application's nearest-10 query, as the application sees it: each
 // query timed on the client, round trip included. The exact answer comes from the same query
@@ -18,31 +17,18 @@ export function percentiles(values: number[]): Percentiles {
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99) }
 }
 
-export function searchSql(t: ResolvedTarget, search: SearchExpression, limit = 10): string {
-  const distance = `${search.expression} ${search.operator} $1::${search.castType}`
-  return `SELECT ${t.key}::text AS key, (${distance})::float8 AS distance FROM ${t.table} ORDER BY ${distance} LIMIT ${limit}`
-}
-
-/** Realistic query vectors: embeddings of rows of the table itself, sampled at random. */
-export async function sampleQueryVectors(db: Queryable, t: ResolvedTarget, count: number): Promise<string[]> {
-  const { rows } = await db.query<{ v: string }>(
-    `SELECT ${t.embedding}::text AS v FROM ${t.table} WHERE ${t.embedding} IS NOT NULL ORDER BY random() LIMIT $1`,
-    [count],
-  )
-  return rows.map((r) => r.v)
-}
-
 export interface TimedRun {
   ms: number[]
   ids: string[][]
   distances: number[][]
 }
 
-async function timeQueries(session: Queryable, sql: string, vectors: string[]): Promise<TimedRun> {
+/** Runs a nearest-k query (Target.nearestSql: $1 the vector, $2 the limit) once per vector, timing each on the client. */
+async function timeQueries(session: Queryable, sql: string, vectors: string[], limit: number): Promise<TimedRun> {
   const run: TimedRun = { ms: [], ids: [], distances: [] }
   for (const vector of vectors) {
     const started = performance.now()
-    const { rows } = await session.query<{ key: string; distance: number }>(sql, [vector])
+    const { rows } = await session.query<{ key: string; distance: number }>(sql, [vector, limit])
     run.ms.push(performance.now() - started)
     run.ids.push(rows.map((r) => r.key))
     run.distances.push(rows.map((r) => r.distance))
@@ -50,17 +36,17 @@ async function timeQueries(session: Queryable, sql: string, vectors: string[]): 
   return run
 }
 
-export async function runIndexed(db: Database, sql: string, vectors: string[], efSearch: number): Promise<TimedRun> {
+export async function runIndexed(db: Database, sql: string, vectors: string[], efSearch: number, limit = 10): Promise<TimedRun> {
   return db.withSession(async (session) => {
     await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [String(efSearch)])
-    return timeQueries(session, sql, vectors)
+    return timeQueries(session, sql, vectors, limit)
   })
 }
 
-export async function runExact(db: Database, sql: string, vectors: string[]): Promise<TimedRun> {
+export async function runExact(db: Database, sql: string, vectors: string[], limit = 10): Promise<TimedRun> {
   return db.withSession(async (session) => {
     await session.exec('SET enable_indexscan = off; SET enable_bitmapscan = off')
-    return timeQueries(session, sql, vectors)
+    return timeQueries(session, sql, vectors, limit)
   })
 }
 
@@ -82,17 +68,17 @@ export function recallAt10(found: number[][], exact: number[][], epsilon = 1e-6)
   return exact.length ? sum / exact.length : Number.NaN
 }
 
-/** Loads the index into shared buffers with pg_prewarm where the server has it (kept in the runner's schema). */
-export async function prewarmIndex(db: Queryable, schema: string, schemaIdent: string, indexQualified: string): Promise<boolean> {
-  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_available_extensions WHERE name = 'pg_prewarm'`)
-  if (rows[0]!.n === 0) return false
+/**
+ * Loads the index into shared buffers with pg_prewarm, where that extension is installed
+ * already: the runner installs no extension of its own accord. Elsewhere the warm-up queries do it.
+ */
+export async function prewarmIndex(db: Queryable, indexQualified: string): Promise<boolean> {
+  const { rows } = await db.query<{ schema: string }>(
+    `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_prewarm'`,
+  )
+  if (!rows[0]) return false
   try {
-    await db.exec(`CREATE EXTENSION IF NOT EXISTS pg_prewarm SCHEMA ${schemaIdent}`)
-    const { rows: ext } = await db.query<{ schema: string }>(
-      `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_prewarm'`,
-    )
-    const where = ext[0]?.schema ?? schema
-    await db.query(`SELECT "${where.replace(/"/g, '""')}".pg_prewarm($1::regclass)`, [indexQualified])
+    await db.query(`SELECT ${quoteIdent(rows[0].schema)}.pg_prewarm($1::regclass)`, [indexQualified])
     return true
   } catch {
     return false

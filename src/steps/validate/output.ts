@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { criterionResultSchema } from '../../checkpoint/sessionState.ts'
 
 const percentiles = z.object({ p50: z.number(), p95: z.number(), p99: z.number() })
 
@@ -44,8 +45,6 @@ export const validateOutputSchema = z.object({
   worker: z.string(),
   labelled_queries: z.string().nullable(),
   tables: z.array(tableValidationSchema),
-  criteria: z.array(
-    z.object({ id: z.string(), description: z.string(), threshold: z.string(), measured: z.string(), passed: z.boolean() }),
-  ),
+  criteria: z.array(criterionResultSchema),
 })
 export type ValidateOutput = z.infer<typeof validateOutputSchema>

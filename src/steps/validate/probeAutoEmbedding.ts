@@ -1,6 +1,9 @@
+import { z } from 'zod'
+import type { CursorSpec } from '../../checkpoint/session.ts'
 import type { Queryable } from '../../db/database.ts'
+import { readTableColumns } from '../../db/catalog/readTableColumns.ts'
 import { quoteIdent } from '../../db/quote.ts'
-import type { ResolvedTarget } from '../../pipeline/resolveTargets.ts'
+import type { Target } from '../../db/target.ts'
 
 // Auto-embedding end to end: insert a probe row through the application's table (a copy of
 // an existing row with a probe text, its key from the table's own default), wait for a worker
@@ -8,14 +11,14 @@ import type { ResolvedTarget } from '../../pipeline/resolveTargets.ts'
 
 export type ProbeResult = { measured: true; delay_ms: number; key: string } | { measured: false; reason: string; key?: string }
 
-export interface Probe {
-  table: string
-  key: string
-  text: string
-}
+export const probeSchema = z.object({ table: z.string(), key: z.string(), text: z.string() })
+export type Probe = z.infer<typeof probeSchema>
+
+/** The validate batch's cursor: the probe rows in flight, so a crash never leaves one behind. */
+export const probesCursor: CursorSpec<{ probes: Probe[] }> = { version: 1, schema: z.object({ probes: z.array(probeSchema) }) }
 
 /** Removes probe rows a crashed run left behind: only the recorded key, and only while it still holds the probe text. */
-export async function removeLeftoverProbes(db: Queryable, targets: ResolvedTarget[], probes: Probe[]): Promise<number> {
+export async function removeLeftoverProbes(db: Queryable, targets: Target[], probes: Probe[]): Promise<number> {
   let removed = 0
   for (const probe of probes) {
     const t = targets.find((x) => x.name === probe.table)
@@ -31,16 +34,11 @@ export async function removeLeftoverProbes(db: Queryable, targets: ResolvedTarge
 
 export async function probeAutoEmbedding(
   db: Queryable,
-  t: ResolvedTarget,
+  t: Target,
   withinSeconds: number,
   onInserted: (probe: Probe) => void = () => {},
 ): Promise<ProbeResult> {
-  const { rows: columns } = await db.query<{ name: string; has_default: boolean }>(
-    `SELECT a.attname AS name, (a.atthasdef OR a.attidentity <> '') AS has_default
-     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum`,
-    [t.plan.schema, t.plan.table],
-  )
+  const columns = ((await readTableColumns(db, t.plan.schema, t.plan.table)) ?? []).filter((c) => !c.generated)
   if (!columns.find((c) => c.name === t.plan.key)?.has_default) {
     return {
       measured: false,

@@ -1,0 +1,112 @@
+import { Session } from '../checkpoint/session.ts'
+import { acquireSessionLock } from '../checkpoint/sessionLock.ts'
+import type { CriterionResult, SessionOptions } from '../checkpoint/sessionState.ts'
+import { openTarget } from '../db/openTarget.ts'
+import { resolveTargets } from '../db/target.ts'
+import { UsageError } from '../errors.ts'
+import type { Log } from '../log/log.ts'
+import { createProgress } from '../log/progress.ts'
+import { type LoadedPlan, loadPlan } from '../plan/loadPlan.ts'
+import { orderBatches } from '../plan/orderBatches.ts'
+import type { StepRegistry } from '../steps/step.ts'
+import { applySessionOptions } from './applySessionOptions.ts'
+import { checkPlanRunnable } from './checkPlanRunnable.ts'
+import { runSession } from './runSession.ts'
+
+// A session's life: created by start, continued by resume, driven by one process at a time
+// against the one target it began with. The CLI only parses, calls these and prints.
+
+export interface SessionOutcome {
+  status: 'completed' | 'failed' | 'already_completed'
+  criteria: CriterionResult[]
+  sessionDir: string
+}
+
+interface Common {
+  sessionsDir: string
+  registry: StepRegistry
+  signal: AbortSignal
+  log: Log
+  /** The command line's choices for this run. */
+  options: SessionOptions
+}
+
+export async function startSession(loaded: LoadedPlan, common: Common): Promise<SessionOutcome> {
+  checkPlanRunnable(loaded.plan, common.registry)
+  const session = Session.create(common.sessionsDir, loaded, orderBatches(loaded.plan.batches), common.options)
+  session.event('session_started', { plan: loaded.path, plan_sha256: loaded.sha256 })
+  return drive(session, loaded, common.options, common)
+}
+
+export async function resumeSession(common: Common & { sessionDir?: string; allowPlanChange: boolean }): Promise<SessionOutcome> {
+  const dir = common.sessionDir ?? Session.findLatest(common.sessionsDir, { unfinished: true })
+  if (!dir) throw new UsageError(`no unfinished session in ${common.sessionsDir}/; start one with \`runner start plans/feature-1.yaml\``)
+  const session = Session.open(dir)
+  if (session.state.status === 'completed') {
+    common.log(`session ${session.dir} is already completed; nothing to resume`)
+    return { status: 'already_completed', criteria: session.state.criteria ?? [], sessionDir: session.dir }
+  }
+  const loaded = loadPlan(session.state.plan_path)
+  if (loaded.sha256 !== session.state.plan_sha256) {
+    if (!common.allowPlanChange) {
+      throw new UsageError(
+        `the plan ${loaded.path} changed since this session started (sha256 ${session.state.plan_sha256.slice(0, 12)} then, ${loaded.sha256.slice(0, 12)} now); ` +
+          'start a new session, or resume anyway with --allow-plan-change',
+      )
+    }
+    session.acceptPlan(loaded.sha256)
+  }
+  const known = new Set(session.state.batches.map((b) => b.id))
+  const added = loaded.plan.batches.filter((b) => !known.has(b.id))
+  if (added.length > 0) {
+    throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
+  }
+  checkPlanRunnable(loaded.plan, common.registry)
+  session.event('session_resumed', { pid: process.pid })
+  // What the session started with holds unless this command line says otherwise.
+  const options = { ...session.state.options, ...definedOnly(common.options) }
+  return drive(session, loaded, options, common)
+}
+
+async function drive(session: Session, loaded: LoadedPlan, options: SessionOptions, common: Common): Promise<SessionOutcome> {
+  const { log } = common
+  const plan = applySessionOptions(loaded.plan, options)
+  const release = acquireSessionLock(session.dir)
+  try {
+    log(`session: ${session.dir}`)
+    const db = await openTarget(plan, log)
+    try {
+      const recorded = session.state.target
+      if (recorded && recorded !== db.description) {
+        throw new UsageError(
+          `this session ran against ${recorded}, but the target now is ${db.description}; ` +
+            `resume with the same $${plan.target.database_url_env}${recorded.startsWith('embedded') ? ' (unset)' : ''}, or start a new session`,
+        )
+      }
+      await resolveTargets(db, plan, session.state.plan_path) // a plan that does not fit the database stops here, unchanged
+      session.begin(db.description)
+      const result = await runSession({
+        session,
+        plan,
+        registry: common.registry,
+        db,
+        progress: createProgress(),
+        signal: common.signal,
+        log,
+      })
+      const failed = result.criteria.filter((c) => !c.passed)
+      if (result.status === 'completed' && failed.length > 0)
+        log(`criteria not met: ${failed.map((c) => `${c.id} (${c.measured})`).join(', ')}`)
+      log(`${result.status === 'completed' ? 'done' : 'stopped'}; the session's artifacts are in ${session.dir} (start with summary.md)`)
+      return { ...result, sessionDir: session.dir }
+    } finally {
+      await db.close()
+    }
+  } finally {
+    release()
+  }
+}
+
+function definedOnly(options: SessionOptions): SessionOptions {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== false)) as SessionOptions
+}

@@ -1,0 +1,68 @@
+import { TargetError } from '../../errors.ts'
+import type { Database, Queryable } from '../database.ts'
+import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.ts'
+import { MIGRATIONS_TABLE, type RunnerSchema } from './objects.ts'
+
+// Brings the runner's schema to the version this runner knows, and tells a process whether
+// the schema it finds is one it can work with.
+
+export interface SchemaVersion {
+  /** 0 when the runner's schema is not installed. */
+  version: number
+  latest: number
+}
+
+export async function readSchemaVersion(db: Queryable, rs: RunnerSchema): Promise<SchemaVersion> {
+  const { rows } = await db.query<{ exists: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS exists`, [`${rs.ident}.${MIGRATIONS_TABLE}`])
+  if (!rows[0]!.exists) return { version: 0, latest: LATEST_SCHEMA_VERSION }
+  const { rows: applied } = await db.query<{ version: number | null }>(`SELECT max(version)::int AS version FROM ${rs.migrations}`)
+  return { version: applied[0]!.version ?? 0, latest: LATEST_SCHEMA_VERSION }
+}
+
+function newerThanKnown(rs: RunnerSchema, found: SchemaVersion): TargetError {
+  return new TargetError(
+    `the runner's schema "${rs.name}" is at version ${found.version}, written by a newer runner; this runner knows versions up to ${found.latest}. ` +
+      'Upgrade runner on this machine (every worker too) before running it against this database',
+  )
+}
+
+/** Applies the migrations this database has not run yet, in one transaction; returns the versions before and after. */
+export async function migrateRunnerSchema(db: Pick<Database, 'transaction'>, rs: RunnerSchema): Promise<{ from: number; to: number }> {
+  return db.transaction(async (tx) => {
+    await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${rs.ident}`)
+    // Two installers at once: the second waits here, then finds the work done.
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`runner schema ${rs.name}`])
+    await tx.exec(`CREATE TABLE IF NOT EXISTS ${rs.migrations} (
+      version int PRIMARY KEY,
+      description text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`)
+    const found = await readSchemaVersion(tx, rs)
+    if (found.version > found.latest) throw newerThanKnown(rs, found)
+    for (const migration of MIGRATIONS.filter((m) => m.version > found.version)) {
+      await tx.exec(migration.sql(rs.ident))
+      await tx.query(`INSERT INTO ${rs.migrations} (version, description) VALUES ($1, $2)`, [migration.version, migration.description])
+    }
+    return { from: found.version, to: LATEST_SCHEMA_VERSION }
+  })
+}
+
+/**
+ * For a process that uses the schema without changing it (the worker, search, status): the
+ * schema must be installed and at exactly the version this runner knows.
+ */
+export async function requireSchemaVersion(db: Queryable, rs: RunnerSchema): Promise<void> {
+  const found = await readSchemaVersion(db, rs)
+  if (found.version > found.latest) throw newerThanKnown(rs, found)
+  if (found.version === 0) {
+    throw new TargetError(
+      `the auto-embedding pipeline is not installed in this database (no schema "${rs.name}" of the runner's): run \`runner start <plan>\` first`,
+    )
+  }
+  if (found.version < found.latest) {
+    throw new TargetError(
+      `the runner's schema "${rs.name}" is at version ${found.version}; this runner needs version ${found.latest}: ` +
+        'run `runner start <plan>` (its pipeline batch upgrades the schema), then start the workers again',
+    )
+  }
+}

@@ -1,0 +1,51 @@
+// The runner's schema, as an ordered list of migrations. Each runs once per target database,
+// in a transaction, and is recorded in schema_migrations; a release that changes the queue
+// adds a migration here and never edits one that has shipped. `s` is the quoted schema name.
+//
+// Migration 1 is written with IF NOT EXISTS because releases before the list existed created
+// the same tables: on such a database it adopts them instead of failing.
+
+export interface Migration {
+  version: number
+  description: string
+  sql(s: string): string
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'the queue, the failed jobs and the embedding metadata',
+    sql: (s) => `
+CREATE TABLE IF NOT EXISTS ${s}.embedding_queue (
+  table_name text NOT NULL,
+  row_key text NOT NULL,
+  enqueued_at timestamptz NOT NULL DEFAULT now(),
+  run_at timestamptz NOT NULL DEFAULT now(),
+  attempts int NOT NULL DEFAULT 0,
+  locked_by text,
+  locked_at timestamptz,
+  last_error text,
+  PRIMARY KEY (table_name, row_key)
+);
+CREATE INDEX IF NOT EXISTS embedding_queue_run_at ON ${s}.embedding_queue (run_at);
+CREATE TABLE IF NOT EXISTS ${s}.embedding_failures (
+  table_name text NOT NULL,
+  row_key text NOT NULL,
+  attempts int NOT NULL,
+  last_error text NOT NULL,
+  failed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_name, row_key)
+);
+-- What produced each embedding: a re-run skips unchanged rows and finds other models' rows.
+CREATE TABLE IF NOT EXISTS ${s}.embedding_meta (
+  table_name text NOT NULL,
+  row_key text NOT NULL,
+  content_hash text NOT NULL,
+  model text NOT NULL,
+  embedded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_name, row_key)
+);`,
+  },
+]
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)!.version

@@ -1,0 +1,181 @@
+import { TargetError } from '../errors.ts'
+import type { Plan, TargetTable } from '../plan/schema.ts'
+import { readTableColumns } from './catalog/readTableColumns.ts'
+import type { TableColumn, VectorType } from './catalog/vocabulary.ts'
+import type { Queryable } from './database.ts'
+import { quoteIdent, quoteQualified } from './quote.ts'
+import { searchExpression, type SearchExpression } from './searchExpression.ts'
+
+// A target table of the plan, resolved against the database: its identifiers quoted once by
+// the driver's escaping, its key and vector types read from the catalog. It owns every piece
+// of SQL about the application's table: the text that is embedded, its hash, the nearest-k
+// query, the counts. Diagnose, index, backfill, validate, `runner search` and the worker all
+// use this one type, so the query they measure is the query they build the index for.
+
+export interface NearestOptions {
+  /** Also select the embedded text (for `runner search`). */
+  withText?: boolean
+}
+
+export class Target {
+  /** 'public.atoms': how the queue, the metadata and the reports name the table. */
+  readonly name: string
+  /** "public"."atoms" */
+  readonly table: string
+  /** "id" */
+  readonly key: string
+  /** "embedding" */
+  readonly embedding: string
+  /** The text columns, quoted and comma-separated, for UPDATE OF. */
+  readonly textColumns: string
+
+  constructor(
+    readonly plan: TargetTable,
+    /** The key column's SQL type, so look-ups by key use its index: bigint, uuid, text... */
+    readonly keyType: string,
+    /** The embedding column's SQL type (vector(1536)), and its vector type and dimensions when it is one. */
+    readonly embeddingType: string,
+    readonly vector: { type: VectorType; dimensions: number } | null,
+  ) {
+    this.name = `${plan.schema}.${plan.table}`
+    this.table = quoteQualified(plan.schema, plan.table)
+    this.key = quoteIdent(plan.key)
+    this.embedding = quoteIdent(plan.embedding_column)
+    this.textColumns = plan.text_columns.map(quoteIdent).join(', ')
+  }
+
+  /** The embedded text: the text columns joined by a space (concat_ws skips NULLs). */
+  text(alias?: string): string {
+    const column = (c: string) => (alias ? `${alias}.${quoteIdent(c)}` : quoteIdent(c))
+    return `concat_ws(' ', ${this.plan.text_columns.map(column).join(', ')})`
+  }
+
+  /** The content hash that guards every embedding write: sha256 of the embedded text. */
+  hash(alias?: string): string {
+    return `encode(sha256(convert_to(${this.text(alias)}, 'UTF8')), 'hex')`
+  }
+
+  /** The vector type and dimensions, or a clear refusal for a column that is not vector(N). */
+  requireVector(): { type: VectorType; dimensions: number } {
+    if (!this.vector) {
+      throw new TargetError(
+        `${this.name}.${this.plan.embedding_column} is ${this.embeddingType}, not vector(N) or halfvec(N) with fixed dimensions`,
+      )
+    }
+    return this.vector
+  }
+
+  /** What queries order by and the index is built on, at the given precision. */
+  search(precision: 'full' | 'half'): SearchExpression {
+    const { type, dimensions } = this.requireVector()
+    return searchExpression(this.plan.embedding_column, dimensions, type, this.plan.distance, precision)
+  }
+
+  /**
+   * The application's nearest-k query: $1 is the query vector (text form), $2 the limit. Every
+   * query the runner times, explains or answers with is this one.
+   */
+  nearestSql(search: SearchExpression, options: NearestOptions = {}): string {
+    const distance = `${search.expression} ${search.operator} $1::${search.castType}`
+    const text = options.withText ? `, ${this.text()} AS text` : ''
+    return `SELECT ${this.key}::text AS key, (${distance})::float8 AS distance${text} FROM ${this.table} ORDER BY ${distance} LIMIT $2`
+  }
+
+  async counts(db: Queryable): Promise<{ rows: number; nulls: number }> {
+    return countColumn(db, this.plan.schema, this.plan.table, this.plan.embedding_column)
+  }
+
+  /** One stored embedding in text form, to query with; undefined when none is stored yet. */
+  async someEmbedding(db: Queryable): Promise<string | undefined> {
+    const { rows } = await db.query<{ v: string }>(
+      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL LIMIT 1`,
+    )
+    return rows[0]?.v
+  }
+
+  /** Stored embeddings sampled at random: realistic query vectors. */
+  async sampleEmbeddings(db: Queryable, count: number): Promise<string[]> {
+    const { rows } = await db.query<{ v: string }>(
+      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL ORDER BY random() LIMIT $1`,
+      [count],
+    )
+    return rows.map((r) => r.v)
+  }
+
+  /** The current text and its hash for these keys (rows that no longer exist are absent). */
+  async readTexts(db: Queryable, keys: string[]): Promise<TextRow[]> {
+    const { rows } = await db.query<TextRow>(
+      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash FROM ${this.table} WHERE ${this.key} = ANY($1::${this.keyType}[])`,
+      [keys],
+    )
+    return rows
+  }
+
+  /** The next page of rows without an embedding, by key after the cursor (never OFFSET). */
+  async readNullPage(db: Queryable, after: string | null, limit: number): Promise<TextRow[]> {
+    const { rows } = await db.query<TextRow>(
+      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash FROM ${this.table}
+       WHERE ${this.embedding} IS NULL ${after === null ? '' : `AND ${this.key} > $2::${this.keyType}`}
+       ORDER BY ${this.key} LIMIT $1`,
+      after === null ? [limit] : [limit, after],
+    )
+    return rows
+  }
+}
+
+export interface TextRow {
+  key: string
+  text: string
+  hash: string
+}
+
+/** Rows of a table and how many of them have no value in the column. */
+export async function countColumn(db: Queryable, schema: string, table: string, column: string): Promise<{ rows: number; nulls: number }> {
+  const { rows } = await db.query<{ rows: number; nulls: number }>(
+    `SELECT count(*)::int AS rows, (count(*) - count(${quoteIdent(column)}))::int AS nulls FROM ${quoteQualified(schema, table)}`,
+  )
+  return rows[0]!
+}
+
+function resolveOne(t: TargetTable, columns: TableColumn[]): Target {
+  const key = columns.find((c) => c.name === t.key)!
+  const embedding = columns.find((c) => c.name === t.embedding_column)!
+  const isVector = (embedding.base_type === 'vector' || embedding.base_type === 'halfvec') && embedding.typmod > 0
+  return new Target(
+    t,
+    key.type,
+    embedding.type,
+    isVector ? { type: embedding.base_type as VectorType, dimensions: embedding.typmod } : null,
+  )
+}
+
+/**
+ * Every target table of the plan, resolved. A table or column the plan names that the
+ * database does not have stops here, before anything is changed, with the plan path of each
+ * problem and the database's own names.
+ */
+export async function resolveTargets(db: Queryable, plan: Plan, planPath = 'the plan'): Promise<Target[]> {
+  const problems: string[] = []
+  const targets: Target[] = []
+  for (const [i, t] of plan.target.tables.entries()) {
+    const columns = await readTableColumns(db, t.schema, t.table)
+    if (!columns) {
+      problems.push(`target.tables[${i}].table: table ${t.schema}.${t.table} does not exist in the target database`)
+      continue
+    }
+    const names = columns.map((c) => c.name)
+    const named: [string, string][] = [
+      ['key', t.key],
+      ['embedding_column', t.embedding_column],
+      ...t.text_columns.map((c, j): [string, string] => [`text_columns[${j}]`, c]),
+    ]
+    const missing = named.filter(([, column]) => !names.includes(column))
+    for (const [field, column] of missing) {
+      problems.push(`target.tables[${i}].${field}: ${t.schema}.${t.table} has no column "${column}" (it has: ${names.join(', ')})`)
+    }
+    if (missing.length === 0) targets.push(resolveOne(t, columns))
+  }
+  if (problems.length)
+    throw new TargetError(`${planPath}: the plan does not match the target database; nothing was changed:\n  ${problems.join('\n  ')}`)
+  return targets
+}

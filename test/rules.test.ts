@@ -1,0 +1,302 @@
+import { describe, expect, it } from 'vitest'
+import type { VectorIndex } from '../src/db/catalog/vocabulary.ts'
+import { fitIdentifier } from '../src/db/quote.ts'
+import { planRequests } from '../src/embeddings/planRequests.ts'
+import { RateBudget } from '../src/embeddings/rateBudget.ts'
+import { isTransient, TargetError } from '../src/errors.ts'
+import { applySessionOptions } from '../src/coordinator/applySessionOptions.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
+import { backoffMs } from '../src/retryTransient.ts'
+import { findFindings } from '../src/steps/diagnose/findFindings.ts'
+import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
+import { chooseIndexAction } from '../src/steps/index/chooseIndexAction.ts'
+import { judgeCriteria } from '../src/steps/validate/judgeCriteria.ts'
+import type { TableValidation } from '../src/steps/validate/output.ts'
+
+// The runner's pure rules, each against a table of cases: what decides an index action, a
+// finding, a criterion, a request split, a retry. No database: these are functions of data.
+
+const { plan } = loadPlan('plans/feature-1.yaml')
+
+function index(overrides: Partial<VectorIndex>): VectorIndex {
+  return {
+    schema: 'public',
+    table: 'atoms',
+    column: 'embedding',
+    name: 'atoms_embedding_hnsw',
+    method: 'hnsw',
+    opclass: 'vector_cosine_ops',
+    options: {},
+    size_bytes: 8192,
+    valid: true,
+    definition: 'CREATE INDEX atoms_embedding_hnsw ON public.atoms USING hnsw (embedding vector_cosine_ops)',
+    ...overrides,
+  }
+}
+
+describe('chooseIndexAction', () => {
+  const wanted = { opclass: 'vector_cosine_ops', expression: '"embedding"', name: 'atoms_embedding_hnsw' }
+  const cases: [string, VectorIndex[], boolean, string][] = [
+    ['nothing there', [], false, 'created'],
+    ['a matching valid index under another name', [index({ name: 'my_own' })], false, 'kept'],
+    ['an invalid leftover alone', [index({ valid: false })], false, 'rebuilt'],
+    [
+      'an L2 index, replacement not allowed',
+      [index({ opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
+      false,
+      'mismatch_reported',
+    ],
+    [
+      'an L2 index, replacement allowed',
+      [index({ opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
+      true,
+      'replaced',
+    ],
+    [
+      'an ivfflat index of the right distance',
+      [index({ method: 'ivfflat', definition: 'USING ivfflat (embedding vector_cosine_ops)' })],
+      false,
+      'mismatch_reported',
+    ],
+    [
+      'a halfvec expression index when full precision is wanted',
+      [index({ definition: 'USING hnsw (((embedding)::halfvec(1536)) halfvec_cosine_ops)', opclass: 'halfvec_cosine_ops' })],
+      false,
+      'mismatch_reported',
+    ],
+  ]
+  it.each(cases)('%s', (_name, existing, replace, action) => {
+    expect(chooseIndexAction(existing, wanted, replace).action).toBe(action)
+  })
+})
+
+function measured(
+  overrides: {
+    rows?: number
+    nulls?: number
+    indexes?: VectorIndex[]
+    scan?: 'index' | 'sequential'
+    dims?: number
+    triggers?: number
+    workers?: number
+  } = {},
+): Omit<DiagnoseOutput, 'findings' | 'root_cause'> {
+  const rows = overrides.rows ?? 100_000
+  return {
+    database: { kind: 'postgres', server_version: '15' },
+    extension: { installed_version: '0.8.4', available_version: '0.8.4' },
+    vector_columns: [],
+    targets: [
+      {
+        schema: 'public',
+        table: 'atoms',
+        key: 'id',
+        column: 'embedding',
+        text_columns: ['content'],
+        distance: 'cosine',
+        type: 'vector',
+        dimensions: overrides.dims ?? 1536,
+        rows,
+        nulls: overrides.nulls ?? rows,
+      },
+    ],
+    indexes: overrides.indexes ?? [],
+    writers: {
+      triggers: Array.from({ length: overrides.triggers ?? 0 }, (_, i) => ({ table: 'public.atoms', name: `t${i}`, definition: '' })),
+      queue: null,
+      workers_connected: overrides.workers ?? 0,
+    },
+    query_plans: [
+      {
+        table: 'public.atoms',
+        column: 'embedding',
+        sql: '',
+        plan: '',
+        scan: overrides.scan ?? 'sequential',
+        index_name: null,
+        execution_ms: 700,
+      },
+    ],
+    privileges: {
+      role: 'app',
+      can_create_runner_schema: true,
+      tables: [{ table: 'public.atoms', owner: true, select: true, update: true, trigger: true }],
+    },
+    source_references: [],
+  }
+}
+
+describe('findFindings', () => {
+  const codes = (m: ReturnType<typeof measured>) =>
+    findFindings({ ...plan, target: { ...plan.target, tables: [plan.target.tables[0]!] } }, m)
+      .findings.map((f) => f.code)
+      .sort()
+  const cases: [string, ReturnType<typeof measured>, string[]][] = [
+    [
+      'the seed: all NULL, no index, nothing writes, sequential scan',
+      measured(),
+      ['NO_EMBEDDING_WRITER', 'NO_VECTOR_INDEX', 'NULL_EMBEDDINGS', 'SEQUENTIAL_SCAN'],
+    ],
+    ['fixed: embedded, indexed, a writer, index scan', measured({ nulls: 0, indexes: [index({})], scan: 'index', triggers: 1 }), []],
+    [
+      'an invalid index',
+      measured({ nulls: 0, indexes: [index({ valid: false })], scan: 'sequential', triggers: 1 }),
+      ['INVALID_INDEX', 'SEQUENTIAL_SCAN'],
+    ],
+    [
+      'the wrong operator class',
+      measured({ nulls: 0, indexes: [index({ opclass: 'vector_l2_ops' })], triggers: 1 }),
+      ['NO_VECTOR_INDEX', 'OPCLASS_MISMATCH', 'SEQUENTIAL_SCAN'],
+    ],
+    [
+      'a dimension mismatch above what HNSW indexes',
+      measured({ nulls: 0, dims: 3072, triggers: 1 }),
+      ['DIMENSIONS_NOT_INDEXABLE', 'DIMENSION_MISMATCH', 'NO_VECTOR_INDEX', 'SEQUENTIAL_SCAN'],
+    ],
+    ['a small indexed table the planner rightly scans', measured({ rows: 500, nulls: 0, indexes: [index({})], triggers: 1 }), []],
+    ['half embedded, a worker running', measured({ nulls: 10, indexes: [index({})], scan: 'index', workers: 1 }), ['NULL_EMBEDDINGS']],
+  ]
+  it.each(cases)('%s', (_name, m, expected) => {
+    expect(codes(m)).toEqual([...expected].sort())
+  })
+
+  it('tells half-filled columns from empty ones by severity', () => {
+    const half = findFindings(plan, measured({ nulls: 10 })).findings.find((f) => f.code === 'NULL_EMBEDDINGS')
+    const empty = findFindings(plan, measured()).findings.find((f) => f.code === 'NULL_EMBEDDINGS')
+    expect([half?.severity, empty?.severity]).toEqual(['warning', 'error'])
+  })
+})
+
+function table(overrides: Partial<TableValidation> = {}): TableValidation {
+  return {
+    table: 'public.atoms',
+    column: 'embedding',
+    rows: 50_000,
+    nulls: 0,
+    index: {
+      name: 'atoms_embedding_hnsw',
+      valid: true,
+      size_bytes: 1,
+      shared_buffers_bytes: 2,
+      fits_shared_buffers: true,
+      prewarmed: false,
+    },
+    explain: { scan: 'index', index_name: 'atoms_embedding_hnsw', forced_index_name: 'atoms_embedding_hnsw', execution_ms: 1 },
+    latency: {
+      queries: 100,
+      exact_queries: 20,
+      ef_search: 40,
+      index: { p50: 1, p95: 2, p99: 3 },
+      exact: { p50: 100, p95: 110, p99: 120 },
+      speedup_p50: 100,
+      sweep: [],
+      recommended_ef_search: 40,
+      recall_target_reached: true,
+    },
+    relevance: { queries: 10, k: 5, recall_at_k: 0.8, mrr: 0.7 },
+    auto_embed: { measured: true, delay_ms: 30, reason: null },
+    ...overrides,
+  }
+}
+
+describe('judgeCriteria', () => {
+  const failed = (tables: TableValidation[]) =>
+    judgeCriteria(plan, tables, 'postgres')
+      .filter((c) => !c.passed)
+      .map((c) => c.id)
+  const cases: [string, TableValidation[], string[]][] = [
+    ['every measurement within its threshold', [table()], []],
+    ['a NULL left', [table({ nulls: 1 })], ['no_null_embeddings']],
+    ['an invalid index', [table({ index: { ...table().index, valid: false } })], ['hnsw_index_on_every_column']],
+    [
+      'a sequential scan on a large table',
+      [table({ explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 80 } })],
+      ['explain_uses_index'],
+    ],
+    [
+      'a sequential scan on a small table whose index can serve',
+      [table({ rows: 500, explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 1 } })],
+      [],
+    ],
+    ['p95 above 50 ms', [table({ latency: { ...table().latency!, index: { p50: 40, p95: 51, p99: 60 } } })], ['latency_p95']],
+    ['latency not measured', [table({ latency: null })], ['latency_p95']],
+    ['relevance below 0.5', [table({ relevance: { queries: 10, k: 5, recall_at_k: 0.4, mrr: 0.3 } })], ['relevance']],
+    ['no labelled queries', [table({ relevance: null })], ['relevance']],
+    ['a probe never embedded', [table({ auto_embed: { measured: false, delay_ms: null, reason: 'no worker' } })], ['auto_embed']],
+  ]
+  it.each(cases)('%s', (_name, tables, expected) => {
+    expect(failed(tables)).toEqual(expected)
+  })
+})
+
+describe('planRequests', () => {
+  const cases: [string, number[], number, number, number[][]][] = [
+    ['everything fits one request', [1, 2, 3], 2048, 300_000, [[0, 1, 2]]],
+    ['split by input count', [1, 1, 1, 1, 1], 2, 300_000, [[0, 1], [2, 3], [4]]],
+    ['split by tokens', [6, 6, 6], 2048, 12, [[0, 1], [2]]],
+    ['an input over the token limit still goes alone', [20, 1], 2048, 12, [[0], [1]]],
+    ['nothing to send', [], 2048, 300_000, []],
+  ]
+  it.each(cases)('%s', (_name, counts, maxInputs, maxTokens, expected) => {
+    expect(planRequests(counts, maxInputs, maxTokens)).toEqual(expected)
+  })
+})
+
+describe('RateBudget', () => {
+  it('spends a full bucket at once, then waits for the tokens to refill', async () => {
+    const budget = new RateBudget({ tokensPerMinute: 60_000 }) // 1,000 tokens a second
+    const started = performance.now()
+    await budget.acquire(60_000)
+    expect(performance.now() - started).toBeLessThan(100)
+    await budget.acquire(200) // ~200 ms of refill
+    expect(performance.now() - started).toBeGreaterThanOrEqual(150)
+  })
+
+  it("takes the server's word: nothing left and a reset time pause every request", async () => {
+    const budget = new RateBudget({ requestsPerMinute: 1_000_000 })
+    budget.update(
+      new Headers({ 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '250ms' }),
+    )
+    const started = performance.now()
+    await budget.acquire(1)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(200)
+  })
+})
+
+describe('errors and retries', () => {
+  const cases: [string, unknown, boolean][] = [
+    ['admin shutdown (57P01)', Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), true],
+    ['serialization failure (40001)', Object.assign(new Error('could not serialize access'), { code: '40001' }), true],
+    ['connection refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), true],
+    ['pg: connection terminated', new Error('Connection terminated unexpectedly'), true],
+    ['undefined column (42703)', Object.assign(new Error('column "x" does not exist'), { code: '42703' }), false],
+    ['permission denied (42501)', Object.assign(new Error('permission denied for table atoms'), { code: '42501' }), false],
+    ["one of the runner's own errors, whatever it says", new TargetError('Connection terminated is in this message'), false],
+  ]
+  it.each(cases)('%s: transient = %s', (_name, error, transient) => {
+    expect(isTransient(error)).toBe(transient)
+  })
+
+  it('backs off exponentially, capped, between half and all of the window', () => {
+    expect([0, 1, 2, 3, 10].map((retry) => backoffMs(retry, 1000, 16_000, () => 1))).toEqual([1000, 2000, 4000, 8000, 16_000])
+    expect([0, 1, 2, 3, 10].map((retry) => backoffMs(retry, 1000, 16_000, () => 0))).toEqual([500, 1000, 2000, 4000, 8000])
+  })
+})
+
+describe('names and options', () => {
+  it('keeps two long names apart within 63 bytes', () => {
+    const a = fitIdentifier(`enqueue_${'x'.repeat(60)}_a`)
+    const b = fitIdentifier(`enqueue_${'x'.repeat(60)}_b`)
+    expect(Buffer.byteLength(a)).toBeLessThanOrEqual(63)
+    expect(a).not.toBe(b)
+    expect(fitIdentifier('short_name')).toBe('short_name')
+    expect(Buffer.byteLength(fitIdentifier('é'.repeat(40)))).toBeLessThanOrEqual(63)
+  })
+
+  it('applies the command line as plan settings, and only what was given', () => {
+    expect(applySessionOptions(plan, {}).embedding.provider).toBe(plan.embedding.provider)
+    expect(applySessionOptions(plan, { provider: 'local' }).embedding.provider).toBe('local')
+    expect(applySessionOptions(plan, { with_worker: true }).validate.start_worker).toBe(true)
+    expect(applySessionOptions(plan, {}).validate.start_worker).toBe(false)
+  })
+})
