@@ -35,7 +35,7 @@ export async function retryTransient<T>(work: () => Promise<T>, options: RetryOp
       const waitMs = backoffMs(retry, options.baseMs, options.capMs)
       const of = Number.isFinite(maxRetries) ? ` of ${maxRetries}` : ''
       options.log(
-        `${options.what}: transient error (${errorMessage(error)}); trying again in ${(waitMs / 1000).toFixed(1)} s (retry ${retry + 1}${of})`,
+        `${options.what}: transient database error (${errorMessage(error)}); ${options.again ?? 'trying again'} in ${(waitMs / 1000).toFixed(1)} s (retry ${retry + 1}${of})`,
       )
       options.onRetry?.(error, retry + 1)
       await sleep(waitMs, undefined, { signal: options.signal }).catch(() => {})

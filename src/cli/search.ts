@@ -1,5 +1,6 @@
 import { openTarget } from '../db/openTarget.ts'
 import { resolveTargets } from '../db/target.ts'
+import { withSettings } from '../db/withSettings.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
 import { UsageError } from '../errors.ts'
 import { log } from '../log/log.ts'
@@ -42,8 +43,7 @@ export async function search(options: SearchOptions): Promise<number> {
     log(`embedded the query in ${(performance.now() - started).toFixed(1)} ms`)
     for (const t of targets) {
       const sql = t.nearestSql(t.search(plan.index.precision), { withText: true })
-      const rows = await db.withSession(async (session) => {
-        if (efSearch !== undefined) await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [String(efSearch)])
+      const rows = await withSettings(db, efSearch === undefined ? {} : { 'hnsw.ef_search': efSearch }, async (session) => {
         const queryStarted = performance.now()
         const result = await session.query<{ key: string; distance: number; text: string }>(sql, [`[${vector.join(',')}]`, k])
         return { rows: result.rows, ms: performance.now() - queryStarted }

@@ -85,6 +85,14 @@ export class Target {
     return countColumn(db, this.plan.schema, this.plan.table, this.plan.embedding_column)
   }
 
+  /** Rows without an embedding, and the bytes of their text: what a backfill will send. */
+  async nullTextSize(db: Queryable): Promise<{ rows: number; bytes: number }> {
+    const { rows } = await db.query<{ rows: number; bytes: number }>(
+      `SELECT count(*)::int AS rows, coalesce(sum(octet_length(${this.text()})), 0)::float8 AS bytes FROM ${this.table} WHERE ${this.embedding} IS NULL`,
+    )
+    return rows[0]!
+  }
+
   /** One stored embedding in text form, to query with; undefined when none is stored yet. */
   async someEmbedding(db: Queryable): Promise<string | undefined> {
     const { rows } = await db.query<{ v: string }>(

@@ -65,3 +65,12 @@ export async function readVectorIndexes(db: Queryable, columns: ColumnRef[] = []
   })
   return on ? indexes.filter((i) => i.column === on.column) : indexes
 }
+
+/** The index as pg_indexes lists it: what a DBA checks first. */
+export async function isListedInPgIndexes(db: Queryable, schema: string, name: string): Promise<boolean> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [
+    schema,
+    name,
+  ])
+  return rows[0]!.n === 1
+}

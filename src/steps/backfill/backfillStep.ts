@@ -70,10 +70,7 @@ async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promis
   const provider = ctx.embeddings()
   const total = { rows: 0, tokens: 0, usd: 0, sampled: 0, tokenizer: '' }
   for (const t of targets) {
-    const { rows: size } = await ctx.db.query<{ n: number; bytes: number }>(
-      `SELECT count(*)::int AS n, coalesce(sum(octet_length(${t.text()})), 0)::float8 AS bytes FROM ${t.table} WHERE ${t.embedding} IS NULL`,
-    )
-    const { n, bytes } = size[0]!
+    const { rows: n, bytes } = await t.nullTextSize(ctx.db)
     if (n === 0) continue
     const sample = await t.readNullPage(ctx.db, null, COST_SAMPLE_ROWS)
     const estimate = provider.estimateCost(sample.map((r) => r.text))

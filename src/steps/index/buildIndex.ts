@@ -1,5 +1,8 @@
-import type { Progress } from '../../log/progress.ts'
+import { readIndexBuildProgress } from '../../db/catalog/readIndexBuildProgress.ts'
+import { readSetting } from '../../db/catalog/readSettings.ts'
 import type { Database } from '../../db/database.ts'
+import { withSettings } from '../../db/withSettings.ts'
+import type { Progress } from '../../log/progress.ts'
 
 // Runs one CREATE INDEX on a connection of its own, with the session settings the build
 // needs, and shows its progress from pg_stat_progress_create_index (read through another
@@ -15,6 +18,12 @@ export interface BuildResult {
   parallelWorkers: number
 }
 
+function progressLine(table: string, r: NonNullable<Awaited<ReturnType<typeof readIndexBuildProgress>>>): string {
+  const counts =
+    r.tuples_total > 0 ? `${r.tuples_done}/${r.tuples_total} tuples` : r.blocks_total > 0 ? `${r.blocks_done}/${r.blocks_total} blocks` : ''
+  return `  index build on ${table}: ${r.phase}${counts ? `, ${counts}` : ''}`
+}
+
 export async function buildIndex(
   db: Database,
   table: string,
@@ -22,36 +31,18 @@ export async function buildIndex(
   settings: BuildSettings,
   progress: Progress,
 ): Promise<BuildResult> {
-  return db.withSession(async (session) => {
-    await session.query(`SELECT set_config('maintenance_work_mem', $1, false)`, [`${settings.maintenanceWorkMemMb}MB`])
-    if (settings.parallelWorkers !== undefined) {
-      await session.query(`SELECT set_config('max_parallel_maintenance_workers', $1, false)`, [String(settings.parallelWorkers)])
-    }
-    const workers = await session.query<{ n: string }>(`SELECT current_setting('max_parallel_maintenance_workers') AS n`)
+  const wanted: Record<string, string | number> = { maintenance_work_mem: `${settings.maintenanceWorkMemMb}MB` }
+  if (settings.parallelWorkers !== undefined) wanted.max_parallel_maintenance_workers = settings.parallelWorkers
+  return withSettings(db, wanted, async (session) => {
+    const workers = Number(await readSetting(session, 'max_parallel_maintenance_workers'))
     let lastLine = ''
     const poll =
       db.kind === 'postgres'
         ? setInterval(async () => {
             try {
-              const { rows } = await db.query<{
-                phase: string
-                tuples_done: number
-                tuples_total: number
-                blocks_done: number
-                blocks_total: number
-              }>(
-                `SELECT phase, tuples_done, tuples_total, blocks_done, blocks_total FROM pg_stat_progress_create_index WHERE relid = to_regclass($1)`,
-                [table],
-              )
-              const r = rows[0]
+              const r = await readIndexBuildProgress(db, table)
               if (!r) return
-              const counts =
-                r.tuples_total > 0
-                  ? `${r.tuples_done}/${r.tuples_total} tuples`
-                  : r.blocks_total > 0
-                    ? `${r.blocks_done}/${r.blocks_total} blocks`
-                    : ''
-              const line = `  index build on ${table}: ${r.phase}${counts ? `, ${counts}` : ''}`
+              const line = progressLine(table, r)
               if (line !== lastLine) progress.note(line)
               lastLine = line
             } catch {
@@ -65,6 +56,6 @@ export async function buildIndex(
     } finally {
       if (poll) clearInterval(poll)
     }
-    return { seconds: (performance.now() - started) / 1000, parallelWorkers: Number(workers.rows[0]!.n) }
+    return { seconds: (performance.now() - started) / 1000, parallelWorkers: workers }
   })
 }

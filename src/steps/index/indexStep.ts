@@ -2,7 +2,8 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { freemem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
-import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
+import { serverIsLocal } from '../../db/catalog/readSettings.ts'
+import { isListedInPgIndexes, readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { Database } from '../../db/database.ts'
 import { explainNearest } from '../../db/explainNearest.ts'
 import { fitIdentifier, quoteIdent, quoteQualified } from '../../db/quote.ts'
@@ -46,9 +47,7 @@ function indexName(table: string, column: string, half: boolean): string {
 async function machineFreeMb(db: Database): Promise<number | undefined> {
   if (db.kind === 'embedded') return undefined
   // Only a server on this very machine shares our memory figures; elsewhere the plan's cap rules.
-  const { rows } = await db.query<{ addr: string | null }>('SELECT host(inet_server_addr()) AS addr')
-  const addr = rows[0]!.addr
-  return addr === null || addr === '127.0.0.1' || addr === '::1' ? freemem() / (1024 * 1024) : undefined
+  return (await serverIsLocal(db)) ? freemem() / (1024 * 1024) : undefined
 }
 
 async function planIndex(ctx: StepContext, target: Target, freeMb: number | undefined): Promise<Planned> {
@@ -167,10 +166,6 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
   const found = (await readVectorIndexes(db, [], column)).find((i) => i.name === nameNow)
   if (!found) throw new WorkError(`index ${nameNow} on ${p.target.name} does not exist after the build`)
   const { rows, nulls } = await p.target.counts(db)
-  const listed = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_indexes WHERE schemaname = $1 AND indexname = $2', [
-    p.target.plan.schema,
-    nameNow,
-  ])
   const natural = await explainNearest(db, p.target, p.search)
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, p.target, p.search, { forceIndex: true })
   explains.push(`-- ${natural.table}.${natural.column} (planner's own choice)\n${natural.sql}\n\n${natural.plan}\n`)
@@ -194,7 +189,7 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
     size_bytes: found.size_bytes,
     rows_indexed: rows - nulls,
     valid: found.valid,
-    listed_in_pg_indexes: listed.rows[0]!.n === 1,
+    listed_in_pg_indexes: await isListedInPgIndexes(db, p.target.plan.schema, nameNow),
     explain_scan: natural.scan,
     explain_index: forced.index_name,
     query_ms_before: before?.execution_ms ?? null,

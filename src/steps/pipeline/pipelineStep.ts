@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { readTableNames } from '../../db/catalog/readSettings.ts'
 import { FAILED_TABLE, META_TABLE, QUEUE_TABLE, TRIGGER_NAMES } from '../../db/runnerSchema/objects.ts'
 import { installPipeline, readCaptureTriggers } from '../../pipeline/installPipeline.ts'
 import { queueBacklog } from '../../pipeline/queue.ts'
@@ -29,13 +30,11 @@ export const pipelineStep: Step<PipelineOutput> = {
     const triggers = await readCaptureTriggers(db, targets)
     const expected = targets.length * TRIGGER_NAMES.length
     if (triggers.length !== expected) throw new Error(`expected ${expected} capture triggers after the install, found ${triggers.length}`)
-    const { rows: tables } = await db.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [
-      rs.name,
-    ])
+    const tables = await readTableNames(db, rs.name)
     return {
       schema: rs.name,
       schema_version: versions,
-      objects: tables.map((t) => `${rs.name}.${t.name}`),
+      objects: tables.map((t) => `${rs.name}.${t}`),
       channel: rs.channel,
       triggers,
       queue_pending: (await queueBacklog(db, rs)).pending,

@@ -1,5 +1,5 @@
 import type { Database, Queryable } from '../../db/database.ts'
-import { quoteIdent } from '../../db/quote.ts'
+import { withSettings } from '../../db/withSettings.ts'
 
 // Latency and recall of the application's nearest-10 query, as the application sees it: each
 // query timed on the client, round trip included. The exact answer comes from the same query
@@ -37,17 +37,11 @@ async function timeQueries(session: Queryable, sql: string, vectors: string[], l
 }
 
 export async function runIndexed(db: Database, sql: string, vectors: string[], efSearch: number, limit = 10): Promise<TimedRun> {
-  return db.withSession(async (session) => {
-    await session.query(`SELECT set_config('hnsw.ef_search', $1, false)`, [String(efSearch)])
-    return timeQueries(session, sql, vectors, limit)
-  })
+  return withSettings(db, { 'hnsw.ef_search': efSearch }, (session) => timeQueries(session, sql, vectors, limit))
 }
 
 export async function runExact(db: Database, sql: string, vectors: string[], limit = 10): Promise<TimedRun> {
-  return db.withSession(async (session) => {
-    await session.exec('SET enable_indexscan = off; SET enable_bitmapscan = off')
-    return timeQueries(session, sql, vectors, limit)
-  })
+  return withSettings(db, { enable_indexscan: 'off', enable_bitmapscan: 'off' }, (session) => timeQueries(session, sql, vectors, limit))
 }
 
 /**
@@ -66,21 +60,4 @@ export function recallAt10(found: number[][], exact: number[][], epsilon = 1e-6)
     sum += Math.min(truth.length, (found[i] ?? []).filter((d) => d <= limit).length) / truth.length
   })
   return exact.length ? sum / exact.length : Number.NaN
-}
-
-/**
- * Loads the index into shared buffers with pg_prewarm, where that extension is installed
- * already: the runner installs no extension of its own accord. Elsewhere the warm-up queries do it.
- */
-export async function prewarmIndex(db: Queryable, indexQualified: string): Promise<boolean> {
-  const { rows } = await db.query<{ schema: string }>(
-    `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_prewarm'`,
-  )
-  if (!rows[0]) return false
-  try {
-    await db.query(`SELECT ${quoteIdent(rows[0].schema)}.pg_prewarm($1::regclass)`, [indexQualified])
-    return true
-  } catch {
-    return false
-  }
 }

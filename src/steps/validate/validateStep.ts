@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { readSettingBytes } from '../../db/catalog/readSettings.ts'
 import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
 import { explainNearest } from '../../db/explainNearest.ts'
+import { prewarmIndex } from '../../db/prewarmIndex.ts'
 import { quoteQualified } from '../../db/quote.ts'
 import type { SearchExpression } from '../../db/searchExpression.ts'
 import type { Target } from '../../db/target.ts'
@@ -13,7 +15,7 @@ import { countWorkers } from '../../pipeline/queue.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
-import { percentiles, prewarmIndex, recallAt10, runExact, runIndexed } from './measureSearch.ts'
+import { percentiles, recallAt10, runExact, runIndexed } from './measureSearch.ts'
 import { type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
 import { type Probe, probeAutoEmbedding, probesCursor, removeLeftoverProbes } from './probeAutoEmbedding.ts'
 import { renderValidation } from './renderValidation.ts'
@@ -97,7 +99,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
     ? onColumn.find((i) => i.name === builtName)
     : onColumn.find((i) => i.method === 'hnsw' && i.valid)
   const { rows, nulls } = await t.counts(db)
-  const sharedBuffers = (await db.query<{ b: number }>(`SELECT pg_size_bytes(current_setting('shared_buffers'))::float8 AS b`)).rows[0]!.b
+  const sharedBuffers = await readSettingBytes(db, 'shared_buffers')
   const prewarmed = index ? await prewarmIndex(db, quoteQualified(t.plan.schema, index.name)) : false
   const natural = await explainNearest(db, t, search)
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, t, search, { forceIndex: true })
