@@ -21,8 +21,16 @@ describe('the batch agent', () => {
   afterEach(async () => fake.close())
   const env = () => ({ ANTHROPIC_API_KEY: 'sk-ant-test', ANTHROPIC_BASE_URL: fake.url })
 
-  it('writes the template alone when no key is set', async () => {
-    const report = await writeBatchReport(input, 'claude-test', {})
+  it('sends nothing when narration was not chosen, even with a key in the environment', async () => {
+    const report = await writeBatchReport(input, { model: 'claude-test', narrate: false }, env())
+    expect(report).toContain('| atoms | atoms_embedding_hnsw | 31.9 s | 881 MB |')
+    expect(report).not.toContain('account')
+    expect(fake.requests).toHaveLength(0)
+  })
+
+  it('writes the template alone when narration was chosen but no key is set, and says so', async () => {
+    const report = await writeBatchReport(input, { model: 'claude-test', narrate: true }, {})
+    expect(report).toContain('Narration was chosen, but ANTHROPIC_API_KEY is not set')
     expect(report).toContain('# Batch index: Create HNSW Vector Indexes')
     expect(report).toContain('| atoms | atoms_embedding_hnsw | 31.9 s | 881 MB |')
     expect(report).not.toContain('account')
@@ -31,7 +39,7 @@ describe('the batch agent', () => {
 
   it("adds the agent's narrative through the real SDK, keeping every figure from the output", async () => {
     fake.reply = 'The indexes now match the distance the application queries with, so searches no longer read every row.'
-    const report = await writeBatchReport(input, 'claude-test', env())
+    const report = await writeBatchReport(input, { model: 'claude-test', narrate: true }, env())
     expect(report).toContain("## database-reliability-engineer's account")
     expect(report).toContain(fake.reply)
     expect(report).toContain('| atoms | atoms_embedding_hnsw | 31.9 s | 881 MB |')
@@ -43,7 +51,7 @@ describe('the batch agent', () => {
   it('falls back to the template when the API fails, and says so', async () => {
     fake.status = 500
     const logged: string[] = []
-    const report = await writeBatchReport(input, 'claude-test', env(), (m) => logged.push(m))
+    const report = await writeBatchReport(input, { model: 'claude-test', narrate: true }, env(), (m) => logged.push(m))
     expect(report).toMatch(/_The Anthropic API could not be used \(.*500.*\); this report is the deterministic template\._/)
     expect(report).toContain('| atoms | atoms_embedding_hnsw | 31.9 s | 881 MB |')
     expect(fake.requests.length).toBe(3) // the SDK's own two retries, then the fallback
@@ -52,7 +60,7 @@ describe('the batch agent', () => {
 
   it('refuses a narrative that states a number the measurements do not contain', async () => {
     fake.reply = 'The build took about 45 seconds and queries are now 12x faster.'
-    const report = await writeBatchReport(input, 'claude-test', env())
+    const report = await writeBatchReport(input, { model: 'claude-test', narrate: true }, env())
     expect(report).toMatch(/numbers that are not in the measurements \(45, 12\)/)
     expect(report).not.toContain('12x faster')
   })

@@ -73,7 +73,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
       expect(run.exitCode, run.all).toBe(2)
       expect(run.stderr).toContain('Semantic search cannot work: the pgvector extension is not installed in this database.')
       expect(run.stderr).toContain(
-        'batch index: failed: public.docs.embedding is real[], not vector(N) or halfvec(N) with fixed dimensions',
+        'target.tables[0].embedding_column: public.docs.embedding is real[], not vector(1536) (pgvector is not installed in this database: CREATE EXTENSION vector)',
       )
       expect(run.stderr).not.toMatch(/\n\s+at /)
       const created = await bareDb.query(

@@ -136,11 +136,12 @@ describe('the backfill with a provider that answers the wrong dimension', () => 
       plan.target.tables = [{ table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
       plan.embedding = { provider: 'openai', model: 'text-embedding-3-small', dimensions: 8 } as any
       plan.batches = [{ id: 'backfill', title: 'Backfill', agent: 'vector-search-engineer', step: 'backfill' } as any]
-      const result = await runInProcess(plan, db, new Map([['backfill', backfillStep]]))
-      expect(result.session.state.batches[0]!.error).toBe(
-        'the model text-embedding-3-small returned 7 dimensions; 8 are needed; nothing was written to public.docs.embedding (vector(8))',
+      // The preflight asks the provider for one embedding before the first change, and refuses.
+      await expect(runInProcess(plan, db, new Map([['backfill', backfillStep]]))).rejects.toThrow(
+        /nothing was changed:\n {2}embedding\.provider: the openai provider did not answer a one-text embedding request: the model text-embedding-3-small returned 7 dimensions; 8 are needed/,
       )
       expect((await db.query<{ n: number }>('SELECT count(embedding)::int AS n FROM docs')).rows[0]!.n).toBe(0)
+      expect((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'runner'`)).rows).toEqual([]) // not even the runner's schema
     } finally {
       process.env.OPENAI_API_KEY = saved.key ?? ''
       process.env.OPENAI_BASE_URL = saved.url ?? ''

@@ -79,6 +79,8 @@ function measured(
     dims?: number
     triggers?: number
     workers?: number
+    origin?: DiagnoseOutput['targets'][number]['origin']
+    side_effects?: DiagnoseOutput['side_effects']
   } = {},
 ): Omit<DiagnoseOutput, 'findings' | 'root_cause'> {
   const rows = overrides.rows ?? 100_000
@@ -98,8 +100,10 @@ function measured(
         dimensions: overrides.dims ?? 1536,
         rows,
         nulls: overrides.nulls ?? rows,
+        origin: overrides.origin ?? null,
       },
     ],
+    side_effects: overrides.side_effects ?? { can_suppress_triggers: true, triggers: [] },
     indexes: overrides.indexes ?? [],
     writers: {
       triggers: Array.from({ length: overrides.triggers ?? 0 }, (_, i) => ({ table: 'public.atoms', name: `t${i}`, definition: '' })),
@@ -155,9 +159,72 @@ describe('findFindings', () => {
     ],
     ['a small indexed table the planner rightly scans', measured({ rows: 500, nulls: 0, indexes: [index({})], triggers: 1 }), []],
     ['half embedded, a worker running', measured({ nulls: 10, indexes: [index({})], scan: 'index', workers: 1 }), ['NULL_EMBEDDINGS']],
+    [
+      'vectors of unknown origin in a filled column',
+      measured({
+        nulls: 0,
+        indexes: [index({})],
+        scan: 'index',
+        triggers: 1,
+        origin: { model: 'm', embedded: 100, this_model: 90, other_model: 0, unknown: 10, stale: 0 },
+      }),
+      ['FOREIGN_EMBEDDINGS'],
+    ],
+    [
+      'every vector made by the model',
+      measured({
+        nulls: 0,
+        indexes: [index({})],
+        scan: 'index',
+        triggers: 1,
+        origin: { model: 'm', embedded: 100, this_model: 100, other_model: 0, unknown: 0, stale: 0 },
+      }),
+      [],
+    ],
+    [
+      'an audit trigger that would fire on embedding writes',
+      measured({
+        nulls: 0,
+        indexes: [index({})],
+        scan: 'index',
+        triggers: 1,
+        side_effects: {
+          can_suppress_triggers: false,
+          triggers: [
+            {
+              table: 'public.atoms',
+              name: 'audit',
+              enabled: 'O',
+              function: 'public.audit()',
+              language: 'plpgsql',
+              source: '',
+              definition: '',
+            },
+          ],
+        },
+      }),
+      ['APPLICATION_TRIGGERS'],
+    ],
   ]
   it.each(cases)('%s', (_name, m, expected) => {
     expect(codes(m)).toEqual([...expected].sort())
+  })
+
+  it('says an application trigger is an error only where the runner cannot keep it quiet', () => {
+    const audit = {
+      table: 'public.atoms',
+      name: 'audit',
+      enabled: 'O',
+      function: 'public.audit()',
+      language: 'plpgsql',
+      source: '',
+      definition: '',
+    }
+    const severity = (can: boolean, enabled: string) =>
+      findFindings(plan, measured({ side_effects: { can_suppress_triggers: can, triggers: [{ ...audit, enabled }] } })).findings.find(
+        (f) => f.code === 'APPLICATION_TRIGGERS',
+      )?.severity
+    expect([severity(true, 'O'), severity(false, 'O'), severity(true, 'A')]).toEqual(['info', 'error', 'error'])
   })
 
   it('tells half-filled columns from empty ones by severity', () => {
@@ -194,7 +261,7 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
       recall_target_reached: true,
     },
     relevance: { queries: 10, k: 5, recall_at_k: 0.8, mrr: 0.7 },
-    auto_embed: { measured: true, delay_ms: 30, reason: null },
+    auto_embed: { measured: true, delay_ms: 30, reason: null, method: 'requeue', capture: { proved: true, detail: 'proved' } },
     ...overrides,
   }
 }
@@ -222,7 +289,25 @@ describe('judgeCriteria', () => {
     ['latency not measured', [table({ latency: null })], ['latency_p95']],
     ['relevance below 0.5', [table({ relevance: { queries: 10, k: 5, recall_at_k: 0.4, mrr: 0.3 } })], ['relevance']],
     ['no labelled queries', [table({ relevance: null })], ['relevance']],
-    ['a probe never embedded', [table({ auto_embed: { measured: false, delay_ms: null, reason: 'no worker' } })], ['auto_embed']],
+    [
+      'a probe never embedded',
+      [
+        table({
+          auto_embed: { measured: false, delay_ms: null, reason: 'no worker', method: 'requeue', capture: { proved: true, detail: '' } },
+        }),
+      ],
+      ['auto_embed'],
+    ],
+    [
+      'a worker embeds, but the capture is not proved',
+      [table({ auto_embed: { ...table().auto_embed!, capture: { proved: false, detail: 'disabled' } } })],
+      ['auto_embed'],
+    ],
+    [
+      'a probe row embedded (insert_row: no capture proof asked)',
+      [table({ auto_embed: { ...table().auto_embed!, method: 'insert_row', capture: null } })],
+      [],
+    ],
   ]
   it.each(cases)('%s', (_name, tables, expected) => {
     expect(failed(tables)).toEqual(expected)

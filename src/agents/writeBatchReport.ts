@@ -40,14 +40,24 @@ export function writeBatchReportFromTemplate(input: BatchReportInput, narrative?
   ].join('\n')
 }
 
+/**
+ * The narrative is sent for only when the plan chose it (agents.narrate, or --narrate): a key
+ * in the environment alone sends nothing anywhere.
+ */
 export async function writeBatchReport(
   input: BatchReportInput,
-  model: string,
+  agents: { model: string; narrate: boolean },
   env: NodeJS.ProcessEnv = process.env,
   log: (m: string) => void = () => {},
 ): Promise<string> {
+  const { model } = agents
+  if (!agents.narrate) return writeBatchReportFromTemplate(input)
   const apiKey = env.ANTHROPIC_API_KEY
-  if (!apiKey) return writeBatchReportFromTemplate(input)
+  if (!apiKey)
+    return writeBatchReportFromTemplate(
+      input,
+      '_Narration was chosen, but ANTHROPIC_API_KEY is not set; this report is the deterministic template._',
+    )
   try {
     const narrative = await narrateWithAnthropic({
       batch: input.batch,

@@ -126,6 +126,13 @@ export class Session {
     this.save()
   }
 
+  /** The provider the session embeds with, once known: `runner resume` continues with it. */
+  recordProvider(name: 'local' | 'openai'): void {
+    if (this.current.options.provider === name) return
+    this.current.options = { ...this.current.options, provider: name }
+    this.save()
+  }
+
   /** A changed plan the user accepted with --allow-plan-change. */
   acceptPlan(sha256: string): void {
     this.event('plan_changed', { from: this.current.plan_sha256, to: sha256 })

@@ -40,8 +40,11 @@ export type BatchState = z.infer<typeof batchStateSchema>
 
 /** What the command line chose for the session; resume reapplies it unless told otherwise. */
 export const sessionOptionsSchema = z.object({
+  /** The provider the session embeds with: chosen on the command line, or recorded at its first use. */
   provider: z.enum(['local', 'openai']).optional(),
   with_worker: z.boolean().optional(),
+  change_model: z.boolean().optional(),
+  narrate: z.boolean().optional(),
 })
 export type SessionOptions = z.infer<typeof sessionOptionsSchema>
 

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import { Command, CommanderError, Option } from 'commander'
+import type { SessionOptions } from '../checkpoint/sessionState.ts'
 import { databaseErrorCode, errorMessage, isTransient, RunnerError } from '../errors.ts'
 import { redactSecrets } from '../checkpoint/redactSecrets.ts'
 import { defaultRegistry } from '../steps/registry.ts'
@@ -26,6 +27,24 @@ const providerOption = () =>
 const sessionsDir = () =>
   new Option('--sessions-dir <dir>', 'where session folders live').default(process.env.RUNNER_SESSIONS_DIR ?? 'sessions')
 
+/** The command line's choices for a session: plan settings for this session (coordinator/applySessionOptions.ts). */
+function withSessionOptions(command: Command): Command {
+  return command
+    .addOption(providerOption())
+    .option('--with-worker', "run a worker during the validate batch's auto-embedding check")
+    .option('--change-model', 'bind columns embedded by another model to this one, and embed their rows again (shows the cost first)')
+    .option('--narrate', "let each batch's agent write a narrative through the Anthropic API (sends the batch's report to it)")
+}
+
+function sessionOptions(opts: Record<string, unknown>): SessionOptions {
+  return {
+    provider: opts.provider as SessionOptions['provider'],
+    with_worker: opts.withWorker === true || undefined,
+    change_model: opts.changeModel === true || undefined,
+    narrate: opts.narrate === true || undefined,
+  }
+}
+
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   // Keys may live in a .env file, as in the seed's application.
   if (existsSync('.env')) process.loadEnvFile('.env')
@@ -49,45 +68,39 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
     .showHelpAfterError('(run with --help for usage)')
 
-  program
+  const startCommand = program
     .command('start')
     .description('start a new session that runs every batch of the plan')
     .argument('<plan>', 'the plan file, for example plans/feature-1.yaml')
-    .option('--dry-run', 'print what each batch would do; touch nothing')
-    .option('--with-worker', "run a worker during the validate batch's auto-embedding check")
-    .addOption(providerOption())
+    .option('--dry-run', 'check the target read-only and print what each batch would do on it; change nothing')
     .addOption(sessionsDir())
-    .action(async (plan: string, opts) => {
-      exitCode = await start({
-        planPath: plan,
-        dryRun: Boolean(opts.dryRun),
-        sessionsDir: opts.sessionsDir,
-        registry,
-        signal: controller.signal,
-        provider: opts.provider,
-        withWorker: Boolean(opts.withWorker),
-      })
+  withSessionOptions(startCommand).action(async (plan: string, opts) => {
+    exitCode = await start({
+      planPath: plan,
+      dryRun: Boolean(opts.dryRun),
+      sessionsDir: opts.sessionsDir,
+      registry,
+      signal: controller.signal,
+      options: sessionOptions(opts),
     })
+  })
 
-  program
+  const resumeCommand = program
     .command('resume')
     .description('continue a session: completed batches are skipped, the interrupted one continues from its checkpoint')
     .option('--session <dir>', 'the session folder (default: the latest unfinished one)')
     .option('--allow-plan-change', 'resume even though the plan file changed since the session started')
-    .option('--with-worker', "run a worker during the validate batch's auto-embedding check")
-    .addOption(providerOption())
     .addOption(sessionsDir())
-    .action(async (opts) => {
-      exitCode = await resume({
-        sessionDir: opts.session,
-        sessionsDir: opts.sessionsDir,
-        allowPlanChange: Boolean(opts.allowPlanChange),
-        registry,
-        signal: controller.signal,
-        provider: opts.provider,
-        withWorker: Boolean(opts.withWorker),
-      })
+  withSessionOptions(resumeCommand).action(async (opts) => {
+    exitCode = await resume({
+      sessionDir: opts.session,
+      sessionsDir: opts.sessionsDir,
+      allowPlanChange: Boolean(opts.allowPlanChange),
+      registry,
+      signal: controller.signal,
+      options: sessionOptions(opts),
     })
+  })
 
   program
     .command('status')

@@ -1,5 +1,6 @@
 import { resumeSession } from '../coordinator/driveSession.ts'
 import { log } from '../log/log.ts'
+import type { SessionOptions } from '../checkpoint/sessionState.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { exitCodeOf, printSessionDir } from './outcome.ts'
 
@@ -9,8 +10,8 @@ export interface ResumeOptions {
   allowPlanChange: boolean
   registry: StepRegistry
   signal: AbortSignal
-  provider?: 'local' | 'openai'
-  withWorker?: boolean
+  /** The command line's choices for the session (--provider, --with-worker, --change-model, --narrate). */
+  options: SessionOptions
 }
 
 export async function resume(options: ResumeOptions): Promise<number> {
@@ -21,7 +22,7 @@ export async function resume(options: ResumeOptions): Promise<number> {
     registry: options.registry,
     signal: options.signal,
     log,
-    options: { provider: options.provider, with_worker: options.withWorker },
+    options: options.options,
   })
   if (outcome.status !== 'already_completed') printSessionDir(outcome)
   return exitCodeOf(outcome)

@@ -3,6 +3,8 @@ import { requireSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
 import { runnerSchema, WORKER_APPLICATION_NAME } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
+import { describeRefusals, preflight } from '../coordinator/preflight.ts'
+import { TargetError } from '../errors.ts'
 import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 import { runWorker } from '../pipeline/runWorker.ts'
@@ -24,9 +26,21 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
     await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
     const targets = await resolveTargets(db, plan, loaded.path)
     const provider = createProvider(plan, db.kind, log, process.env, options.provider)
-    await provider.probe()
+    const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), () => provider), {
+      readOnly: true,
+    })
+    if (checked.refusals.length) throw new TargetError(describeRefusals(loaded.path, checked.refusals))
     log(`worker started; waiting on NOTIFY ${rs.channel} (poll every ${plan.worker.poll_ms} ms)`)
-    const stats = await runWorker({ db, plan, targets, provider, signal: options.signal, log, untilEmpty: options.untilEmpty })
+    const stats = await runWorker({
+      db,
+      plan,
+      targets,
+      provider,
+      writes: checked.writes,
+      signal: options.signal,
+      log,
+      untilEmpty: options.untilEmpty,
+    })
     log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)
     return 0
   } finally {

@@ -2,7 +2,10 @@ import { Session } from '../checkpoint/session.ts'
 import { acquireSessionLock } from '../checkpoint/sessionLock.ts'
 import type { CriterionResult, SessionOptions } from '../checkpoint/sessionState.ts'
 import { openTarget } from '../db/openTarget.ts'
+import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
+import { createProvider } from '../embeddings/createProvider.ts'
+import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import { UsageError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import { createProgress } from '../log/progress.ts'
@@ -11,7 +14,8 @@ import { orderBatches } from '../plan/orderBatches.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { applySessionOptions } from './applySessionOptions.ts'
 import { checkPlanRunnable } from './checkPlanRunnable.ts'
-import { runSession } from './runSession.ts'
+import { describeRefusals, preflight } from './preflight.ts'
+import { type RunOptions, type RunResult, runSession } from './runSession.ts'
 
 // A session's life: created by start, continued by resume, driven by one process at a time
 // against the one target it began with. The CLI only parses, calls these and prints.
@@ -83,9 +87,8 @@ async function drive(session: Session, loaded: LoadedPlan, options: SessionOptio
             `resume with the same $${plan.target.database_url_env}${recorded.startsWith('embedded') ? ' (unset)' : ''}, or start a new session`,
         )
       }
-      await resolveTargets(db, plan, session.state.plan_path) // a plan that does not fit the database stops here, unchanged
       session.begin(db.description)
-      const result = await runSession({
+      const result = await runChecked({
         session,
         plan,
         registry: common.registry,
@@ -105,6 +108,36 @@ async function drive(session: Session, loaded: LoadedPlan, options: SessionOptio
   } finally {
     release()
   }
+}
+
+/**
+ * Runs what is left of a session on an open target: the plan resolved against it and the
+ * read-only preflight first, then the batches, which stop before the first that writes if
+ * the preflight refused.
+ */
+export async function runChecked(options: Omit<RunOptions, 'preflight' | 'embeddings'>): Promise<RunResult> {
+  const { session, plan, db, log } = options
+  const targets = await resolveTargets(db, plan, session.state.plan_path) // a plan that does not fit the database stops here, unchanged
+  let provider: EmbeddingProvider | undefined
+  const embeddings = () => {
+    if (!provider) {
+      provider = createProvider(plan, db.kind, log)
+      session.recordProvider(provider.name) // one model per column: a resume continues with this provider
+    }
+    return provider
+  }
+  const left = new Set(plan.batches.filter((b) => session.batch(b.id).status !== 'completed').map((b) => b.step))
+  const rs = runnerSchema(plan.target.runner_schema)
+  const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, left, embedsIn(left) ? embeddings : undefined), {
+    readOnly: true,
+  })
+  if (checked.refusals.length) log(describeRefusals(session.state.plan_path, checked.refusals))
+  return runSession({ ...options, preflight: checked, embeddings })
+}
+
+/** Whether batches of these steps call the embedding provider. */
+export function embedsIn(steps: Set<string>): boolean {
+  return steps.has('backfill') || steps.has('validate')
 }
 
 function definedOnly(options: SessionOptions): SessionOptions {

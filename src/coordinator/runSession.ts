@@ -4,9 +4,8 @@ import type { CriterionResult, Session } from '../checkpoint/session.ts'
 import type { Database } from '../db/database.ts'
 import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
-import { createProvider } from '../embeddings/createProvider.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
-import { errorMessage, Interrupted, RunnerError, WorkError } from '../errors.ts'
+import { errorMessage, Interrupted, RunnerError, TargetError, WorkError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import type { Progress } from '../log/progress.ts'
 import { dependenciesOf, orderBatches } from '../plan/orderBatches.ts'
@@ -18,9 +17,14 @@ import type { StepOutputs } from '../steps/outputs.ts'
 import type { Step, StepContext, StepRegistry } from '../steps/step.ts'
 import { checkPlanRunnable } from './checkPlanRunnable.ts'
 import { countEmbeddings, embeddingChanges, readOnlyView } from './guards.ts'
+import { describeRefusals, type PreflightResult } from './preflight.ts'
 
 export interface RunOptions {
   session: Session
+  /** What the read-only look at the target found: a refusal stops the session before its first writing batch. */
+  preflight: PreflightResult
+  /** The session's embedding provider, created on first use and shared by the preflight and every batch. */
+  embeddings(): EmbeddingProvider
   /** The plan with the session's options applied. */
   plan: Plan
   registry: StepRegistry
@@ -55,6 +59,13 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       continue
     }
     if (options.signal.aborted) throw interrupt(session, batch.id)
+    if (!batch.guards.read_only && options.preflight.refusals.length > 0) {
+      const refusal = new TargetError(describeRefusals(session.state.plan_path, options.preflight.refusals))
+      session.failBatch(batch.id, refusal.message)
+      session.event('preflight_refused', { batch: batch.id, refusals: options.preflight.refusals })
+      finish(options, outputs, 'failed')
+      throw refusal
+    }
 
     const inputs: Partial<StepOutputs> = {}
     for (const dep of dependenciesOf(batch, plan.batches)) (inputs as Record<string, unknown>)[dep.step] = outputs.get(dep.id)
@@ -90,7 +101,6 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
 
 async function runBatch(options: RunOptions, batch: Batch, step: Step<any, any>, inputs: Partial<StepOutputs>): Promise<unknown> {
   const { session, plan, db } = options
-  let provider: EmbeddingProvider | undefined
   const run = async (handle: Database) => {
     const targets = await resolveTargets(handle, plan, session.state.plan_path)
     const context: StepContext<unknown> = {
@@ -99,6 +109,7 @@ async function runBatch(options: RunOptions, batch: Batch, step: Step<any, any>,
       db: handle,
       targets,
       runnerSchema: runnerSchema(plan.target.runner_schema),
+      writes: options.preflight.writes,
       inputs,
       progress: options.progress,
       signal: options.signal,
@@ -111,7 +122,7 @@ async function runBatch(options: RunOptions, batch: Batch, step: Step<any, any>,
         },
       },
       writeArtifact: (name, content) => session.writeArtifact(join(session.batchDir(batch.id), name), content),
-      embeddings: () => (provider ??= createProvider(plan, db.kind, options.log)),
+      embeddings: options.embeddings,
     }
     const before = batch.guards.writes_embeddings ? undefined : await countEmbeddings(handle, targets)
     const output = await step.run(context)
@@ -141,7 +152,7 @@ async function recordCompletion(
   const outputPath = session.writeArtifact(join(dir, 'output.json'), `${JSON.stringify(output, null, 2)}\n`)
   const report = await writeBatchReport(
     { batch, summary, details: step.details(output), startedAt, endedAt },
-    plan.agents.model,
+    plan.agents,
     process.env,
     log,
   )

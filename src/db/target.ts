@@ -93,6 +93,68 @@ export class Target {
     return rows[0]!
   }
 
+  /**
+   * Where the stored vectors come from, by the runner's metadata: made by this model, by
+   * another, or of unknown origin (no record: written before the runner, or by the
+   * application); and how many of this model's no longer match their text.
+   */
+  async originCounts(
+    db: Queryable,
+    meta: string | null,
+    model: string,
+  ): Promise<{ embedded: number; this_model: number; other_model: number; unknown: number; stale: number }> {
+    if (!meta) {
+      const { rows, nulls } = await this.counts(db)
+      return { embedded: rows - nulls, this_model: 0, other_model: 0, unknown: rows - nulls, stale: 0 }
+    }
+    const { rows } = await db.query<{ embedded: number; this_model: number; other_model: number; unknown: number; stale: number }>(
+      `SELECT count(*)::int AS embedded,
+              count(*) FILTER (WHERE m.model = $2)::int AS this_model,
+              count(*) FILTER (WHERE m.model <> $2)::int AS other_model,
+              count(*) FILTER (WHERE m.row_key IS NULL)::int AS unknown,
+              count(*) FILTER (WHERE m.model = $2 AND m.content_hash <> ${this.hash('t')})::int AS stale
+       FROM ${this.table} t LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text
+       WHERE t.${this.embedding} IS NOT NULL`,
+      [this.name, model],
+    )
+    return rows[0]!
+  }
+
+  /**
+   * The next page of rows whose stored vector is not this model's: of unknown origin, or made
+   * by another model. By key after the cursor.
+   */
+  async readForeignPage(
+    db: Queryable,
+    meta: string,
+    model: string,
+    after: string | null,
+    limit: number,
+    withUnknown: boolean,
+  ): Promise<TextRow[]> {
+    const { rows } = await db.query<TextRow>(
+      `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash
+       FROM ${this.table} t LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text
+       WHERE t.${this.embedding} IS NOT NULL AND (m.model <> $2 ${withUnknown ? 'OR m.row_key IS NULL' : ''})
+         ${after === null ? '' : `AND t.${this.key} > $4::${this.keyType}`}
+       ORDER BY t.${this.key} LIMIT $3`,
+      after === null ? [this.name, model, limit] : [this.name, model, limit, after],
+    )
+    return rows
+  }
+
+  /** Rows with a stored vector and no record of its origin: a sample to compare with what the model gives for their text. */
+  async sampleUnknownOrigin(db: Queryable, meta: string, count: number): Promise<(TextRow & { vector: string })[]> {
+    const { rows } = await db.query<TextRow & { vector: string }>(
+      `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash, t.${this.embedding}::text AS vector
+       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = t.${this.key}::text)
+       ORDER BY t.${this.key} LIMIT $2`,
+      [this.name, count],
+    )
+    return rows
+  }
+
   /** One stored embedding in text form, to query with; undefined when none is stored yet. */
   async someEmbedding(db: Queryable): Promise<string | undefined> {
     const { rows } = await db.query<{ v: string }>(

@@ -1,11 +1,17 @@
 import { createHash } from 'node:crypto'
 import type { Database, Queryable } from '../db/database.ts'
-import { quoteIdent, quoteLiteral } from '../db/quote.ts'
-import { migrateRunnerSchema } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import { quoteIdent, quoteLiteral, quoteQualified } from '../db/quote.ts'
+import {
+  type CreatedObject,
+  migrateRunnerSchema,
+  readCreated,
+  readSchemaVersion,
+  recordCreated,
+} from '../db/runnerSchema/migrateRunnerSchema.ts'
 import {
   CAPTURE_TRIGGER,
+  captureFunctionName,
   DEQUEUE_TRIGGER,
-  MIGRATIONS_TABLE,
   RUNNER_TABLES,
   type RunnerSchema,
   TRIGGER_NAMES,
@@ -37,8 +43,12 @@ BEGIN
   IF TG_OP = 'UPDATE' AND NOT (${changed}) THEN
     RETURN NEW; -- the text did not change: the embedding is still right
   END IF;
-  IF TG_OP = 'INSERT' AND NEW.${t.embedding} IS NOT NULL THEN
-    RETURN NEW; -- the writer brought its own embedding
+  IF NEW.${t.embedding} IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.${t.embedding} IS DISTINCT FROM OLD.${t.embedding}) THEN
+    -- The writer brought its own embedding with the text: keep it. Its origin is the writer's,
+    -- so no metadata of the runner's claims it, and nothing is left queued.
+    DELETE FROM ${rs.queue} WHERE table_name = ${name} AND row_key = NEW.${t.key}::text;
+    DELETE FROM ${rs.meta} WHERE table_name = ${name} AND row_key = NEW.${t.key}::text;
+    RETURN NEW;
   END IF;
   NEW.${t.embedding} := NULL;
   INSERT INTO ${rs.queue} AS q (table_name, row_key) VALUES (${name}, NEW.${t.key}::text)
@@ -67,7 +77,12 @@ export async function installPipeline(
 ): Promise<{ from: number; to: number }> {
   const versions = await migrateRunnerSchema(db, rs)
   await db.transaction(async (tx) => {
-    for (const t of targets) await tx.exec(captureTriggerSql(rs, t))
+    for (const t of targets) {
+      await tx.exec(captureTriggerSql(rs, t))
+      await recordCreated(tx, rs, { kind: 'function', schema_name: rs.name, name: captureFunctionName(t.plan) })
+      for (const trigger of TRIGGER_NAMES)
+        await recordCreated(tx, rs, { kind: 'trigger', schema_name: t.plan.schema, name: trigger, on_table: t.plan.table })
+    }
   })
   return versions
 }
@@ -87,36 +102,55 @@ export async function readCaptureTriggers(
 }
 
 /**
- * Removes what the runner created and nothing else: the two capture triggers on each target
- * table, the capture functions and the runner's tables, each by name. The schema itself goes
- * only when it is the runner's (it holds the migrations record) and nothing else is left in
- * it: never a blind CASCADE. Embeddings and indexes stay.
+ * Removes what the runner created and nothing else, as its own record lists it: the capture
+ * triggers, the capture functions, the runner's tables, and the schema only when the runner
+ * created it and nothing else is left in it. Never a CASCADE. Embeddings and indexes stay.
  */
 export async function uninstallPipeline(db: Pick<Database, 'transaction'>, rs: RunnerSchema, targets: Target[]): Promise<string[]> {
   const removed: string[] = []
   await db.transaction(async (tx) => {
-    for (const t of targets) {
-      for (const trigger of TRIGGER_NAMES) await tx.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(trigger)} ON ${t.table}`)
-      removed.push(`capture triggers on ${t.name}`)
+    const { version } = await readSchemaVersion(tx, rs)
+    // A runner before the record (schema version 1) created the same two triggers and one function per target.
+    const created: CreatedObject[] =
+      version >= 2
+        ? await readCreated(tx, rs)
+        : targets.flatMap((t) => [
+            ...TRIGGER_NAMES.map((name): CreatedObject => ({ kind: 'trigger', schema_name: t.plan.schema, name, on_table: t.plan.table })),
+            ...(version >= 1 ? [{ kind: 'function' as const, schema_name: rs.name, name: captureFunctionName(t.plan) }] : []),
+          ])
+    for (const o of created.filter((o) => o.kind === 'trigger')) {
+      await tx.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(o.name)} ON ${quoteQualified(o.schema_name, o.on_table!)}`)
+      removed.push(`trigger ${o.name} on ${o.schema_name}.${o.on_table}`)
     }
-    const { rows } = await tx.query<{ ours: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ours', [
-      `${rs.ident}.${quoteIdent(MIGRATIONS_TABLE)}`,
-    ])
-    if (!rows[0]!.ours) return
-    for (const t of targets) await tx.exec(`DROP FUNCTION IF EXISTS ${rs.captureFunction(t.plan)}()`)
+    for (const o of created.filter((o) => o.kind === 'function')) {
+      await tx.exec(`DROP FUNCTION IF EXISTS ${quoteQualified(o.schema_name, o.name)}()`)
+      removed.push(`function ${o.schema_name}.${o.name}()`)
+    }
+    if (version === 0) return // nothing of the runner's tables here: the schema is not the runner's
     for (const table of RUNNER_TABLES) await tx.exec(`DROP TABLE IF EXISTS ${rs.ident}.${quoteIdent(table)}`)
-    removed.push(`${RUNNER_TABLES.join(', ')} and the capture functions in schema ${rs.name}`)
-    const { rows: left } = await tx.query<{ n: number }>(
-      `SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)
-            + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1)
-            + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typrelid = 0 AND t.typelem = 0)
-            + (SELECT count(*) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname = $1) AS n`,
-      [rs.name],
-    )
-    if (Number(left[0]!.n) === 0) {
+    removed.push(`the runner's tables in ${rs.name} (${RUNNER_TABLES.join(', ')})`)
+    const schema = created.find((o) => o.kind === 'schema' && o.name === rs.name)
+    const left = await countObjectsIn(tx, rs.name)
+    if (schema && left === 0) {
       await tx.exec(`DROP SCHEMA ${rs.ident} RESTRICT`)
       removed.push(`schema ${rs.name}`)
-    } else removed.push(`(schema ${rs.name} kept: it holds ${left[0]!.n} object(s) the runner did not list)`)
+    } else {
+      removed.push(
+        `(schema ${rs.name} kept: ${schema ? `it holds ${left} object(s) the runner did not create` : 'the runner did not create it'})`,
+      )
+    }
   })
   return removed
+}
+
+/** Relations, functions, types and extensions in a schema. */
+export async function countObjectsIn(db: Queryable, schema: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT ((SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)
+           + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1)
+           + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typrelid = 0 AND t.typelem = 0)
+           + (SELECT count(*) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname = $1))::int AS n`,
+    [schema],
+  )
+  return rows[0]!.n
 }

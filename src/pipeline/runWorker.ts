@@ -4,12 +4,13 @@ import type { Database } from '../db/database.ts'
 import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
 import type { EmbeddingProvider, EmbedResult } from '../embeddings/provider.ts'
-import { errorMessage, ProviderError } from '../errors.ts'
+import { errorMessage, ProviderError, TargetError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import type { Plan } from '../plan/schema.ts'
 import { retryTransient } from '../retryTransient.ts'
 import { claimJobs, completeJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
-import { writeEmbeddings } from './writeEmbeddings.ts'
+import { type WritePolicy, writeEmbeddings } from './writeEmbeddings.ts'
+import { bindColumnModels } from '../db/runnerSchema/columnModels.ts'
 
 // The background worker (the seed's TaskIQ worker): waits on LISTEN with a poll as fallback,
 // claims a batch of jobs, embeds them outside any transaction, writes each embedding only if
@@ -22,6 +23,8 @@ export interface WorkerOptions {
   plan: Plan
   targets: Target[]
   provider: EmbeddingProvider
+  /** As the preflight found: whether the application's triggers are kept quiet on each write. */
+  writes: WritePolicy
   signal: AbortSignal
   log: Log
   /** Return when the queue is empty instead of waiting for more. */
@@ -43,6 +46,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const targets = new Map(options.targets.map((t) => [t.name, t]))
   const stats: WorkerStats = { embedded: 0, failed: 0, batches: 0 }
+  const otherModels = await bindColumnModels(db, rs, options.targets, provider)
+  if (otherModels.length) {
+    throw new TargetError(
+      `${otherModels.map((m) => `${m.table_name}.${m.column_name} holds embeddings of ${m.provider} ${m.model}`).join('; ')}; this worker embeds with ${provider.name} ${provider.model}, and one column holds one model's vectors: run the worker with the column's provider`,
+    )
+  }
   // Waits out any outage of the database while the worker is meant to run.
   const retrying = <T>(what: string, work: () => Promise<T>) =>
     retryTransient(work, { what: `worker: ${what}`, log, signal, maxRetries: Infinity, baseMs: 500, capMs: 30_000 })
@@ -139,7 +148,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
       return
     }
     const done = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-    const written = await writeEmbeddings(db, rs, target, done, provider.model)
+    const written = await writeEmbeddings(db, rs, target, done, provider.model, options.writes)
     stats.embedded += written.length
     await completeJobs(
       db,

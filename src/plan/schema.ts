@@ -19,6 +19,11 @@ export const targetTableSchema = z.strictObject({
   text_columns: z.array(identifier).min(1, 'expected at least one column whose text is embedded'),
   embedding_column: identifier,
   distance: z.enum(DISTANCES),
+  /**
+   * Text columns that are not of a text type (jsonb, an enum, a number) and are embedded as
+   * their text form on purpose. Any other non-text column in text_columns is refused.
+   */
+  cast_to_text: z.array(identifier).default([]),
 })
 export type TargetTable = z.infer<typeof targetTableSchema>
 
@@ -30,7 +35,16 @@ const targetSchema = z.strictObject({
       demo_rows: z.number().int().positive().default(2000),
     })
     .prefault({}),
-  runner_schema: identifier.default('runner'),
+  runner_schema: identifier
+    .refine((name) => !name.startsWith('pg_') && name !== 'information_schema', 'pg_* and information_schema are system schemas')
+    .default('runner'),
+  /**
+   * The application's own triggers that an embedding write would fire (an updated_at stamp,
+   * an audit row). The runner keeps them from firing (session_replication_role = replica in
+   * its writing transaction); where the role may not, stop (the default) refuses before any
+   * change and says how to grant it, and fire lets them fire, chosen on purpose.
+   */
+  application_triggers: z.enum(['stop', 'fire']).default('stop'),
   /** The application's source folder: the diagnosis scans it for file:line references. */
   app_source: z.string().min(1).optional(),
   /** The application's Alembic setup: batch index writes its revision into versions_dir. */
@@ -58,6 +72,17 @@ const embeddingSchema = z.strictObject({
   tokens_per_minute: z.number().int().positive().optional(),
   /** The backfill stops before it starts when its cost estimate is above this. */
   budget_usd: z.number().positive().optional(),
+  /**
+   * Vectors already in a target column with no record of the model that made them: reembed
+   * (the default) embeds them again unless a sample proves they are the plan's model's;
+   * keep leaves them as they are.
+   */
+  unknown_vectors: z.enum(['reembed', 'keep']).default('reembed'),
+  /**
+   * Bind columns already embedded by another model to this one, and embed their rows again:
+   * the explicit act a change of model is (set for one session by --change-model).
+   */
+  change_model: z.boolean().default(false),
 })
 
 const workerSchema = z
@@ -84,6 +109,10 @@ const indexSchema = z
     replace_mismatched: z.boolean().default(false),
   })
   .prefault({})
+  .refine((index) => index.ef_construction >= 2 * index.m, {
+    message: 'pgvector needs ef_construction to be at least twice m',
+    path: ['ef_construction'],
+  })
 
 // Each criterion can be switched off with null (for example relevance, for an application
 // that has no labelled queries yet).
@@ -118,6 +147,13 @@ const validateSchema = z
      * embedded database, which no other process can reach.
      */
     start_worker: z.boolean().default(false),
+    /**
+     * How the auto-embedding check proves the worker: requeue (the default) queues an existing
+     * row again and writes nothing to the application's tables but its embedding; insert_row
+     * inserts a probe row through the application's table (its triggers fire, its sequence
+     * moves) and deletes it.
+     */
+    auto_embed_check: z.enum(['requeue', 'insert_row']).default('requeue'),
   })
   .prefault({})
 
@@ -153,7 +189,17 @@ export const planSchema = z
     worker: workerSchema,
     validate: validateSchema,
     criteria: criteriaSchema,
-    agents: z.strictObject({ model: z.string().min(1).default('claude-sonnet-4-5') }).prefault({}),
+    agents: z
+      .strictObject({
+        model: z.string().min(1).default('claude-sonnet-4-5'),
+        /**
+         * Each batch's agent adds a narrative written through the Anthropic API (needs
+         * ANTHROPIC_API_KEY). Off unless chosen: it sends the batch's report (table names,
+         * figures, EXPLAIN plans) to the API. --narrate turns it on for one session.
+         */
+        narrate: z.boolean().default(false),
+      })
+      .prefault({}),
     batches: z.array(batchSchema).min(1, 'expected at least one batch'),
   })
   .superRefine((plan, ctx) => {

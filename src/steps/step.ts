@@ -4,6 +4,7 @@ import type { Database } from '../db/database.ts'
 import type { Target } from '../db/target.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
+import type { WritePolicy } from '../pipeline/writeEmbeddings.ts'
 import { UsageError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import type { Progress } from '../log/progress.ts'
@@ -25,6 +26,8 @@ export interface StepContext<Cursor = never> {
   targets: Target[]
   /** The runner's own schema in the target database. */
   runnerSchema: RunnerSchema
+  /** How embeddings are written here (the application's triggers kept quiet or not), as the preflight found. */
+  writes: WritePolicy
   /** Outputs of the batches this one depends on (directly or not), parsed once, by step name. */
   inputs: Partial<StepOutputs>
   progress: Progress
@@ -50,6 +53,8 @@ export interface Step<Output = unknown, Cursor = never> {
   /** Steps whose output this one cannot do without: a plan whose batch does not depend on one is refused before anything runs. */
   needs?: StepName[]
   run(ctx: StepContext<Cursor>): Promise<Output>
+  /** For --dry-run: what run would do on this database, read-only (statements, rows, costs). */
+  preview?(ctx: StepContext<Cursor>): Promise<string[]>
   /** One line for coordination-state.json. */
   summarize(output: Output): string
   /** Markdown for the batch's report.md: the evidence, from the output only. */

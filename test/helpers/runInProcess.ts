@@ -1,6 +1,7 @@
 import { Session } from '../../src/checkpoint/session.ts'
 import { createProgress } from '../../src/log/progress.ts'
-import { runSession, type RunResult } from '../../src/coordinator/runSession.ts'
+import { runChecked } from '../../src/coordinator/driveSession.ts'
+import type { RunResult } from '../../src/coordinator/runSession.ts'
 import type { Database } from '../../src/db/database.ts'
 import { loadPlan } from '../../src/plan/loadPlan.ts'
 import { orderBatches } from '../../src/plan/orderBatches.ts'
@@ -17,7 +18,7 @@ export async function runInProcess(
   const loaded = loadPlan(writePlan(dir, plan))
   const session = Session.create(`${dir}/sessions`, loaded, orderBatches(loaded.plan.batches))
   const silent = { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream
-  const result = await runSession({
+  const result = await runChecked({
     session,
     plan: loaded.plan,
     registry,

@@ -29,3 +29,47 @@ export async function readPrivileges(
   )
   return { role: who[0]!.role, can_create_runner_schema: who[0]!.can_create, tables: rows }
 }
+
+/**
+ * Whether this role may SET session_replication_role, which keeps the application's
+ * triggers from firing on the runner's writes: a superuser may, and on PostgreSQL 15+ a role
+ * granted SET ON PARAMETER session_replication_role.
+ */
+export async function canSuppressTriggers(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ superuser: boolean; version: number }>(
+    `SELECT rolsuper AS superuser, current_setting('server_version_num')::int AS version FROM pg_roles WHERE rolname = current_user`,
+  )
+  if (rows[0]?.superuser) return true
+  if ((rows[0]?.version ?? 0) < 150000) return false
+  const { rows: granted } = await db.query<{ ok: boolean }>(`SELECT has_parameter_privilege('session_replication_role', 'SET') AS ok`)
+  return granted[0]!.ok
+}
+
+/** Whether the key column alone is unique through a valid, non-partial unique index (a primary key included). */
+export async function isUniqueKey(db: Queryable, schema: string, table: string, column: string): Promise<boolean> {
+  const { rows } = await db.query<{ unique: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i
+       JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+       WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
+         AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
+     ) AS unique`,
+    [schema, table, column],
+  )
+  return rows[0]!.unique
+}
+
+/** The kind of relation: r table, p partitioned table, v view, m materialized view, f foreign table. */
+export async function readRelationKind(db: Queryable, schema: string, table: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ kind: string }>(
+    `SELECT c.relkind::text AS kind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
+    [schema, table],
+  )
+  return rows[0]?.kind
+}
+
+export async function hasDatabasePrivilege(db: Queryable, privilege: 'CREATE' | 'TEMP'): Promise<boolean> {
+  const { rows } = await db.query<{ ok: boolean }>('SELECT has_database_privilege(current_database(), $1) AS ok', [privilege])
+  return rows[0]!.ok
+}

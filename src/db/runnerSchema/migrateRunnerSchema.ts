@@ -29,9 +29,13 @@ function newerThanKnown(rs: RunnerSchema, found: SchemaVersion): TargetError {
 /** Applies the migrations this database has not run yet, in one transaction; returns the versions before and after. */
 export async function migrateRunnerSchema(db: Pick<Database, 'transaction'>, rs: RunnerSchema): Promise<{ from: number; to: number }> {
   return db.transaction(async (tx) => {
-    await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${rs.ident}`)
     // Two installers at once: the second waits here, then finds the work done.
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`runner schema ${rs.name}`])
+    const { rows: schema } = await tx.query<{ exists: boolean }>(
+      'SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists',
+      [rs.name],
+    )
+    if (!schema[0]!.exists) await tx.exec(`CREATE SCHEMA ${rs.ident}`)
     await tx.exec(`CREATE TABLE IF NOT EXISTS ${rs.migrations} (
       version int PRIMARY KEY,
       description text NOT NULL,
@@ -43,6 +47,8 @@ export async function migrateRunnerSchema(db: Pick<Database, 'transaction'>, rs:
       await tx.exec(migration.sql(rs.ident))
       await tx.query(`INSERT INTO ${rs.migrations} (version, description) VALUES ($1, $2)`, [migration.version, migration.description])
     }
+    // Only a schema the runner created itself is ever dropped by uninstall.
+    if (!schema[0]!.exists) await recordCreated(tx, rs, { kind: 'schema', schema_name: rs.name, name: rs.name })
     return { from: found.version, to: LATEST_SCHEMA_VERSION }
   })
 }
@@ -65,4 +71,29 @@ export async function requireSchemaVersion(db: Queryable, rs: RunnerSchema): Pro
         'run `runner start <plan>` (its pipeline batch upgrades the schema), then start the workers again',
     )
   }
+}
+
+export interface CreatedObject {
+  kind: 'schema' | 'function' | 'trigger'
+  schema_name: string
+  name: string
+  /** For a trigger: the table it is on. */
+  on_table?: string
+}
+
+/** Adds an object to the runner's record of what it created (idempotent). */
+export async function recordCreated(db: Queryable, rs: RunnerSchema, object: CreatedObject): Promise<void> {
+  await db.query(`INSERT INTO ${rs.created} (kind, schema_name, name, on_table) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [
+    object.kind,
+    object.schema_name,
+    object.name,
+    object.on_table ?? '',
+  ])
+}
+
+export async function readCreated(db: Queryable, rs: RunnerSchema): Promise<CreatedObject[]> {
+  const { rows } = await db.query<CreatedObject>(
+    `SELECT kind, schema_name, name, nullif(on_table, '') AS on_table FROM ${rs.created} ORDER BY created_at, kind, name`,
+  )
+  return rows.map((r) => ({ ...r, on_table: r.on_table ?? undefined }))
 }

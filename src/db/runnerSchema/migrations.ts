@@ -46,6 +46,31 @@ CREATE TABLE IF NOT EXISTS ${s}.embedding_meta (
   PRIMARY KEY (table_name, row_key)
 );`,
   },
+  {
+    version: 2,
+    description: 'the record of what the runner created, and the model each column is embedded with',
+    sql: (s) => `
+-- Every object the runner created outside its own tables, so uninstall removes exactly those.
+-- A trigger is named with the table it is on (schema_name.on_table); a function or schema by its name.
+CREATE TABLE ${s}.created_objects (
+  kind text NOT NULL CHECK (kind IN ('schema', 'function', 'trigger')),
+  schema_name text NOT NULL,
+  name text NOT NULL,
+  on_table text NOT NULL DEFAULT '',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (kind, schema_name, name, on_table)
+);
+-- One model per column: every writer checks this row before it writes a vector.
+CREATE TABLE ${s}.column_models (
+  table_name text NOT NULL,
+  column_name text NOT NULL,
+  provider text NOT NULL,
+  model text NOT NULL,
+  dimensions int NOT NULL,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (table_name, column_name)
+);`,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)!.version

@@ -10,8 +10,12 @@ export const FAILED_TABLE = 'embedding_failures'
 export const META_TABLE = 'embedding_meta'
 /** Which migrations have run: its presence marks the schema as the runner's. */
 export const MIGRATIONS_TABLE = 'schema_migrations'
+/** What the runner created beyond its own tables (schema, capture functions, triggers). */
+export const CREATED_TABLE = 'created_objects'
+/** The model and dimensions each target column is embedded with. */
+export const MODELS_TABLE = 'column_models'
 /** The tables of the runner's schema, in the order uninstall drops them. */
-export const RUNNER_TABLES = [QUEUE_TABLE, FAILED_TABLE, META_TABLE, MIGRATIONS_TABLE] as const
+export const RUNNER_TABLES = [QUEUE_TABLE, FAILED_TABLE, META_TABLE, MODELS_TABLE, CREATED_TABLE, MIGRATIONS_TABLE] as const
 
 /** BEFORE INSERT OR UPDATE OF the text columns: nulls the stale embedding and queues the row. */
 export const CAPTURE_TRIGGER = 'runner_enqueue_embedding'
@@ -30,6 +34,8 @@ export interface RunnerSchema {
   failed: string
   meta: string
   migrations: string
+  created: string
+  models: string
   /** The NOTIFY channel the capture triggers wake the workers on. */
   channel: string
   /** The capture trigger function of one target table, qualified and quoted. */
@@ -46,6 +52,8 @@ export function runnerSchema(name: string): RunnerSchema {
     failed: qualified(FAILED_TABLE),
     meta: qualified(META_TABLE),
     migrations: qualified(MIGRATIONS_TABLE),
+    created: qualified(CREATED_TABLE),
+    models: qualified(MODELS_TABLE),
     channel: `${name}_embedding`,
     captureFunction: (t) => qualified(captureFunctionName(t)),
   }

@@ -1,8 +1,9 @@
 import { z } from 'zod'
 import type { CursorSpec } from '../../checkpoint/session.ts'
-import type { Target } from '../../db/target.ts'
+import type { Target, TextRow } from '../../db/target.ts'
 import type { EmbeddingProvider } from '../../embeddings/provider.ts'
-import { Interrupted, ProviderError, WorkError } from '../../errors.ts'
+import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors.ts'
+import { bindColumnModels, rebindColumnModel } from '../../db/runnerSchema/columnModels.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
 import { writeEmbeddings } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
@@ -28,7 +29,18 @@ const outputSchema = z.object({
   provider: z.string(),
   model: z.string(),
   estimate: estimateSchema,
-  tables: z.array(z.object({ table: z.string(), written: z.number().int(), failed: z.number().int(), remaining_null: z.number().int() })),
+  tables: z.array(
+    z.object({
+      table: z.string(),
+      written: z.number().int(),
+      /** Stored vectors embedded again: another model's (after --change-model), or of unknown origin that did not match. */
+      reembedded: z.number().int().default(0),
+      /** Stored vectors of unknown origin that a sample proved to be this model's, recorded as such. */
+      adopted: z.number().int().default(0),
+      failed: z.number().int(),
+      remaining_null: z.number().int(),
+    }),
+  ),
   failures: z.array(failureSchema),
   seconds: z.number(),
 })
@@ -42,6 +54,10 @@ const cursorSchema = z.object({
   failedCount: z.record(z.string(), z.number().int()),
   estimate: estimateSchema.optional(),
   seconds: z.number(),
+  /** Added without a new cursor format: an older cursor simply lacks them (nothing re-embedded yet). */
+  foreign_after: z.record(z.string(), z.string().nullable()).optional(),
+  reembedded: z.record(z.string(), z.number().int()).optional(),
+  adopted: z.record(z.string(), z.number().int()).optional(),
 })
 type Cursor = z.infer<typeof cursorSchema>
 const cursorSpec: CursorSpec<Cursor> = { version: 1, schema: cursorSchema }
@@ -91,30 +107,90 @@ async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promis
 }
 
 /** Embeds one table's NULL rows page by page from the cursor, saving it after every batch. */
-async function backfillTable(
+/** A page of rows to embed after a key: the NULL rows, or the rows whose vector is not this model's. */
+type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
+
+/** Embeds one table's rows page by page from the cursor of this phase, saving the cursor after every batch. */
+async function embedPages(
   ctx: StepContext<Cursor>,
   t: Target,
   cursor: Cursor,
+  phase: 'after' | 'foreign_after',
+  readPage: ReadPage,
   onBatch: (rows: number) => void,
   elapsed: () => number,
-): Promise<void> {
+): Promise<number> {
   const provider = ctx.embeddings()
+  const positions = (cursor[phase] ??= {})
+  let writtenHere = 0
   for (;;) {
-    const rows = await t.readNullPage(ctx.db, cursor.after[t.name] ?? null, ctx.plan.embedding.batch_size)
-    if (rows.length === 0) return
+    const rows = await readPage(positions[t.name] ?? null, ctx.plan.embedding.batch_size)
+    if (rows.length === 0) return writtenHere
     // The batch in flight finishes on SIGINT, is written and checkpointed; the loop then stops.
     const result = await provider.embed(rows.map((r) => r.text))
     const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-    const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model)
+    const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model, ctx.writes)
     for (const f of result.failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
-    cursor.after[t.name] = rows.at(-1)!.key
-    cursor.written[t.name] = (cursor.written[t.name] ?? 0) + written.length
+    positions[t.name] = rows.at(-1)!.key
+    writtenHere += written.length
+    const counter = phase === 'after' ? cursor.written : (cursor.reembedded ??= {})
+    counter[t.name] = (counter[t.name] ?? 0) + written.length
     cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + result.failures.length
     ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
     onBatch(rows.length)
     if (ctx.signal.aborted) throw new Interrupted()
+  }
+}
+
+const SAME_MODEL_COSINE = 0.99
+
+/**
+ * Vectors with no record of their model: a sample of them is compared with what this model
+ * gives for the same texts. When every one matches, all of them are recorded as this model's
+ * (adopted); otherwise they are embedded again by the phase that follows.
+ */
+async function adoptUnknownOrigin(ctx: StepContext<Cursor>, t: Target): Promise<{ adopted: number; reembed: boolean }> {
+  const provider = ctx.embeddings()
+  const sample = await t.sampleUnknownOrigin(ctx.db, ctx.runnerSchema.meta, 5)
+  if (sample.length === 0) return { adopted: 0, reembed: false }
+  const fresh = await provider.embed(sample.map((r) => r.text))
+  const cosine = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i]!, 0) / (Math.hypot(...a) * Math.hypot(...b) || 1)
+  const same = sample.every((r, i) => fresh.vectors[i] && cosine(JSON.parse(r.vector) as number[], fresh.vectors[i]!) >= SAME_MODEL_COSINE)
+  if (!same) {
+    ctx.log(
+      `  ${t.name}: stored vectors of unknown origin do not match ${provider.model} on a sample of ${sample.length}: they are embedded again`,
+    )
+    return { adopted: 0, reembed: true }
+  }
+  const { rows } = await ctx.db.query<{ n: number }>(
+    `WITH adopted AS (
+       INSERT INTO ${ctx.runnerSchema.meta} (table_name, row_key, content_hash, model)
+       SELECT $1, t.${t.key}::text, ${t.hash('t')}, $2 FROM ${t.table} t
+       WHERE t.${t.embedding} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${ctx.runnerSchema.meta} m WHERE m.table_name = $1 AND m.row_key = t.${t.key}::text)
+       ON CONFLICT DO NOTHING RETURNING 1
+     ) SELECT count(*)::int AS n FROM adopted`,
+    [t.name, provider.model],
+  )
+  ctx.log(
+    `  ${t.name}: ${rows[0]!.n} stored vectors of unknown origin match ${provider.model} on a sample of ${sample.length}: recorded as its own`,
+  )
+  return { adopted: rows[0]!.n, reembed: false }
+}
+
+/** Binds each column to this run's model; with --change-model, a column bound to another is bound to this one (its rows are embedded again). */
+async function bindModels(ctx: StepContext<Cursor>, targets: Target[], provider: EmbeddingProvider): Promise<void> {
+  const others = await bindColumnModels(ctx.db, ctx.runnerSchema, targets, provider)
+  if (others.length === 0) return
+  const describe = others.map((m) => `${m.table_name}.${m.column_name} holds embeddings of ${m.provider} ${m.model}`).join('; ')
+  if (!ctx.plan.embedding.change_model) throw new TargetError(`${describe}; this backfill would write ${provider.name} ${provider.model}`)
+  for (const m of others) {
+    const t = targets.find((x) => x.name === m.table_name && x.plan.embedding_column === m.column_name)!
+    await rebindColumnModel(ctx.db, ctx.runnerSchema, t, provider)
+    ctx.log(
+      `  ${t.name}.${m.column_name}: model changed from ${m.provider} ${m.model} to ${provider.name} ${provider.model} (--change-model); its rows are embedded again`,
+    )
   }
 }
 
@@ -128,6 +204,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     await installPipeline(db, ctx.runnerSchema, targets)
     const provider = ctx.embeddings()
     await checkProvider(provider, targets)
+    await bindModels(ctx, targets, provider)
 
     const cursor: Cursor = ctx.checkpoint.load() ?? { after: {}, written: {}, failures: [], failedCount: {}, seconds: 0 }
     if (!cursor.estimate) {
@@ -150,17 +227,45 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     const task = ctx.progress.start('backfill', Math.max(estimate.rows, done))
     const started = performance.now()
     const elapsed = () => cursor.seconds + (performance.now() - started) / 1000
+    const onBatch = (t: Target) => (rows: number) => task.update((done += rows), t.name)
     for (const t of targets) {
-      await backfillTable(ctx, t, cursor, (rows) => task.update((done += rows), t.name), elapsed)
+      await embedPages(ctx, t, cursor, 'after', (after, limit) => t.readNullPage(db, after, limit), onBatch(t), elapsed)
+      // Vectors that are not this model's: another model's after --change-model, and those of unknown origin unless kept or adopted.
+      const unknown = plan.embedding.unknown_vectors === 'reembed' ? await adoptUnknownOrigin(ctx, t) : { adopted: 0, reembed: false }
+      if (unknown.adopted) (cursor.adopted ??= {})[t.name] = (cursor.adopted[t.name] ?? 0) + unknown.adopted
+      const readForeign: ReadPage = (after, limit) =>
+        t.readForeignPage(db, ctx.runnerSchema.meta, provider.model, after, limit, unknown.reembed)
+      await embedPages(ctx, t, cursor, 'foreign_after', readForeign, onBatch(t), elapsed)
     }
     const seconds = elapsed()
     task.finish()
     const tables = []
     for (const t of targets) {
       const { nulls } = await t.counts(db)
-      tables.push({ table: t.name, written: cursor.written[t.name] ?? 0, failed: cursor.failedCount[t.name] ?? 0, remaining_null: nulls })
+      tables.push({
+        table: t.name,
+        written: cursor.written[t.name] ?? 0,
+        reembedded: cursor.reembedded?.[t.name] ?? 0,
+        adopted: cursor.adopted?.[t.name] ?? 0,
+        failed: cursor.failedCount[t.name] ?? 0,
+        remaining_null: nulls,
+      })
     }
     return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds }
+  },
+
+  async preview(ctx) {
+    const provider = ctx.embeddings()
+    const estimate = await estimateCost(ctx, ctx.targets)
+    const lines = [
+      `embeds with ${provider.name} ${provider.model} (${provider.dimensions} dimensions), ${ctx.plan.embedding.batch_size} texts a request, ${ctx.writes.suppressTriggers ? "the application's triggers kept quiet (session_replication_role = replica)" : "the application's triggers firing"}`,
+      `${estimate.rows.toLocaleString('en-US')} NULL rows, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer})`,
+    ]
+    for (const t of ctx.targets) {
+      const { rows, nulls } = await t.counts(ctx.db)
+      lines.push(`${t.name}.${t.plan.embedding_column}: ${nulls.toLocaleString('en-US')} of ${rows.toLocaleString('en-US')} rows NULL`)
+    }
+    return lines
   },
 
   summarize(o) {
@@ -176,9 +281,12 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       '',
       `Provider ${o.provider}, model ${o.model}. Estimated before the start: ${o.estimate.rows.toLocaleString('en-US')} rows, ~${o.estimate.tokens.toLocaleString('en-US')} tokens, ${o.estimate.usd === null ? 'price unknown' : `$${o.estimate.usd.toFixed(4)}`} (${o.estimate.tokenizer}).`,
       '',
-      '| table | embeddings written | rows failed | rows still NULL |',
-      '| --- | --- | --- | --- |',
-      ...o.tables.map((t) => `| ${t.table} | ${t.written.toLocaleString('en-US')} | ${t.failed} | ${t.remaining_null} |`),
+      "| table | NULL rows embedded | vectors not of this model, embedded again | unknown-origin vectors proved this model's | rows failed | rows still NULL |",
+      '| --- | --- | --- | --- | --- | --- |',
+      ...o.tables.map(
+        (t) =>
+          `| ${t.table} | ${t.written.toLocaleString('en-US')} | ${t.reembedded.toLocaleString('en-US')} | ${t.adopted.toLocaleString('en-US')} | ${t.failed} | ${t.remaining_null} |`,
+      ),
       '',
       ...(o.failures.length ? ['## Failed rows', '', ...o.failures.map((f) => `- ${f.table} key ${f.key}: ${f.reason}`), ''] : []),
     ].join('\n'),

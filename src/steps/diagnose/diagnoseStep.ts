@@ -1,12 +1,16 @@
 import { resolve } from 'node:path'
 import { readExtension, readServerVersion } from '../../db/catalog/readExtension.ts'
-import { readPrivileges } from '../../db/catalog/readPrivileges.ts'
-import { readTriggers } from '../../db/catalog/readTriggers.ts'
+import { canSuppressTriggers, readPrivileges } from '../../db/catalog/readPrivileges.ts'
+import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../../db/catalog/readTriggers.ts'
 import { readVectorColumns } from '../../db/catalog/readVectorColumns.ts'
 import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
+import type { Trigger } from '../../db/catalog/vocabulary.ts'
 import type { Queryable } from '../../db/database.ts'
 import { explainNearest } from '../../db/explainNearest.ts'
-import { countColumn } from '../../db/target.ts'
+import { readColumnModels } from '../../db/runnerSchema/columnModels.ts'
+import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
+import { CAPTURE_TRIGGER, type RunnerSchema } from '../../db/runnerSchema/objects.ts'
+import { countColumn, type Target } from '../../db/target.ts'
 import { countWorkers, readQueueHealth } from '../../pipeline/queue.ts'
 import type { Plan } from '../../plan/schema.ts'
 import type { Step } from '../step.ts'
@@ -30,6 +34,52 @@ async function measureVectorColumns(db: Queryable, plan: Plan): Promise<VectorCo
   return columns
 }
 
+/** A trigger writes the embedding column when it is the runner's capture, or its function assigns NEW.<column>. */
+function writesColumn(trigger: TriggerDetail, column: string): boolean {
+  if (trigger.name === CAPTURE_TRIGGER) return true
+  const name = column.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return new RegExp(`NEW\\s*\\.\\s*("?)${name}\\1\\s*:?=`, 'i').test(trigger.source)
+}
+
+/** Counts, vector origin, and what writes or would be set off by a write, for one target column. */
+async function measureTarget(db: Queryable, plan: Plan, rs: RunnerSchema, t: Target, found: VectorColumn | undefined) {
+  const { rows, nulls } = found ?? (await t.counts(db))
+  const { schema, table, key, embedding_column: column, text_columns, distance } = t.plan
+  const bound = (await readColumnModels(db, rs)).find((m) => m.table_name === t.name && m.column_name === column)
+  const model = bound?.model ?? plan.embedding.model
+  const installed = (await readSchemaVersion(db, rs)).version > 0
+  const origin = t.vector ? { model, ...(await t.originCounts(db, installed ? rs.meta : null, model)) } : null
+  const measured: TargetColumn = {
+    schema,
+    table,
+    key,
+    column,
+    text_columns,
+    distance,
+    type: t.vector?.type ?? null,
+    dimensions: t.vector?.dimensions ?? null,
+    rows,
+    nulls,
+    origin,
+  }
+  const triggers = await readTriggerDetails(db, schema, table)
+  const writing: Trigger[] = triggers
+    .filter((tr) => writesColumn(tr, column))
+    .map(({ table, name, definition }) => ({ table, name, definition }))
+  const firing = triggers
+    .filter((tr) => firesOnEmbeddingWrite(tr, column))
+    .map(({ table, name, enabled, function: fn, language, source, definition }) => ({
+      table,
+      name,
+      enabled,
+      function: fn,
+      language,
+      source,
+      definition,
+    }))
+  return { measured, writing, firing }
+}
+
 export const diagnoseStep: Step<DiagnoseOutput> = {
   name: 'diagnose',
   output: diagnoseOutputSchema,
@@ -37,23 +87,15 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
   async run({ db, plan, targets, runnerSchema, log, writeArtifact }) {
     const vectorColumns = await measureVectorColumns(db, plan)
     const measuredTargets: TargetColumn[] = []
+    const writing: Trigger[] = []
+    const firing: DiagnoseOutput['side_effects']['triggers'] = []
     const queryPlans: QueryPlan[] = []
     for (const t of targets) {
       const found = vectorColumns.find((c) => `${c.schema}.${c.table}` === t.name && c.column === t.plan.embedding_column)
-      const { rows, nulls } = found ?? (await t.counts(db))
-      const { schema, table, key, embedding_column: column, text_columns, distance } = t.plan
-      measuredTargets.push({
-        schema,
-        table,
-        key,
-        column,
-        text_columns,
-        distance,
-        type: t.vector?.type ?? null,
-        dimensions: t.vector?.dimensions ?? null,
-        rows,
-        nulls,
-      })
+      const target = await measureTarget(db, plan, runnerSchema, t, found)
+      measuredTargets.push(target.measured)
+      writing.push(...target.writing)
+      firing.push(...target.firing)
       if (!t.vector) continue
       const explained = await explainNearest(db, t, t.search('full'))
       queryPlans.push(explained)
@@ -67,17 +109,20 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       vector_columns: vectorColumns,
       targets: measuredTargets,
       indexes: await readVectorIndexes(db, vectorColumns),
-      writers: {
-        triggers: await readTriggers(db, plan.target.tables),
-        queue: await readQueueHealth(db, runnerSchema),
-        workers_connected: await countWorkers(db),
-      },
+      writers: { triggers: writing, queue: await readQueueHealth(db, runnerSchema), workers_connected: await countWorkers(db) },
+      side_effects: { can_suppress_triggers: await canSuppressTriggers(db), triggers: firing },
       query_plans: queryPlans,
       privileges: await readPrivileges(db, plan.target.runner_schema, plan.target.tables),
       source_references: plan.target.app_source ? scanSource(resolve(plan.target.app_source)) : [],
     }
     writeArtifact('explain.txt', queryPlans.map((q) => `-- ${q.table}.${q.column}\n${q.sql}\n\n${q.plan}\n`).join('\n'))
     return { ...measured, ...findFindings(plan, measured) }
+  },
+
+  async preview({ targets }) {
+    return [
+      `reads the catalog, counts and EXPLAINs the nearest-10 query of ${targets.map((t) => t.name).join(', ')}, in one READ ONLY transaction`,
+    ]
   },
 
   summarize(output) {

@@ -27,7 +27,7 @@ type Rule = (plan: Plan, m: Measured, add: (f: Finding) => void) => void
 export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; root_cause: string } {
   const findings: Finding[] = []
   const add = (f: Finding) => findings.push(f)
-  for (const rule of [extensionRule, targetRule, queueRule, privilegesRule, untargetedRule]) rule(plan, m, add)
+  for (const rule of [extensionRule, targetRule, originRule, sideEffectsRule, queueRule, privilegesRule, untargetedRule]) rule(plan, m, add)
   return { findings, root_cause: rootCause(m, findings) }
 }
 
@@ -176,6 +176,46 @@ function scanRule(m: Measured, t: TargetMeasured, add: (f: Finding) => void): vo
       recommendation: 'an HNSW index with the matching operator class lets the planner use an index scan',
     })
   }
+}
+
+const originRule: Rule = (plan, m, add) => {
+  for (const t of m.targets) {
+    const o = t.origin
+    if (!o || (o.unknown === 0 && o.other_model === 0)) continue
+    add({
+      code: 'FOREIGN_EMBEDDINGS',
+      severity: 'warning',
+      table: `${t.schema}.${t.table}`,
+      column: t.column,
+      evidence: `${n(o.unknown + o.other_model)} of ${n(o.embedded)} stored vectors were not made by ${o.model}: ${n(o.unknown)} of unknown origin (no record of their model), ${n(o.other_model)} of another model; search ranks them against the model's query vectors all the same`,
+      recommendation:
+        plan.embedding.unknown_vectors === 'keep'
+          ? 'embedding.unknown_vectors is keep: they stay as they are; set it to reembed to have the backfill check and replace them'
+          : 'the backfill compares a sample of them with what the model gives for their text, and embeds them again unless they match (embedding.unknown_vectors: keep leaves them)',
+    })
+  }
+}
+
+const sideEffectsRule: Rule = (plan, m, add) => {
+  if (m.side_effects.triggers.length === 0) return
+  const list = m.side_effects.triggers
+    .map(
+      (t) =>
+        `${t.name} on ${t.table} (${t.function}, ${t.language}${t.enabled !== 'O' ? `, ENABLE ${t.enabled === 'A' ? 'ALWAYS' : 'REPLICA'}` : ''})`,
+    )
+    .join('; ')
+  const quiet = m.side_effects.can_suppress_triggers && m.side_effects.triggers.every((t) => t.enabled === 'O')
+  add({
+    code: 'APPLICATION_TRIGGERS',
+    severity: quiet || plan.target.application_triggers === 'fire' ? 'info' : 'error',
+    evidence: `an UPDATE of the embedding column fires the application's own triggers: ${list}`,
+    recommendation:
+      plan.target.application_triggers === 'fire'
+        ? 'target.application_triggers is fire: they will fire on every embedding the runner writes, as chosen'
+        : quiet
+          ? 'the runner writes with session_replication_role = replica, so they do not fire'
+          : 'the runner cannot keep them quiet: GRANT SET ON PARAMETER session_replication_role to the role (PostgreSQL 15+) or run as a superuser, or set target.application_triggers: fire',
+  })
 }
 
 const queueRule: Rule = (plan, m, add) => {

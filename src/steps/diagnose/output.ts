@@ -30,6 +30,8 @@ export const FINDING_CODES = [
   'SEQUENTIAL_SCAN',
   'UNTARGETED_VECTOR_COLUMN',
   'MISSING_PRIVILEGES',
+  'FOREIGN_EMBEDDINGS',
+  'APPLICATION_TRIGGERS',
 ] as const
 
 export const findingSchema = z.object({
@@ -62,6 +64,17 @@ export const targetColumnSchema = z.object({
   dimensions: z.number().int().nullable(),
   rows: z.number().int(),
   nulls: z.number().int(),
+  /** Where the stored vectors come from, by the runner's metadata, against the model the column is bound to (or the plan's). */
+  origin: z
+    .object({
+      model: z.string(),
+      embedded: z.number().int(),
+      this_model: z.number().int(),
+      other_model: z.number().int(),
+      unknown: z.number().int(),
+      stale: z.number().int(),
+    })
+    .nullable(),
 })
 export type TargetColumn = z.infer<typeof targetColumnSchema>
 
@@ -75,6 +88,21 @@ export const diagnoseOutputSchema = z.object({
     triggers: z.array(triggerSchema),
     queue: z.object({ pending: z.number().int(), oldest_pending_seconds: z.number().nullable(), failed: z.number().int() }).nullable(),
     workers_connected: z.number().int(),
+  }),
+  /** What an embedding write would set off in the application, and whether the runner may keep it quiet. */
+  side_effects: z.object({
+    can_suppress_triggers: z.boolean(),
+    triggers: z.array(
+      z.object({
+        table: z.string(),
+        name: z.string(),
+        enabled: z.string(),
+        function: z.string(),
+        language: z.string(),
+        source: z.string(),
+        definition: z.string(),
+      }),
+    ),
   }),
   query_plans: z.array(queryPlanSchema),
   /** What the connected role may do that later batches need: per table, and for the runner's schema. */

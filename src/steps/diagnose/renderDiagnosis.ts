@@ -45,9 +45,32 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     '## What writes embeddings',
     '',
-    `- triggers on the target tables: ${o.writers.triggers.length ? o.writers.triggers.map((t) => `${t.table}: ${t.name}`).join('; ') : 'none'}`,
+    `- triggers that write the embedding column: ${o.writers.triggers.length ? o.writers.triggers.map((t) => `${t.table}: ${t.name}`).join('; ') : 'none'}`,
     `- the runner's queue: ${o.writers.queue ? `${n(o.writers.queue.pending)} pending (oldest ${Math.round(o.writers.queue.oldest_pending_seconds ?? 0)} s), ${n(o.writers.queue.failed)} failed` : 'not installed'}`,
     `- workers connected: ${o.writers.workers_connected}`,
+    '',
+    '## Where the stored vectors come from',
+    '',
+    '| column | model | embedded | by that model | by another | unknown origin | text changed since |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...o.targets.flatMap((t) =>
+      t.origin
+        ? [
+            `| ${t.schema}.${t.table}.${t.column} | ${t.origin.model} | ${n(t.origin.embedded)} | ${n(t.origin.this_model)} | ${n(t.origin.other_model)} | ${n(t.origin.unknown)} | ${n(t.origin.stale)} |`,
+          ]
+        : [],
+    ),
+    '',
+    '## What an embedding write would set off',
+    '',
+    o.side_effects.triggers.length === 0
+      ? "No trigger of the application's fires on an UPDATE of the embedding columns."
+      : `The application's triggers that an UPDATE of the embedding column fires (the runner ${o.side_effects.can_suppress_triggers ? 'may' : '**may not**'} keep them quiet with session_replication_role = replica; ENABLE ALWAYS and ENABLE REPLICA triggers fire regardless):`,
+    '',
+    ...o.side_effects.triggers.flatMap((t) => [
+      `- \`${t.name}\` on ${t.table}, enabled ${t.enabled}, runs ${t.function} (${t.language}): \`${t.definition}\``,
+      `  \`\`\`\n  ${t.source.trim().split('\n').slice(0, 6).join('\n  ')}\n  \`\`\``,
+    ]),
     '',
     '## Rights of the connected role',
     '',

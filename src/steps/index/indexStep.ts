@@ -219,6 +219,17 @@ export const indexStep: Step<IndexOutput> = {
     return { indexes, migrations }
   },
 
+  async preview(ctx) {
+    const freeMb = await machineFreeMb(ctx.db)
+    const lines: string[] = []
+    for (const target of ctx.targets) {
+      const p = await planIndex(ctx, target, freeMb)
+      lines.push(`${target.name}.${target.plan.embedding_column}: ${p.decision.action} (${p.decision.reason})`)
+      if (needsBuild(p)) lines.push(`  SET maintenance_work_mem = '${p.memory.chosenMb}MB'; ${p.statement.create}`)
+    }
+    return lines
+  },
+
   summarize(output) {
     const count = (action: string) => output.indexes.filter((i) => i.action === action).length
     const parts = (['created', 'rebuilt', 'replaced', 'kept', 'mismatch_reported'] as const)

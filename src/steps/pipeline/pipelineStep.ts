@@ -1,6 +1,8 @@
 import { z } from 'zod'
 import { readTableNames } from '../../db/catalog/readSettings.ts'
-import { FAILED_TABLE, META_TABLE, QUEUE_TABLE, TRIGGER_NAMES } from '../../db/runnerSchema/objects.ts'
+import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
+import { MIGRATIONS } from '../../db/runnerSchema/migrations.ts'
+import { CAPTURE_TRIGGER, DEQUEUE_TRIGGER, FAILED_TABLE, META_TABLE, QUEUE_TABLE, TRIGGER_NAMES } from '../../db/runnerSchema/objects.ts'
 import { installPipeline, readCaptureTriggers } from '../../pipeline/installPipeline.ts'
 import { queueBacklog } from '../../pipeline/queue.ts'
 import type { Step } from '../step.ts'
@@ -40,6 +42,21 @@ export const pipelineStep: Step<PipelineOutput> = {
       queue_pending: (await queueBacklog(db, rs)).pending,
       worker_command: 'runner worker <plan>',
     }
+  },
+
+  async preview({ db, targets, runnerSchema: rs }) {
+    const { version, latest } = await readSchemaVersion(db, rs)
+    return [
+      version === latest
+        ? `schema ${rs.name} at version ${latest}: nothing to migrate`
+        : `schema ${rs.name}: migrations ${version + 1} to ${latest} (${MIGRATIONS.filter((m) => m.version > version)
+            .map((m) => m.description)
+            .join('; ')})`,
+      ...targets.map(
+        (t) =>
+          `CREATE OR REPLACE FUNCTION ${rs.captureFunction(t.plan)}(); CREATE TRIGGER ${CAPTURE_TRIGGER} BEFORE INSERT OR UPDATE OF ${t.textColumns} ON ${t.table}; CREATE TRIGGER ${DEQUEUE_TRIGGER} AFTER DELETE ON ${t.table}`,
+      ),
+    ]
   },
 
   summarize: (o) =>

@@ -82,13 +82,21 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
     })
   }
   if (c.auto_embed_within_seconds !== null) {
-    const all = tables.every((t) => t.auto_embed?.measured)
+    // Both halves: the capture queues new and changed rows (proved where the check was by requeue), and a worker embeds them.
+    const captured = (t: TableValidation) => t.auto_embed?.capture?.proved !== false
+    const all = tables.every((t) => t.auto_embed?.measured && captured(t))
     results.push({
       id: 'auto_embed',
-      description: 'a new row is embedded automatically',
+      description: 'new and changed rows are embedded automatically',
       threshold: `within ${c.auto_embed_within_seconds} s`,
       measured: per((t) =>
-        t.auto_embed?.measured ? `${ms(t.auto_embed.delay_ms!)}` : `not embedded: ${t.auto_embed?.reason ?? 'not checked'}`,
+        !t.auto_embed
+          ? 'not checked'
+          : !captured(t)
+            ? `capture not proved: ${t.auto_embed.capture!.detail}`
+            : t.auto_embed.measured
+              ? `${ms(t.auto_embed.delay_ms!)}${t.auto_embed.capture ? ', capture proved' : ''}`
+              : `not embedded: ${t.auto_embed.reason}`,
       ),
       passed: all,
     })

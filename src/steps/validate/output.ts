@@ -36,7 +36,16 @@ export const tableValidationSchema = z.object({
     })
     .nullable(),
   relevance: z.object({ queries: z.number().int(), k: z.number().int(), recall_at_k: z.number(), mrr: z.number() }).nullable(),
-  auto_embed: z.object({ measured: z.boolean(), delay_ms: z.number().nullable(), reason: z.string().nullable() }).nullable(),
+  auto_embed: z
+    .object({
+      measured: z.boolean(),
+      delay_ms: z.number().nullable(),
+      reason: z.string().nullable(),
+      method: z.enum(['requeue', 'insert_row']),
+      /** The capture trigger proved on a rolled-back copy of the table (requeue only). */
+      capture: z.object({ proved: z.boolean(), detail: z.string() }).nullable(),
+    })
+    .nullable(),
 })
 export type TableValidation = z.infer<typeof tableValidationSchema>
 

@@ -3,11 +3,13 @@ import type { CursorSpec } from '../../checkpoint/session.ts'
 import type { Queryable } from '../../db/database.ts'
 import { readTableColumns } from '../../db/catalog/readTableColumns.ts'
 import { quoteIdent } from '../../db/quote.ts'
+import type { RunnerSchema } from '../../db/runnerSchema/objects.ts'
 import type { Target } from '../../db/target.ts'
 
-// Auto-embedding end to end: insert a probe row through the application's table (a copy of
-// an existing row with a probe text, its key from the table's own default), wait for a worker
-// to embed it, measure the delay, delete the probe.
+// Auto-embedding end to end, timed: by default an existing row queued again (requeueProbe,
+// nothing written to the application's table but its embedding); on the plan's explicit
+// choice (validate.auto_embed_check: insert_row) a probe row inserted through the
+// application's table, a copy of an existing row with a probe text, then deleted.
 
 export type ProbeResult = { measured: true; delay_ms: number; key: string } | { measured: false; reason: string; key?: string }
 
@@ -71,5 +73,34 @@ export async function probeAutoEmbedding(
     }
   } finally {
     await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
+  }
+}
+
+/**
+ * The worker half, without writing to the application's table: an existing row is queued for
+ * re-embedding, and timed until a worker has written its embedding again (its metadata says
+ * when). The row's text is unchanged, so is its embedding's meaning.
+ */
+export async function requeueProbe(db: Queryable, rs: RunnerSchema, t: Target, withinSeconds: number): Promise<ProbeResult> {
+  const { rows } = await db.query<{ key: string }>(`SELECT ${t.key}::text AS key FROM ${t.table} WHERE ${t.embedding} IS NOT NULL LIMIT 1`)
+  const key = rows[0]?.key
+  if (key === undefined) return { measured: false, reason: `${t.name} has no embedded row to queue again` }
+  const { rows: queued } = await db.query<{ at: string }>(
+    `INSERT INTO ${rs.queue} (table_name, row_key) VALUES ($1, $2)
+     ON CONFLICT (table_name, row_key) DO UPDATE SET enqueued_at = now(), run_at = now(), attempts = 0, locked_by = NULL, locked_at = NULL, last_error = NULL
+     RETURNING clock_timestamp()::text AS at`,
+    [t.name, key],
+  )
+  await db.query('SELECT pg_notify($1, $2)', [rs.channel, t.name])
+  const started = performance.now()
+  for (;;) {
+    const { rows: done } = await db.query<{ done: boolean }>(
+      `SELECT embedded_at >= $3::timestamptz AS done FROM ${rs.meta} WHERE table_name = $1 AND row_key = $2`,
+      [t.name, key, queued[0]!.at],
+    )
+    if (done[0]?.done) return { measured: true, delay_ms: performance.now() - started, key }
+    if (performance.now() - started > withinSeconds * 1000)
+      return { measured: false, reason: `row ${key} queued again was not embedded within ${withinSeconds} s`, key }
+    await new Promise((r) => setTimeout(r, 20))
   }
 }

@@ -46,7 +46,13 @@ export function renderValidation(o: ValidateOutput): string {
       )
     if (t.auto_embed)
       lines.push(
-        `- auto-embedding: ${t.auto_embed.measured ? `a probe row was embedded ${ms(t.auto_embed.delay_ms!)} after its insert` : `not embedded: ${t.auto_embed.reason}`}`,
+        `- auto-embedding: ${
+          t.auto_embed.measured
+            ? t.auto_embed.method === 'requeue'
+              ? `an existing row queued again was embedded by a worker ${ms(t.auto_embed.delay_ms!)} later`
+              : `a probe row was embedded ${ms(t.auto_embed.delay_ms!)} after its insert`
+            : `not embedded: ${t.auto_embed.reason}`
+        }${t.auto_embed.capture ? `; capture ${t.auto_embed.capture.proved ? 'proved' : '**not proved**'}: ${t.auto_embed.capture.detail}` : ''}`,
       )
     lines.push('')
   }

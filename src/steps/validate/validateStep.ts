@@ -17,7 +17,8 @@ import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { percentiles, recallAt10, runExact, runIndexed } from './measureSearch.ts'
 import { type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
-import { type Probe, probeAutoEmbedding, probesCursor, removeLeftoverProbes } from './probeAutoEmbedding.ts'
+import { type Probe, probeAutoEmbedding, probesCursor, removeLeftoverProbes, requeueProbe } from './probeAutoEmbedding.ts'
+import { proveCapture } from './proveCapture.ts'
 import { renderValidation } from './renderValidation.ts'
 
 // Batch 4 of the seed: measure, on the target database, everything the success criteria
@@ -160,26 +161,37 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
   ctx.log(`  auto-embedding check: worker ${note}`)
   const stop = new AbortController()
   const worker = startHere
-    ? runWorker({ db, plan, targets, provider: ctx.embeddings(), signal: stop.signal, log: () => {}, statsIntervalMs: 3_600_000 })
+    ? runWorker({
+        db,
+        plan,
+        targets,
+        provider: ctx.embeddings(),
+        writes: ctx.writes,
+        signal: stop.signal,
+        log: () => {},
+        statsIntervalMs: 3_600_000,
+      })
     : undefined
   const probes: Probe[] = []
+  const method = plan.validate.auto_embed_check
   try {
     for (const [i, t] of targets.entries()) {
+      const capture = method === 'requeue' ? await proveCapture(db, ctx.runnerSchema, t) : null
       if (!startHere && running === 0) {
-        tables[i]!.auto_embed = {
-          measured: false,
-          delay_ms: null,
-          reason: 'no worker is running: start `runner worker <plan>` or pass --with-worker',
-        }
+        const reason = 'no worker is running: start `runner worker <plan>` or pass --with-worker'
+        tables[i]!.auto_embed = { measured: false, delay_ms: null, reason, method, capture }
         continue
       }
-      const probe = await probeAutoEmbedding(db, t, withinSeconds, (inserted) => {
-        probes.push(inserted)
-        ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
-      })
+      const probe =
+        method === 'requeue'
+          ? await requeueProbe(db, ctx.runnerSchema, t, withinSeconds)
+          : await probeAutoEmbedding(db, t, withinSeconds, (inserted) => {
+              probes.push(inserted)
+              ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
+            })
       tables[i]!.auto_embed = probe.measured
-        ? { measured: true, delay_ms: probe.delay_ms, reason: null }
-        : { measured: false, delay_ms: null, reason: probe.reason }
+        ? { measured: true, delay_ms: probe.delay_ms, reason: null, method, capture }
+        : { measured: false, delay_ms: null, reason: probe.reason, method, capture }
     }
   } finally {
     stop.abort()
@@ -210,6 +222,15 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
     const within = plan.criteria.auto_embed_within_seconds
     const worker = within === null ? 'not needed (auto_embed criterion off)' : await checkAutoEmbedding(ctx, tables, within)
     return { database: db.kind, worker, labelled_queries: labelsPath, tables, criteria: judgeCriteria(plan, tables, db.kind) }
+  },
+
+  async preview({ plan, targets }) {
+    return [
+      `measures NULLs, index validity, EXPLAIN, latency over ${plan.validate.latency_queries} queries against ${plan.validate.exact_queries} exact scans, recall over hnsw.ef_search ${plan.validate.ef_search_candidates.join(', ')}`,
+      plan.validate.auto_embed_check === 'requeue'
+        ? `auto-embedding: the capture proved on a rolled-back copy of ${targets.map((t) => t.name).join(', ')}, one existing row each queued again for a worker; nothing written to the application's tables but that row's embedding`
+        : 'auto-embedding: a probe row inserted through each application table, then deleted (validate.auto_embed_check: insert_row)',
+    ]
   },
 
   summarize: (o) =>

@@ -1,0 +1,227 @@
+import { readPrivileges, canSuppressTriggers, hasDatabasePrivilege, isUniqueKey, readRelationKind } from '../db/catalog/readPrivileges.ts'
+import { readExtension } from '../db/catalog/readExtension.ts'
+import { readTableColumns } from '../db/catalog/readTableColumns.ts'
+import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../db/catalog/readTriggers.ts'
+import type { Queryable } from '../db/database.ts'
+import { foreignObjectsIn } from '../db/runnerSchema/foreignObjects.ts'
+import { readSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import { readColumnModels } from '../db/runnerSchema/columnModels.ts'
+import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
+import type { Target } from '../db/target.ts'
+import type { EmbeddingProvider } from '../embeddings/provider.ts'
+import type { WritePolicy } from '../pipeline/writeEmbeddings.ts'
+import { errorMessage } from '../errors.ts'
+import type { Plan, StepName } from '../plan/schema.ts'
+
+// Read before write: everything a read-only look at the target can refute is refused here,
+// before the first statement that changes anything, at start and at resume. Each refusal
+// names the plan path and the database object, and says how to fix it.
+
+export interface Refusal {
+  /** Where in the plan: target.tables[0].key */
+  path: string
+  /** What in the database: public.atoms.id */
+  object: string
+  problem: string
+}
+
+export interface PreflightResult {
+  refusals: Refusal[]
+  writes: WritePolicy
+  /** The application's triggers an embedding write would fire, unless suppressed. */
+  triggers: TriggerDetail[]
+}
+
+const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext', 'name'])
+
+async function checkTable(db: Queryable, t: Target, i: number, plan: Plan, refuse: (r: Refusal) => void): Promise<void> {
+  const at = (field: string) => `target.tables[${i}].${field}`
+  const kind = await readRelationKind(db, t.plan.schema, t.plan.table)
+  if (kind !== 'r' && kind !== 'p') {
+    refuse({
+      path: at('table'),
+      object: t.name,
+      problem: 'is not a table (a view or another kind of relation): the runner writes embeddings only into tables',
+    })
+  }
+  const columns = (await readTableColumns(db, t.plan.schema, t.plan.table)) ?? []
+  for (const [j, name] of t.plan.text_columns.entries()) {
+    const column = columns.find((c) => c.name === name)
+    if (column && !TEXT_TYPES.has(column.base_type) && !t.plan.cast_to_text.includes(name)) {
+      refuse({
+        path: at(`text_columns[${j}]`),
+        object: `${t.name}.${name}`,
+        problem: `is ${column.type}, not text: its values would be embedded as their text form. Name a text column, or list it in cast_to_text to embed its text form on purpose`,
+      })
+    }
+  }
+  const key = columns.find((c) => c.name === t.plan.key)
+  if (key && (!key.not_null || !(await isUniqueKey(db, t.plan.schema, t.plan.table, t.plan.key)))) {
+    refuse({
+      path: at('key'),
+      object: `${t.name}.${t.plan.key}`,
+      problem: `must be NOT NULL and unique on its own (a primary key or a unique index on that one column): the runner finds each row by it`,
+    })
+  }
+  if (!t.vector) {
+    const extension = await readExtension(db)
+    refuse({
+      path: at('embedding_column'),
+      object: `${t.name}.${t.plan.embedding_column}`,
+      problem: `is ${t.embeddingType}, not vector(${plan.embedding.dimensions})${extension.installed_version ? '' : ' (pgvector is not installed in this database: CREATE EXTENSION vector)'}`,
+    })
+  } else if (t.vector.dimensions !== plan.embedding.dimensions) {
+    refuse({
+      path: 'embedding.dimensions',
+      object: `${t.name}.${t.plan.embedding_column}`,
+      problem: `is ${t.embeddingType} but the plan's model ${plan.embedding.model} gives ${plan.embedding.dimensions} dimensions`,
+    })
+  }
+}
+
+async function checkRights(db: Queryable, plan: Plan, rs: RunnerSchema, steps: Set<StepName>, refuse: (r: Refusal) => void): Promise<void> {
+  const rights = await readPrivileges(db, rs.name, plan.target.tables)
+  const buildsOrInstalls = steps.has('index') || steps.has('pipeline') || steps.has('backfill')
+  for (const [i, table] of rights.tables.entries()) {
+    const missing = [
+      !table.select && 'SELECT',
+      !table.update && (steps.has('backfill') || steps.has('pipeline')) && 'UPDATE (the backfill and the worker write embeddings)',
+      !table.owner && buildsOrInstalls && 'ownership (CREATE INDEX and CREATE TRIGGER need the table owner)',
+    ].filter(Boolean)
+    if (missing.length) {
+      refuse({
+        path: `target.tables[${i}].table`,
+        object: table.table,
+        problem: `role ${rights.role} lacks ${missing.join('; ')}: GRANT it, or run as the owner`,
+      })
+    }
+  }
+  if ((steps.has('pipeline') || steps.has('backfill')) && !rights.can_create_runner_schema) {
+    refuse({
+      path: 'target.runner_schema',
+      object: `schema ${rs.name}`,
+      problem: `role ${rights.role} may not create it (CREATE on the database) nor create in it: GRANT CREATE ON DATABASE, or create the schema for it beforehand`,
+    })
+  }
+  if (steps.has('validate') && plan.criteria.auto_embed_within_seconds !== null && !(await hasDatabasePrivilege(db, 'TEMP'))) {
+    refuse({
+      path: 'criteria.auto_embed_within_seconds',
+      object: 'the database',
+      problem: `role ${rights.role} may not create temporary tables, which the auto-embedding check uses: GRANT TEMP, or set the criterion to null`,
+    })
+  }
+}
+
+async function checkRunnerSchema(db: Queryable, rs: RunnerSchema, refuse: (r: Refusal) => void): Promise<void> {
+  const version = await readSchemaVersion(db, rs)
+  if (version.version > version.latest) {
+    refuse({
+      path: 'target.runner_schema',
+      object: `schema ${rs.name}`,
+      problem: `is at version ${version.version}, written by a newer runner (this one knows up to ${version.latest}): upgrade runner`,
+    })
+  }
+  const foreign = await foreignObjectsIn(db, rs)
+  if (foreign.length) {
+    refuse({
+      path: 'target.runner_schema',
+      object: `schema ${rs.name}`,
+      problem: `holds what the runner did not create (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, and ${foreign.length - 5} more` : ''}): name a schema of the runner's own, such as runner`,
+    })
+  }
+}
+
+/** The model each column is bound to must be the one this run writes with. */
+async function checkModels(
+  db: Queryable,
+  rs: RunnerSchema,
+  targets: Target[],
+  provider: EmbeddingProvider,
+  refuse: (r: Refusal) => void,
+): Promise<void> {
+  const recorded = await readColumnModels(db, rs)
+  for (const [i, t] of targets.entries()) {
+    const bound = recorded.find((m) => m.table_name === t.name && m.column_name === t.plan.embedding_column)
+    if (bound && bound.model !== provider.model) {
+      refuse({
+        path: `target.tables[${i}].embedding_column`,
+        object: `${t.name}.${t.plan.embedding_column}`,
+        problem: `holds embeddings of ${bound.provider} ${bound.model}; this run would write ${provider.name} ${provider.model}, and one column holds one model's vectors. Use the same provider (--provider ${bound.provider}), or change the column's model on purpose with --change-model`,
+      })
+    }
+  }
+}
+
+async function checkTriggers(
+  db: Queryable,
+  plan: Plan,
+  targets: Target[],
+  refuse: (r: Refusal) => void,
+): Promise<{ writes: WritePolicy; triggers: TriggerDetail[] }> {
+  const triggers: TriggerDetail[] = []
+  for (const t of targets)
+    triggers.push(
+      ...(await readTriggerDetails(db, t.plan.schema, t.plan.table)).filter((tr) => firesOnEmbeddingWrite(tr, t.plan.embedding_column)),
+    )
+  if (plan.target.application_triggers === 'fire') return { writes: { suppressTriggers: false }, triggers }
+  const may = await canSuppressTriggers(db)
+  // ENABLE ALWAYS and ENABLE REPLICA triggers fire in replica mode too: nothing the runner may set keeps those quiet.
+  const unstoppable = triggers.filter((tr) => tr.enabled === 'A' || tr.enabled === 'R')
+  const blocking = may ? unstoppable : triggers
+  if (blocking.length) {
+    refuse({
+      path: 'target.application_triggers',
+      object: blocking.map((tr) => `trigger ${tr.name} on ${tr.table} (${tr.function})`).join(', '),
+      problem: may
+        ? 'would fire on every embedding the runner writes (ENABLE ALWAYS or ENABLE REPLICA); set target.application_triggers: fire to let them fire on purpose, or change how they are enabled'
+        : 'would fire on every embedding the runner writes, and this role may not set session_replication_role to keep them quiet: GRANT SET ON PARAMETER session_replication_role TO the role (PostgreSQL 15+), run as a superuser, or set target.application_triggers: fire to let them fire on purpose',
+    })
+  }
+  return { writes: { suppressTriggers: may }, triggers }
+}
+
+/**
+ * The whole read-only check. `steps` are the steps of the batches still to run: a plan that
+ * only diagnoses needs no rights to write. `provider`, when the run embeds, is asked for one
+ * tiny embedding of the column's dimension.
+ */
+export async function preflight(
+  db: Queryable,
+  plan: Plan,
+  targets: Target[],
+  rs: RunnerSchema,
+  steps: Set<StepName>,
+  provider: (() => EmbeddingProvider) | undefined,
+): Promise<PreflightResult> {
+  const refusals: Refusal[] = []
+  const refuse = (r: Refusal) => refusals.push(r)
+  for (const [i, t] of targets.entries()) await checkTable(db, t, i, plan, refuse)
+  await checkRights(db, plan, rs, steps, refuse)
+  await checkRunnerSchema(db, rs, refuse)
+  const { writes, triggers } = await checkTriggers(db, plan, targets, refuse)
+  if (provider) {
+    try {
+      const p = provider()
+      await p.probe()
+      if (p.dimensions !== plan.embedding.dimensions) {
+        refuse({
+          path: 'embedding.dimensions',
+          object: `provider ${p.name} ${p.model}`,
+          problem: `gives ${p.dimensions} dimensions, the plan says ${plan.embedding.dimensions}`,
+        })
+      }
+      if (!plan.embedding.change_model) await checkModels(db, rs, targets, p, refuse)
+    } catch (error) {
+      refuse({
+        path: 'embedding.provider',
+        object: `the ${plan.embedding.provider} provider`,
+        problem: `did not answer a one-text embedding request: ${errorMessage(error)}`,
+      })
+    }
+  }
+  return { refusals, writes, triggers }
+}
+
+export function describeRefusals(planPath: string, refusals: Refusal[]): string {
+  return `${planPath}: the target database cannot take the plan as it is; nothing was changed:\n${refusals.map((r) => `  ${r.path}: ${r.object} ${r.problem}`).join('\n')}`
+}
