@@ -14,7 +14,7 @@ import { orderBatches } from '../plan/orderBatches.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { applySessionOptions } from './applySessionOptions.ts'
 import { checkPlanRunnable } from './checkPlanRunnable.ts'
-import { describeRefusals, preflight } from './preflight.ts'
+import { preflight } from './preflight.ts'
 import { type RunOptions, type RunResult, runSession } from './runSession.ts'
 
 // A session's life: created by start, continued by resume, driven by one process at a time
@@ -131,7 +131,8 @@ export async function runChecked(options: Omit<RunOptions, 'preflight' | 'embedd
   const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, left, embedsIn(left) ? embeddings : undefined), {
     readOnly: true,
   })
-  if (checked.refusals.length) log(describeRefusals(session.state.plan_path, checked.refusals))
+  if (checked.refusals.length)
+    log(`preflight: ${checked.refusals.length} refusal(s); read-only batches run, then the session stops before its first change`)
   return runSession({ ...options, preflight: checked, embeddings })
 }
 

@@ -24,7 +24,9 @@ export async function explainQuery(
       })
     : await explain(db)
   const plan = rows.map((r) => r['QUERY PLAN']).join('\n')
-  const index = /Index Scan using (\S+)/.exec(plan)?.[1] ?? null
+  // EXPLAIN quotes a name that needs it ("docs_Embedding Vec_hnsw"), doubling any quote inside.
+  const used = /Index Scan using ("(?:[^"]|"")+"|\S+)/.exec(plan)?.[1]
+  const index = used === undefined ? null : used.startsWith('"') ? used.slice(1, -1).replace(/""/g, '"') : used
   const scan = index ? 'index' : /Seq Scan on/.test(plan) ? 'sequential' : 'other'
   const execution = Number(/Execution Time: ([\d.]+) ms/.exec(plan)?.[1] ?? Number.NaN)
   return { table: where.table, column: where.column, sql, plan, scan, index_name: index, execution_ms: execution }

@@ -37,7 +37,7 @@ export async function readTriggerDetails(db: Queryable, schema: string, table: s
   const { rows } = await db.query<TriggerDetail>(
     `SELECT n.nspname || '.' || c.relname AS table, t.tgname AS name, pg_get_triggerdef(t.oid) AS definition,
             t.tgenabled::text AS enabled, (t.tgtype & 16) <> 0 AS on_update,
-            coalesce((SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+            coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
                       WHERE a.attrelid = t.tgrelid AND a.attnum = ANY (t.tgattr::int2[])), '{}') AS update_columns,
             pn.nspname || '.' || p.proname AS function, l.lanname AS language, left(p.prosrc, 400) AS source
      FROM pg_trigger t
