@@ -414,6 +414,16 @@ describe.skipIf(!serverUrl)('do no harm (real server)', () => {
       expect(badIndex.exitCode).toBe(2)
       expect(badIndex.stderr).toContain('index.ef_construction: pgvector needs ef_construction to be at least twice m')
 
+      await db.exec('CREATE TABLE wide (id int PRIMARY KEY, body text, embedding vector(2048))')
+      const wide = planFor(shape, { embedding: { dimensions: 2048 } }) as any
+      wide.target.tables = [{ table: 'wide', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
+      const tooWide = await run(['start', write(wide), '--dry-run'])
+      expect(tooWide.exitCode, tooWide.all).toBe(2)
+      expect(tooWide.stdout).toContain(
+        'index.precision: public.wide.embedding has 2048 dimensions; an HNSW index on vector takes at most 2000',
+      )
+      expect((await run(['start', write({ ...wide, index: { precision: 'half' } }), '--dry-run'])).exitCode).toBe(0)
+
       const badDims = await run(['start', write(planFor(shape, { embedding: { dimensions: 8 } }))])
       expect(badDims.exitCode).toBe(2)
       expect(badDims.stderr).toContain(

@@ -8,6 +8,7 @@ import { readSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
 import { readColumnModels } from '../db/runnerSchema/columnModels.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
+import { MAX_INDEXABLE_DIMENSIONS } from '../db/vectorOps.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import type { WritePolicy } from '../pipeline/writeEmbeddings.ts'
 import { errorMessage } from '../errors.ts'
@@ -34,7 +35,14 @@ export interface PreflightResult {
 
 const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext', 'name'])
 
-async function checkTable(db: Queryable, t: Target, i: number, plan: Plan, refuse: (r: Refusal) => void): Promise<void> {
+async function checkTable(
+  db: Queryable,
+  t: Target,
+  i: number,
+  plan: Plan,
+  steps: Set<StepName>,
+  refuse: (r: Refusal) => void,
+): Promise<void> {
   const at = (field: string) => `target.tables[${i}].${field}`
   const kind = await readRelationKind(db, t.plan.schema, t.plan.table)
   if (kind !== 'r' && kind !== 'p') {
@@ -76,6 +84,15 @@ async function checkTable(db: Queryable, t: Target, i: number, plan: Plan, refus
       object: `${t.name}.${t.plan.embedding_column}`,
       problem: `is ${t.embeddingType} but the plan's model ${plan.embedding.model} gives ${plan.embedding.dimensions} dimensions`,
     })
+  } else if (steps.has('index')) {
+    const indexed = plan.index.precision === 'half' || t.vector.type === 'halfvec' ? 'halfvec' : 'vector'
+    if (t.vector.dimensions > MAX_INDEXABLE_DIMENSIONS[indexed]) {
+      refuse({
+        path: 'index.precision',
+        object: `${t.name}.${t.plan.embedding_column}`,
+        problem: `has ${t.vector.dimensions} dimensions; an HNSW index on ${indexed} takes at most ${MAX_INDEXABLE_DIMENSIONS[indexed]}${indexed === 'vector' ? ' (index.precision: half takes up to 4,000)' : ''}`,
+      })
+    }
   }
 }
 
@@ -195,7 +212,7 @@ export async function preflight(
 ): Promise<PreflightResult> {
   const refusals: Refusal[] = []
   const refuse = (r: Refusal) => refusals.push(r)
-  for (const [i, t] of targets.entries()) await checkTable(db, t, i, plan, refuse)
+  for (const [i, t] of targets.entries()) await checkTable(db, t, i, plan, steps, refuse)
   await checkRights(db, plan, rs, steps, refuse)
   await checkRunnerSchema(db, rs, refuse)
   const { writes, triggers } = await checkTriggers(db, plan, targets, refuse)

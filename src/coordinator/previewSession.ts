@@ -62,7 +62,10 @@ export async function previewSession(loaded: LoadedPlan, registry: StepRegistry,
           'batches, in order:',
         ]
         for (const [i, batch] of orderBatches(plan.batches).entries()) {
-          lines.push(`  ${i + 1}. ${batch.id} [step ${batch.step}, agent ${batch.agent}]${batch.guards.read_only ? ' (read only)' : ''}`)
+          const after = batch.depends_on.length ? ` after ${batch.depends_on.join(', ')}` : ''
+          lines.push(
+            `  ${i + 1}. ${batch.id} [step ${batch.step}, agent ${batch.agent}]${after}${batch.guards.read_only ? ' (read only)' : ''}`,
+          )
           const step = registry.get(batch.step)
           if (!step?.preview || checked.refusals.length) continue
           const context: StepContext<unknown> = {
