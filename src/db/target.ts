@@ -126,16 +126,19 @@ export class Target {
    */
   async readForeignPage(
     db: Queryable,
-    meta: string,
+    meta: string | null,
     model: string,
     after: string | null,
     limit: number,
     withUnknown: boolean,
   ): Promise<TextRow[]> {
+    // Without the runner's metadata (not installed yet), every stored vector is of unknown origin.
+    const join = meta ? `LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text` : ''
+    const foreign = meta ? `(m.model <> $2 ${withUnknown ? 'OR m.row_key IS NULL' : ''})` : withUnknown ? 'true' : 'false'
     const { rows } = await db.query<TextRow>(
       `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash
-       FROM ${this.table} t LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text
-       WHERE t.${this.embedding} IS NOT NULL AND (m.model <> $2 ${withUnknown ? 'OR m.row_key IS NULL' : ''})
+       FROM ${this.table} t ${join}
+       WHERE t.${this.embedding} IS NOT NULL AND ${foreign} AND $1::text IS NOT NULL AND $2::text IS NOT NULL -- every form names $1 and $2
          ${after === null ? '' : `AND t.${this.key} > $4::${this.keyType}`}
        ORDER BY t.${this.key} LIMIT $3`,
       after === null ? [this.name, model, limit] : [this.name, model, limit, after],

@@ -4,6 +4,7 @@ import type { Target, TextRow } from '../../db/target.ts'
 import type { EmbeddingProvider } from '../../embeddings/provider.ts'
 import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors.ts'
 import { bindColumnModels, rebindColumnModel } from '../../db/runnerSchema/columnModels.ts'
+import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
 import { writeEmbeddings } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
@@ -18,6 +19,8 @@ const COST_SAMPLE_ROWS = 1000
 
 const estimateSchema = z.object({
   rows: z.number().int(),
+  /** Of those, rows whose stored vector is not this model's (at most: unknown-origin ones that match are kept). */
+  reembed_rows: z.number().int().default(0),
   tokens: z.number(),
   usd: z.number().nullable(),
   tokenizer: z.string(),
@@ -81,24 +84,38 @@ async function checkProvider(provider: EmbeddingProvider, targets: Target[]): Pr
   }
 }
 
-/** Tokens and price for all NULL rows, from the real tokenizer on a sample scaled by text size. */
+/** Tokens and price for all NULL rows and every stored vector not of this model, from the real tokenizer on samples, scaled. */
 async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promise<BackfillOutput['estimate']> {
   const provider = ctx.embeddings()
-  const total = { rows: 0, tokens: 0, usd: 0, sampled: 0, tokenizer: '' }
-  for (const t of targets) {
-    const { rows: n, bytes } = await t.nullTextSize(ctx.db)
-    if (n === 0) continue
-    const sample = await t.readNullPage(ctx.db, null, COST_SAMPLE_ROWS)
+  const total = { rows: 0, reembed: 0, tokens: 0, usd: 0, sampled: 0, tokenizer: '' }
+  const add = (sample: TextRow[], rows: number, scale: number) => {
     const estimate = provider.estimateCost(sample.map((r) => r.text))
-    const scale = bytes / (sample.reduce((s, r) => s + Buffer.byteLength(r.text), 0) || 1)
-    total.rows += n
+    total.rows += rows
     total.tokens += estimate.tokens * scale
     total.usd += estimate.usd * scale
     total.sampled += sample.length
     total.tokenizer = estimate.tokenizer
   }
+  for (const t of targets) {
+    const { rows: n, bytes } = await t.nullTextSize(ctx.db)
+    if (n > 0) {
+      const sample = await t.readNullPage(ctx.db, null, COST_SAMPLE_ROWS)
+      add(sample, n, bytes / (sample.reduce((s, r) => s + Buffer.byteLength(r.text), 0) || 1))
+    }
+    // Stored vectors that are not this model's: at most all of them are embedded again.
+    const withUnknown = ctx.plan.embedding.unknown_vectors === 'reembed'
+    const meta = (await readSchemaVersion(ctx.db, ctx.runnerSchema)).version > 0 ? ctx.runnerSchema.meta : null
+    const origin = await t.originCounts(ctx.db, meta, provider.model)
+    const foreign = origin.other_model + (withUnknown ? origin.unknown : 0)
+    if (foreign > 0) {
+      const sample = await t.readForeignPage(ctx.db, meta, provider.model, null, COST_SAMPLE_ROWS, withUnknown)
+      add(sample, foreign, foreign / (sample.length || 1))
+      total.reembed += foreign
+    }
+  }
   return {
     rows: total.rows,
+    reembed_rows: total.reembed,
     tokens: Math.round(total.tokens),
     usd: Number.isNaN(total.usd) ? null : total.usd,
     tokenizer: total.tokenizer,
@@ -106,7 +123,6 @@ async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promis
   }
 }
 
-/** Embeds one table's NULL rows page by page from the cursor, saving it after every batch. */
 /** A page of rows to embed after a key: the NULL rows, or the rows whose vector is not this model's. */
 type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
 
@@ -213,7 +229,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     }
     const { estimate } = cursor
     log(
-      `  cost estimate: ${estimate.rows.toLocaleString('en-US')} rows, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown for this model' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer}; sampled ${estimate.sampled_rows} rows)`,
+      `  cost estimate: ${estimate.rows.toLocaleString('en-US')} rows${estimate.reembed_rows ? ` (${estimate.reembed_rows.toLocaleString('en-US')} of them to embed again)` : ''}, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown for this model' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer}; sampled ${estimate.sampled_rows} rows)`,
     )
     ctx.writeArtifact('cost-estimate.json', `${JSON.stringify(estimate, null, 2)}\n`)
     if (plan.embedding.budget_usd !== undefined && estimate.usd !== null && estimate.usd > plan.embedding.budget_usd) {
