@@ -171,7 +171,12 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     first.kill('SIGKILL')
     await first
     expect(second.exitCode).toBe(2)
-    expect(second.stderr).toMatch(/is being driven by another runner process \(pid \d+\)/)
+    // On the server the database's own lock refuses it first; the embedded database has the session's lock alone.
+    expect(second.stderr).toMatch(
+      kind === 'postgres'
+        ? /another runner is working on this database \(schema runner\): runner \d+@/
+        : /is being driven by another runner process \(pid \d+\)/,
+    )
   })
 
   it('on SIGINT finishes the unit, saves the checkpoint and exits 130; resume completes', async () => {

@@ -48,9 +48,19 @@ export class Session {
     return this.current
   }
 
-  static create(sessionsRoot: string, loaded: LoadedPlan, orderedBatches: Batch[], options: SessionOptions = {}): Session {
+  /** A new session's id: its UTC start time and the feature, which also names its folder. */
+  static newId(featureId: string, now = new Date()): string {
+    return `${now.toISOString().replace(/[:.]/g, '-')}-${featureId}`
+  }
+
+  static create(
+    sessionsRoot: string,
+    loaded: LoadedPlan,
+    orderedBatches: Batch[],
+    options: SessionOptions = {},
+    id = Session.newId(loaded.plan.id),
+  ): Session {
     const now = new Date()
-    const id = `${now.toISOString().replace(/[:.]/g, '-')}-${loaded.plan.id}`
     const dir = resolve(sessionsRoot, id)
     mkdirSync(join(dir, 'batches'), { recursive: true })
     const state: SessionState = {
@@ -120,8 +130,9 @@ export class Session {
   }
 
   /** The session is about to run (again) against this target. */
-  begin(target: string): void {
+  begin(target: string, fingerprint: string): void {
     this.current.target = target
+    this.current.target_fingerprint = fingerprint
     this.current.status = 'running'
     this.save()
   }

@@ -1,4 +1,4 @@
-import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { UsageError } from '../errors.ts'
 
@@ -7,38 +7,97 @@ import { UsageError } from '../errors.ts'
 // over at once: a lock file that only expires after a timeout would make `runner resume`
 // right after a crash wait or fail for no reason. Sessions live on one machine's disk, so a
 // pid check is exact here.
+//
+// The takeover itself is guarded: only the process that creates `session.lock.takeover`
+// exclusively may remove a stale lock, and it checks again, holding that guard, that the lock
+// it removes is still the stale one. Racing processes wait for the guard, then find the lock
+// held by the winner. No check-then-act outside the guard.
 
-function isAlive(pid: number): boolean {
+const RETRY_MS = 25
+const TAKEOVER_WAIT_MS = 2000
+
+/** Alive, and not a zombie (a process that has exited but not been reaped still answers kill 0). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ...": the state after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true // no /proc: trust kill 0
+  }
+}
+
+function tryCreate(path: string): boolean {
+  try {
+    const fd = openSync(path, 'wx')
+    writeSync(fd, `${process.pid}\n`)
+    closeSync(fd)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw error
+  }
+}
+
+function ownerOf(path: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
+    return Number.isInteger(pid) ? pid : undefined
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
 
 export function acquireSessionLock(sessionDir: string): () => void {
   const path = join(sessionDir, 'session.lock')
-  for (let attempt = 0; attempt < 2; attempt++) {
+  const guard = `${path}.takeover`
+  const release = () => {
     try {
-      const fd = openSync(path, 'wx')
-      writeSync(fd, `${process.pid}\n`)
-      closeSync(fd)
-      return () => {
+      if (ownerOf(path) === process.pid) unlinkSync(path)
+    } catch {}
+  }
+  const deadline = Date.now() + TAKEOVER_WAIT_MS
+  for (;;) {
+    if (tryCreate(path)) return release
+    const owner = ownerOf(path)
+    if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
+      throw new UsageError(
+        `session ${sessionDir} is being driven by another runner process (pid ${owner}); wait for it to finish or stop it`,
+      )
+    }
+    // A stale lock (or one that vanished meanwhile): take it over under the guard.
+    if (tryCreate(guard)) {
+      try {
+        const stale = ownerOf(path)
+        if (stale === undefined || stale === process.pid || !isAlive(stale)) {
+          try {
+            unlinkSync(path)
+          } catch {}
+          if (tryCreate(path)) return release
+        }
+      } finally {
+        unlinkSync(guard)
+      }
+    } else {
+      // Another process holds the guard; a guard whose holder died is stale too.
+      const holder = ownerOf(guard)
+      if (holder !== undefined && !isAlive(holder)) {
         try {
-          if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path)
+          unlinkSync(guard)
         } catch {}
       }
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-      const owner = Number.parseInt(readFileSync(path, 'utf8'), 10)
-      if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
-        throw new UsageError(
-          `session ${sessionDir} is being driven by another runner process (pid ${owner}); wait for it to finish or stop it`,
-        )
-      }
-      unlinkSync(path) // a stale lock: its owner is gone
     }
+    if (Date.now() > deadline) throw new UsageError(`could not take the lock of session ${sessionDir}; another process keeps taking it`)
+    sleepSync(RETRY_MS)
   }
-  throw new UsageError(`could not take the lock of session ${sessionDir}; another process keeps taking it`)
 }

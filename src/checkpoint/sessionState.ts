@@ -57,7 +57,10 @@ export const sessionStateSchema = z.object({
   feature_id: z.string(),
   plan_path: z.string(),
   plan_sha256: z.string(),
+  /** The target as shown (no password). */
   target: z.string().optional(),
+  /** The target exactly (user@host:port/database, or the embedded folder): what resume compares. */
+  target_fingerprint: z.string().optional(),
   options: sessionOptionsSchema,
   created_at: z.string(),
   updated_at: z.string(),

@@ -56,7 +56,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       process.stderr.write(`\n${signal} again: exiting now; \`runner resume\` redoes the unit of work that was in flight\n`)
       process.exit(130)
     }
-    process.stderr.write(`\n${signal}: finishing the current unit of work and saving the checkpoint (press Ctrl-C again to exit at once)\n`)
+    process.stderr.write(`\n${signal}: stopping after the work in flight (press Ctrl-C again to exit at once)\n`)
     controller.abort(signal)
   }
   process.on('SIGINT', onSignal)

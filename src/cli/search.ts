@@ -2,7 +2,7 @@ import { openTarget } from '../db/openTarget.ts'
 import { resolveTargets } from '../db/target.ts'
 import { withSettings } from '../db/withSettings.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
-import { UsageError } from '../errors.ts'
+import { UsageError, WorkError } from '../errors.ts'
 import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 
@@ -35,7 +35,15 @@ export async function search(options: SearchOptions): Promise<number> {
         `--table: "${options.table}" is not a target of ${options.planPath} (${plan.target.tables.map((t) => t.table).join(', ')})`,
       )
     }
-    for (const t of targets) t.requireVector()
+    for (const t of targets) {
+      t.requireVector()
+      const { rows, nulls } = await t.counts(db)
+      if (rows > 0 && rows === nulls) {
+        throw new WorkError(
+          `${t.name}.${t.plan.embedding_column} has no embeddings yet (0 of ${rows} rows): run \`runner start ${options.planPath}\` first`,
+        )
+      }
+    }
     const provider = createProvider(plan, db.kind, log, process.env, options.provider)
     const started = performance.now()
     const [vector] = (await provider.embed([options.query])).vectors
@@ -45,12 +53,14 @@ export async function search(options: SearchOptions): Promise<number> {
       const sql = t.nearestSql(t.search(plan.index.precision), { withText: true })
       const rows = await withSettings(db, efSearch === undefined ? {} : { 'hnsw.ef_search': efSearch }, async (session) => {
         const queryStarted = performance.now()
-        const result = await session.query<{ key: string; distance: number; text: string }>(sql, [`[${vector.join(',')}]`, k])
+        const result = await session.query<{ key: string; distance: number | null; text: string }>(sql, [`[${vector.join(',')}]`, k])
         return { rows: result.rows, ms: performance.now() - queryStarted }
       })
       process.stdout.write(`${t.name} (${rows.ms.toFixed(1)} ms):\n`)
       for (const r of rows.rows)
-        process.stdout.write(`  ${r.distance.toFixed(4)}  ${t.plan.key}=${r.key}  ${r.text.replace(/\s+/g, ' ').slice(0, 100)}\n`)
+        process.stdout.write(
+          `  ${r.distance === null ? 'no embedding' : r.distance.toFixed(4)}  ${t.plan.key}=${r.key}  ${r.text.replace(/\s+/g, ' ').slice(0, 100)}\n`,
+        )
     }
     return 0
   } finally {

@@ -1,13 +1,13 @@
+import { describeRefusals, preflight } from '../coordinator/preflight.ts'
 import { openTarget } from '../db/openTarget.ts'
-import { requireSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import { readSchemaVersion, requireSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
 import { runnerSchema, WORKER_APPLICATION_NAME } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
-import { describeRefusals, preflight } from '../coordinator/preflight.ts'
-import { TargetError } from '../errors.ts'
+import { databaseErrorCode, TargetError } from '../errors.ts'
 import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
-import { runWorker } from '../pipeline/runWorker.ts'
+import { runWorker, STOP_GRACE_MS, waitForPipeline } from '../pipeline/runWorker.ts'
 
 export interface WorkerCommandOptions {
   planPath: string
@@ -16,33 +16,53 @@ export interface WorkerCommandOptions {
   signal: AbortSignal
 }
 
-/** `runner worker <plan>`: embeds queued rows until SIGTERM/SIGINT (the current batch finishes first). */
+/**
+ * `runner worker <plan>`: embeds queued rows until SIGTERM/SIGINT. Before the pipeline is
+ * installed, or after it is uninstalled, it waits for it (with --until-empty it says so and
+ * exits 2: there is nothing it could drain).
+ */
 export async function worker(options: WorkerCommandOptions): Promise<number> {
   const loaded = loadPlan(options.planPath)
   const { plan } = loaded
   const db = await openTarget(plan, log, process.env, WORKER_APPLICATION_NAME)
+  const rs = runnerSchema(plan.target.runner_schema)
+  const installed = async () => (await readSchemaVersion(db, rs)).version > 0
+  options.signal.addEventListener('abort', () =>
+    log(
+      `worker: stopping: the write in flight finishes, a provider call still out after ${STOP_GRACE_MS / 1000} s is abandoned, held jobs are given back`,
+    ),
+  )
   try {
-    const rs = runnerSchema(plan.target.runner_schema)
-    await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
-    const targets = await resolveTargets(db, plan, loaded.path)
-    const provider = createProvider(plan, db.kind, log, process.env, options.provider)
-    const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), () => provider), {
-      readOnly: true,
-    })
-    if (checked.refusals.length) throw new TargetError(describeRefusals(loaded.path, checked.refusals))
-    log(`worker started; waiting on NOTIFY ${rs.channel} (poll every ${plan.worker.poll_ms} ms)`)
-    const stats = await runWorker({
-      db,
-      plan,
-      targets,
-      provider,
-      writes: checked.writes,
-      signal: options.signal,
-      log,
-      untilEmpty: options.untilEmpty,
-    })
-    log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)
-    return 0
+    if (options.untilEmpty && !(await installed())) await requireSchemaVersion(db, rs)
+    for (;;) {
+      if (!(await waitForPipeline(installed, options.signal, log))) return 0
+      await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
+      const targets = await resolveTargets(db, plan, loaded.path)
+      const provider = createProvider(plan, db.kind, log, process.env, options.provider)
+      const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), () => provider), {
+        readOnly: true,
+      })
+      if (checked.refusals.length) throw new TargetError(describeRefusals(loaded.path, checked.refusals))
+      log(`worker started; waiting on NOTIFY ${rs.channel} (poll every ${plan.worker.poll_ms} ms)`)
+      try {
+        const stats = await runWorker({
+          db,
+          plan,
+          targets,
+          provider,
+          writes: checked.writes,
+          signal: options.signal,
+          log,
+          untilEmpty: options.untilEmpty,
+        })
+        log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)
+        return 0
+      } catch (error) {
+        // The runner's tables went away under it: `runner pipeline uninstall` ran. Wait for a new install.
+        if (databaseErrorCode(error) !== '42P01' || (await installed()) || options.untilEmpty) throw error
+        log('worker: the auto-embedding pipeline was uninstalled while this worker ran; waiting for it to be installed again')
+      }
+    }
   } finally {
     await db.close()
   }

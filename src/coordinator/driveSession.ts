@@ -1,7 +1,9 @@
 import { Session } from '../checkpoint/session.ts'
 import { acquireSessionLock } from '../checkpoint/sessionLock.ts'
 import type { CriterionResult, SessionOptions } from '../checkpoint/sessionState.ts'
+import type { Database } from '../db/database.ts'
 import { openTarget } from '../db/openTarget.ts'
+import { withTargetLock } from '../db/withTargetLock.ts'
 import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
@@ -10,6 +12,7 @@ import { UsageError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import { createProgress } from '../log/progress.ts'
 import { type LoadedPlan, loadPlan } from '../plan/loadPlan.ts'
+import type { Plan } from '../plan/schema.ts'
 import { orderBatches } from '../plan/orderBatches.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { applySessionOptions } from './applySessionOptions.ts'
@@ -37,9 +40,22 @@ interface Common {
 
 export async function startSession(loaded: LoadedPlan, common: Common): Promise<SessionOutcome> {
   checkPlanRunnable(loaded.plan, common.registry)
-  const session = Session.create(common.sessionsDir, loaded, orderBatches(loaded.plan.batches), common.options)
-  session.event('session_started', { plan: loaded.path, plan_sha256: loaded.sha256 })
-  return drive(session, loaded, common.options, common)
+  const plan = applySessionOptions(loaded.plan, common.options)
+  // The target is reached and the plan checked against it before a session folder exists:
+  // a start that cannot connect leaves nothing for resume to pick up.
+  const db = await openTarget(plan, common.log)
+  try {
+    await resolveTargets(db, plan, loaded.path)
+    // One run per database: a second start is refused before it has a session folder.
+    const id = Session.newId(loaded.plan.id)
+    return await withTargetLock(db, runnerSchema(plan.target.runner_schema), id, async () => {
+      const session = Session.create(common.sessionsDir, loaded, orderBatches(loaded.plan.batches), common.options, id)
+      session.event('session_started', { plan: loaded.path, plan_sha256: loaded.sha256 })
+      return drive(session, plan, db, common)
+    })
+  } finally {
+    await db.close()
+  }
 }
 
 export async function resumeSession(common: Common & { sessionDir?: string; allowPlanChange: boolean }): Promise<SessionOutcome> {
@@ -66,45 +82,48 @@ export async function resumeSession(common: Common & { sessionDir?: string; allo
     throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
   }
   checkPlanRunnable(loaded.plan, common.registry)
-  session.event('session_resumed', { pid: process.pid })
   // What the session started with holds unless this command line says otherwise.
-  const options = { ...session.state.options, ...definedOnly(common.options) }
-  return drive(session, loaded, options, common)
+  const plan = applySessionOptions(loaded.plan, { ...session.state.options, ...definedOnly(common.options) })
+  const db = await openTarget(plan, common.log)
+  try {
+    const recorded = session.state.target_fingerprint ?? session.state.target
+    const now = session.state.target_fingerprint ? db.fingerprint : db.description
+    if (recorded && recorded !== now) {
+      throw new UsageError(
+        `this session ran against ${session.state.target}, but the target now is ${db.description}; ` +
+          `resume with the same $${plan.target.database_url_env}${recorded.startsWith('embedded') ? ' (unset)' : ''}, or start a new session`,
+      )
+    }
+    session.event('session_resumed', { pid: process.pid })
+    return await withTargetLock(db, runnerSchema(plan.target.runner_schema), session.state.session_id, () =>
+      drive(session, plan, db, common),
+    )
+  } finally {
+    await db.close()
+  }
 }
 
-async function drive(session: Session, loaded: LoadedPlan, options: SessionOptions, common: Common): Promise<SessionOutcome> {
+/** Drives a session on an open target whose lock this process holds: one process per session (the session lock). */
+async function drive(session: Session, plan: Plan, db: Database, common: Common): Promise<SessionOutcome> {
   const { log } = common
-  const plan = applySessionOptions(loaded.plan, options)
   const release = acquireSessionLock(session.dir)
   try {
     log(`session: ${session.dir}`)
-    const db = await openTarget(plan, log)
-    try {
-      const recorded = session.state.target
-      if (recorded && recorded !== db.description) {
-        throw new UsageError(
-          `this session ran against ${recorded}, but the target now is ${db.description}; ` +
-            `resume with the same $${plan.target.database_url_env}${recorded.startsWith('embedded') ? ' (unset)' : ''}, or start a new session`,
-        )
-      }
-      session.begin(db.description)
-      const result = await runChecked({
-        session,
-        plan,
-        registry: common.registry,
-        db,
-        progress: createProgress(),
-        signal: common.signal,
-        log,
-      })
-      const failed = result.criteria.filter((c) => !c.passed)
-      if (result.status === 'completed' && failed.length > 0)
-        log(`criteria not met: ${failed.map((c) => `${c.id} (${c.measured})`).join(', ')}`)
-      log(`${result.status === 'completed' ? 'done' : 'stopped'}; the session's artifacts are in ${session.dir} (start with summary.md)`)
-      return { ...result, sessionDir: session.dir }
-    } finally {
-      await db.close()
-    }
+    session.begin(db.description, db.fingerprint)
+    const result = await runChecked({
+      session,
+      plan,
+      registry: common.registry,
+      db,
+      progress: createProgress(),
+      signal: common.signal,
+      log,
+    })
+    const failed = result.criteria.filter((c) => !c.passed)
+    if (result.status === 'completed' && failed.length > 0)
+      log(`criteria not met: ${failed.map((c) => `${c.id} (${c.measured})`).join(', ')}`)
+    log(`${result.status === 'completed' ? 'done' : 'stopped'}; the session's artifacts are in ${session.dir} (start with summary.md)`)
+    return { ...result, sessionDir: session.dir }
   } finally {
     release()
   }

@@ -9,6 +9,7 @@ export function readOnlyView(tx: Queryable, base: Database): Database {
   return {
     kind: base.kind,
     description: base.description,
+    fingerprint: base.fingerprint,
     query: (sql, params) => tx.query(sql, params),
     exec: (sql) => tx.exec(sql),
     transaction: (work) => work(tx),

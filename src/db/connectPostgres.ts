@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { parse } from 'pg-connection-string'
 import pgvector from 'pgvector'
 import { backoffMs } from '../retryTransient.ts'
 import type { Database, Listener, Queryable, QueryResult, TransactionOptions } from './database.ts'
@@ -25,6 +26,15 @@ export function describeUrl(url: string): string {
   } catch {
     return 'postgres (unparsable URL)'
   }
+}
+
+/** user@host:port/database, with the driver's own defaults filled in: the same database always reads the same. */
+export function fingerprintUrl(url: string): string {
+  const c = parse(url)
+  const host = c.host || process.env.PGHOST || 'localhost'
+  const port = c.port || process.env.PGPORT || '5432'
+  const user = c.user || process.env.PGUSER || process.env.USER || ''
+  return `${user}@${host}:${port}/${c.database || user}`
 }
 
 function wrap(client: pg.Pool | pg.PoolClient): Queryable {
@@ -80,6 +90,7 @@ export async function connectPostgres(url: string, options: { applicationName?: 
   return {
     kind: 'postgres',
     description: describeUrl(url),
+    fingerprint: fingerprintUrl(url),
     ...pooled,
     async transaction(work, txOptions: TransactionOptions = {}) {
       return withClient(pool, async (client) => {

@@ -21,6 +21,8 @@ export interface Database extends Queryable {
   readonly kind: 'postgres' | 'embedded'
   /** Where it points, safe to print and store: never contains a password. */
   readonly description: string
+  /** Which database this is, exactly: user@host:port/database, or the embedded folder. Compared, never shown redacted. */
+  readonly fingerprint: string
   transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>
   /**
    * One connection for the duration of work, outside any transaction: for session settings

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { PGlite, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'
 import type { Database, Queryable, QueryResult } from './database.ts'
@@ -25,6 +26,7 @@ export async function openEmbedded(dataDir: string): Promise<Database> {
   return {
     kind: 'embedded',
     description: `embedded PostgreSQL (PGlite) in ${dataDir}`,
+    fingerprint: `embedded:${resolve(dataDir)}`,
     ...wrap(db),
     transaction(work, options = {}) {
       return db.transaction(async (tx) => {

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/database.ts'
-import { WORKER_APPLICATION_NAME, type RunnerSchema } from '../db/runnerSchema/objects.ts'
+import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 
 // Every statement about the queue, in one place (after graphile-worker): claim in a short
 // transaction with SKIP LOCKED, counting the attempt at claim time so a crash spends one;
@@ -12,21 +12,56 @@ export interface Job {
   attempts: number
 }
 
-export async function claimJobs(db: Queryable, rs: RunnerSchema, workerId: string, limit: number, leaseSeconds: number): Promise<Job[]> {
+export interface ClaimPolicy {
+  limit: number
+  leaseSeconds: number
+  /** A holder silent this long is dead: its jobs are claimable at once. */
+  deadAfterSeconds: number
+  maxAttempts: number
+}
+
+/** A job is free when nobody holds it, its lease ran out, or its holder stopped beating. */
+const abandoned = (rs: RunnerSchema) => `(q.locked_at IS NULL OR q.locked_at < now() - make_interval(secs => $2)
+  OR NOT EXISTS (SELECT 1 FROM ${rs.workers} w WHERE w.worker_id = q.locked_by AND w.last_seen > now() - make_interval(secs => $3)))`
+
+/**
+ * Claims up to `limit` free jobs, counting the attempt now so that a crash spends it. First,
+ * a job whose last attempt never finished (its worker died holding it) and that has no
+ * attempt left goes to the failed jobs: a row that kills its worker is not retried forever.
+ */
+export async function claimJobs(
+  db: Queryable,
+  rs: RunnerSchema,
+  workerId: string,
+  policy: ClaimPolicy,
+): Promise<{ jobs: Job[]; deadLettered: number }> {
+  const { rows: dead } = await db.query<{ n: number }>(
+    `WITH exhausted AS (
+       DELETE FROM ${rs.queue} q
+       WHERE q.locked_by IS NOT NULL AND q.attempts >= $1 AND ${abandoned(rs)}
+       RETURNING q.table_name, q.row_key, q.attempts, q.locked_by
+     ), moved AS (
+       INSERT INTO ${rs.failed} (table_name, row_key, attempts, last_error)
+       SELECT table_name, row_key, attempts, 'attempt ' || attempts || ' never finished: its worker ' || locked_by || ' stopped while holding it (a crash or a kill)' FROM exhausted
+       ON CONFLICT (table_name, row_key) DO UPDATE SET attempts = EXCLUDED.attempts, last_error = EXCLUDED.last_error, failed_at = now()
+       RETURNING 1
+     ) SELECT count(*)::int AS n FROM moved`,
+    [policy.maxAttempts, policy.leaseSeconds, policy.deadAfterSeconds],
+  )
   const { rows } = await db.query<Job>(
     `WITH picked AS (
-       SELECT table_name, row_key FROM ${rs.queue}
-       WHERE run_at <= now() AND (locked_at IS NULL OR locked_at < now() - make_interval(secs => $3))
-       ORDER BY run_at, table_name, row_key
-       LIMIT $2
+       SELECT q.table_name, q.row_key FROM ${rs.queue} q
+       WHERE q.run_at <= now() AND ${abandoned(rs)}
+       ORDER BY q.run_at, q.table_name, q.row_key
+       LIMIT $4
        FOR UPDATE SKIP LOCKED
      )
      UPDATE ${rs.queue} AS job SET locked_by = $1, locked_at = now(), attempts = job.attempts + 1
      FROM picked WHERE job.table_name = picked.table_name AND job.row_key = picked.row_key
      RETURNING job.table_name, job.row_key, job.attempts`,
-    [workerId, limit, leaseSeconds],
+    [workerId, policy.leaseSeconds, policy.deadAfterSeconds, policy.limit],
   )
-  return rows
+  return { jobs: rows, deadLettered: dead[0]!.n }
 }
 
 /** Removes finished jobs this worker holds. A job re-queued meanwhile (the trigger unlocked it) stays. */
@@ -103,17 +138,4 @@ export async function readQueueHealth(db: Queryable, rs: RunnerSchema): Promise<
   const backlog = await queueBacklog(db, rs)
   const failed = exists[0]!.failed ? (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${rs.failed}`)).rows[0]!.n : 0
   return { pending: backlog.pending, oldest_pending_seconds: backlog.oldestSeconds, failed }
-}
-
-/**
- * `runner worker` processes listening on this database (not the whole server): each worker
- * holds exactly one LISTEN connection, whatever its pool does.
- */
-export async function countWorkers(db: Queryable): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity
-     WHERE application_name = $1 AND datname = current_database() AND query ILIKE 'LISTEN%'`,
-    [WORKER_APPLICATION_NAME],
-  )
-  return rows[0]!.n
 }

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Database } from '../db/database.ts'
+import { bindColumnModels } from '../db/runnerSchema/columnModels.ts'
 import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
 import type { EmbeddingProvider, EmbedResult } from '../embeddings/provider.ts'
@@ -9,14 +11,21 @@ import type { Log } from '../log/log.ts'
 import type { Plan } from '../plan/schema.ts'
 import { retryTransient } from '../retryTransient.ts'
 import { claimJobs, completeJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
-import { type WritePolicy, writeEmbeddings } from './writeEmbeddings.ts'
-import { bindColumnModels } from '../db/runnerSchema/columnModels.ts'
+import { beat, MISSED_BEATS, registerWorker, unregisterWorker } from './workerRegistry.ts'
+import { alreadyEmbedded, type WritePolicy, writeEmbeddings } from './writeEmbeddings.ts'
 
-// The background worker (the seed's TaskIQ worker): waits on LISTEN with a poll as fallback,
-// claims a batch of jobs, embeds them outside any transaction, writes each embedding only if
-// the row's text still hashes to what it embedded. Many may run at once on several machines;
-// the queue's SKIP LOCKED claim keeps them apart. A lost database connection is waited out
-// with backoff, never a crash; a provider that refuses for good stops the worker.
+// The background worker (the seed's TaskIQ worker): registers itself, beats (renewing the
+// leases of the jobs it holds), waits on LISTEN with a poll as fallback, claims a batch of
+// jobs, embeds them outside any transaction, writes each embedding only if the row's text
+// still hashes to what it embedded. Many may run at once on several machines; the queue's
+// SKIP LOCKED claim keeps them apart. A lost database connection is waited out with
+// backoff, never a crash; a provider that refuses for good stops the worker.
+//
+// Stopping is bounded: on SIGTERM the provider call in flight gets STOP_GRACE_MS to answer
+// (its embeddings are then written), after which it is abandoned; the write in flight always
+// finishes; the jobs still held are given back at once for other workers.
+
+export const STOP_GRACE_MS = 3000
 
 export interface WorkerOptions {
   db: Database
@@ -41,25 +50,39 @@ export interface WorkerStats {
 
 export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const { db, plan, provider, signal, log } = options
-  const { batch_size, lease_seconds, max_attempts, poll_ms } = plan.worker
+  const { batch_size, lease_seconds, max_attempts, poll_ms, heartbeat_seconds } = plan.worker
   const rs = runnerSchema(plan.target.runner_schema)
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const targets = new Map(options.targets.map((t) => [t.name, t]))
   const stats: WorkerStats = { embedded: 0, failed: 0, batches: 0 }
+  // Waits out any outage of the database while the worker is meant to run.
+  const retrying = <T>(what: string, work: () => Promise<T>) =>
+    retryTransient(work, { what: `worker: ${what}`, log, signal, maxRetries: Number.POSITIVE_INFINITY, baseMs: 500, capMs: 30_000 })
+  const claimPolicy = {
+    limit: batch_size,
+    leaseSeconds: lease_seconds,
+    deadAfterSeconds: heartbeat_seconds * MISSED_BEATS,
+    maxAttempts: max_attempts,
+  }
+
   const otherModels = await bindColumnModels(db, rs, options.targets, provider)
   if (otherModels.length) {
     throw new TargetError(
       `${otherModels.map((m) => `${m.table_name}.${m.column_name} holds embeddings of ${m.provider} ${m.model}`).join('; ')}; this worker embeds with ${provider.name} ${provider.model}, and one column holds one model's vectors: run the worker with the column's provider`,
     )
   }
-  // Waits out any outage of the database while the worker is meant to run.
-  const retrying = <T>(what: string, work: () => Promise<T>) =>
-    retryTransient(work, { what: `worker: ${what}`, log, signal, maxRetries: Infinity, baseMs: 500, capMs: 30_000 })
+  await registerWorker(db, rs, workerId, provider.model)
+  const heartbeat = setInterval(() => void beat(db, rs, workerId).catch(() => {}), heartbeat_seconds * 1000)
 
+  // Provider calls are abandoned STOP_GRACE_MS after a stop was asked for.
+  const embedAbort = new AbortController()
   let wake: () => void = () => {}
-  const listener = await db.listen(rs.channel, () => wake())
-  const onAbort = () => wake()
+  const onAbort = () => {
+    wake()
+    setTimeout(() => embedAbort.abort(), STOP_GRACE_MS).unref()
+  }
   signal.addEventListener('abort', onAbort)
+  const listener = await db.listen(rs.channel, () => wake())
   const idle = () =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, poll_ms)
@@ -83,7 +106,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
 
   try {
     while (!signal.aborted) {
-      const jobs = await retrying('claiming jobs', () => claimJobs(db, rs, workerId, batch_size, lease_seconds))
+      const { jobs, deadLettered } = await retrying('claiming jobs', () => claimJobs(db, rs, workerId, claimPolicy))
+      stats.failed += deadLettered
       if (jobs.length === 0) {
         if (options.untilEmpty) break
         await retrying('logging', () => logStats())
@@ -98,8 +122,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
       await retrying('logging', () => logStats())
     }
   } finally {
+    clearInterval(heartbeat)
     signal.removeEventListener('abort', onAbort)
     await releaseJobs(db, rs, workerId).catch(() => {})
+    await unregisterWorker(db, rs, workerId).catch(() => {})
     await listener.close()
   }
   await logStats(true).catch(() => {})
@@ -132,18 +158,18 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     if (rows.length === 0) return
     let result: EmbedResult
     try {
-      // Not given the stop signal: SIGTERM lets the batch in flight finish, then the loop ends.
-      result = await provider.embed(rows.map((r) => r.text))
-    } catch (error) {
-      if (signal.aborted) return
-      stats.failed += await failJobs(
-        db,
-        rs,
-        workerId,
-        tableName,
-        rows.map((r) => ({ key: r.key, error: errorMessage(error) })),
-        max_attempts,
+      result = await provider.embed(
+        rows.map((r) => r.text),
+        embedAbort.signal,
       )
+    } catch (error) {
+      if (embedAbort.signal.aborted) return // stopping: the jobs are given back in the finally above
+      // A row whose embedding of its current text is already written (by another worker, or by
+      // this one on an earlier attempt) is done, whatever this attempt met.
+      const done = new Set(await alreadyEmbedded(db, rs, target, rows, provider.model))
+      await completeJobs(db, rs, workerId, tableName, [...done])
+      const failures = rows.filter((r) => !done.has(r.key)).map((r) => ({ key: r.key, error: errorMessage(error) }))
+      stats.failed += await failJobs(db, rs, workerId, tableName, failures, max_attempts)
       if (error instanceof ProviderError) throw error // a rejected key or a wrong dimension: stop the worker
       return
     }
@@ -159,5 +185,18 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     )
     const failures = result.failures.map((f) => ({ key: rows[f.index]!.key, error: f.reason }))
     stats.failed += await failJobs(db, rs, workerId, tableName, failures, max_attempts)
+  }
+}
+
+/** Until the pipeline is installed (or installed again after an uninstall), a worker waits; it never crashes on its absence. */
+export async function waitForPipeline(installed: () => Promise<boolean>, signal: AbortSignal, log: Log, pollMs = 5000): Promise<boolean> {
+  let said = false
+  for (;;) {
+    if (await installed()) return true
+    if (signal.aborted) return false
+    if (!said)
+      log('worker: the auto-embedding pipeline is not installed in this database yet; waiting for it (`runner start <plan>` installs it)')
+    said = true
+    await sleep(pollMs, undefined, { signal }).catch(() => {})
   }
 }

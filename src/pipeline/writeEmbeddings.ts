@@ -64,3 +64,19 @@ export async function writeEmbeddings(
     return written.map((r) => r.row_key)
   })
 }
+
+/** Of these rows, the keys whose embedding of their current text by this model is written already (the runner's metadata says so). */
+export async function alreadyEmbedded(
+  db: Pick<Database, 'query'>,
+  rs: RunnerSchema,
+  target: Target,
+  rows: { key: string; hash: string }[],
+  model: string,
+): Promise<string[]> {
+  const { rows: done } = await db.query<{ row_key: string }>(
+    `SELECT m.row_key FROM ${rs.meta} m JOIN unnest($2::text[], $3::text[]) AS r(key, hash) ON r.key = m.row_key AND r.hash = m.content_hash
+     WHERE m.table_name = $1 AND m.model = $4`,
+    [target.name, rows.map((r) => r.key), rows.map((r) => r.hash), model],
+  )
+  return done.map((r) => r.row_key)
+}

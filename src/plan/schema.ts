@@ -93,6 +93,11 @@ const workerSchema = z
     max_attempts: z.number().int().positive().default(5),
     /** The fallback poll when no NOTIFY arrives. */
     poll_ms: z.number().int().positive().default(1000),
+    /**
+     * How often a worker says it is alive and renews the leases of the jobs it holds. A worker
+     * silent for three of these is taken for dead: its jobs are claimed by others at once.
+     */
+    heartbeat_seconds: z.number().positive().default(5),
   })
   .prefault({})
 

@@ -70,7 +70,7 @@ export async function createApp(db: Database, s: AppShape): Promise<void> {
       CREATE TRIGGER audit_changes AFTER INSERT OR UPDATE ON ${t} FOR EACH ROW EXECUTE FUNCTION ${schema}.audit()`)
   }
   const values = s.textColumns.map(
-    (c, j) =>
+    (_column, j) =>
       `'${j === 0 ? 'note' : 'text'} ' || g || ' about ' || (ARRAY['pgvector indexes', 'queue workers', 'search latency', 'embedding models'])[1 + g % 4]`,
   )
   await db.exec(`INSERT INTO ${t} (${s.textColumns.map((c) => quoteIdent(c.name)).join(', ')}, category)

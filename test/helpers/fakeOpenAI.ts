@@ -21,6 +21,8 @@ export interface FakeOpenAI {
   faults: Fault[]
   /** A request whose inputs contain any of these strings gets a 400. */
   badInputs: Set<string>
+  /** A request whose inputs contain any of these strings is never answered (until the client goes). */
+  hangInputs: Set<string>
   /** Successful embeddings per input text. */
   embedded: Map<string, number>
   requests: { inputs: number; tokens: number; encoding: string | undefined; status: number }[]
@@ -47,6 +49,7 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     key: 'sk-test-fake-key-0123456789',
     faults: [],
     badInputs: new Set(),
+    hangInputs: new Set(),
     embedded: new Map(),
     requests: [],
     tokensPerMinute: options.tokensPerMinute,
@@ -82,6 +85,10 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     if (req.headers.authorization !== `Bearer ${fake.key}`) {
       record(401)
       return send(res, 401, error('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'))
+    }
+    if (inputs.some((t) => [...fake.hangInputs].some((h) => t.includes(h)))) {
+      await new Promise((resolve) => req.socket.once('close', resolve))
+      return record(0)
     }
     const fault = fake.faults.shift()
     if (fault?.type === 'drop') {

@@ -10,5 +10,6 @@ const withTestSteps = join(import.meta.dirname, '../fixtures/runnerWithTestSteps
 
 export function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; testSteps?: boolean } = {}) {
   const entry = options.testSteps ? ['--import', 'tsx', withTestSteps] : [bin]
-  return execa('node', [...entry, ...args], { env: options.env, cwd: options.cwd, reject: false, all: true })
+  // forceKillAfterDelay off: a test that sends SIGTERM sees how long the runner itself takes to stop.
+  return execa('node', [...entry, ...args], { env: options.env, cwd: options.cwd, reject: false, all: true, forceKillAfterDelay: false })
 }

@@ -71,6 +71,21 @@ CREATE TABLE ${s}.column_models (
   PRIMARY KEY (table_name, column_name)
 );`,
   },
+  {
+    version: 3,
+    description: 'the registry of running workers, with heartbeats',
+    sql: (s) => `
+-- "Workers running" is a fact about this database: registered here with a fresh heartbeat.
+CREATE TABLE ${s}.workers (
+  worker_id text PRIMARY KEY,
+  host text NOT NULL,
+  pid int NOT NULL,
+  version text NOT NULL,
+  model text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  last_seen timestamptz NOT NULL DEFAULT now()
+);`,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)!.version

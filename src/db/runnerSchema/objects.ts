@@ -14,8 +14,10 @@ export const MIGRATIONS_TABLE = 'schema_migrations'
 export const CREATED_TABLE = 'created_objects'
 /** The model and dimensions each target column is embedded with. */
 export const MODELS_TABLE = 'column_models'
+/** The workers running against this database, with their heartbeats. */
+export const WORKERS_TABLE = 'workers'
 /** The tables of the runner's schema, in the order uninstall drops them. */
-export const RUNNER_TABLES = [QUEUE_TABLE, FAILED_TABLE, META_TABLE, MODELS_TABLE, CREATED_TABLE, MIGRATIONS_TABLE] as const
+export const RUNNER_TABLES = [QUEUE_TABLE, FAILED_TABLE, META_TABLE, MODELS_TABLE, WORKERS_TABLE, CREATED_TABLE, MIGRATIONS_TABLE] as const
 
 /** BEFORE INSERT OR UPDATE OF the text columns: nulls the stale embedding and queues the row. */
 export const CAPTURE_TRIGGER = 'runner_enqueue_embedding'
@@ -36,6 +38,7 @@ export interface RunnerSchema {
   migrations: string
   created: string
   models: string
+  workers: string
   /** The NOTIFY channel the capture triggers wake the workers on. */
   channel: string
   /** The capture trigger function of one target table, qualified and quoted. */
@@ -54,6 +57,7 @@ export function runnerSchema(name: string): RunnerSchema {
     migrations: qualified(MIGRATIONS_TABLE),
     created: qualified(CREATED_TABLE),
     models: qualified(MODELS_TABLE),
+    workers: qualified(WORKERS_TABLE),
     channel: `${name}_embedding`,
     captureFunction: (t) => qualified(captureFunctionName(t)),
   }

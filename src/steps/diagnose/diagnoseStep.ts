@@ -11,7 +11,8 @@ import { readColumnModels } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { CAPTURE_TRIGGER, type RunnerSchema } from '../../db/runnerSchema/objects.ts'
 import { countColumn, type Target } from '../../db/target.ts'
-import { countWorkers, readQueueHealth } from '../../pipeline/queue.ts'
+import { readQueueHealth } from '../../pipeline/queue.ts'
+import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import type { Plan } from '../../plan/schema.ts'
 import type { Step } from '../step.ts'
 import { findFindings } from './findFindings.ts'
@@ -109,7 +110,11 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       vector_columns: vectorColumns,
       targets: measuredTargets,
       indexes: await readVectorIndexes(db, vectorColumns),
-      writers: { triggers: writing, queue: await readQueueHealth(db, runnerSchema), workers_connected: await countWorkers(db) },
+      writers: {
+        triggers: writing,
+        queue: await readQueueHealth(db, runnerSchema),
+        workers_connected: (await liveWorkers(db, runnerSchema, plan.worker.heartbeat_seconds)).length,
+      },
       side_effects: { can_suppress_triggers: await canSuppressTriggers(db), triggers: firing },
       query_plans: queryPlans,
       privileges: await readPrivileges(db, plan.target.runner_schema, plan.target.tables),

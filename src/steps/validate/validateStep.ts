@@ -11,7 +11,7 @@ import type { Target } from '../../db/target.ts'
 import { demoLabelsPath } from '../../demo/seedDemo.ts'
 import { rankingMetrics } from '../../embeddings/rankingMetrics.ts'
 import { UsageError } from '../../errors.ts'
-import { countWorkers } from '../../pipeline/queue.ts'
+import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
@@ -152,7 +152,7 @@ async function measureRelevance(ctx: Ctx, t: Target, labels: Label[], efSearch: 
 /** A probe row per table, embedded by a worker: one started here, or the `runner worker` processes already running. */
 async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSeconds: number): Promise<string> {
   const { db, plan, targets } = ctx
-  const running = await countWorkers(db)
+  const running = (await liveWorkers(db, ctx.runnerSchema, plan.worker.heartbeat_seconds)).length
   // The embedded database is one process: no separate worker can reach it, so one runs here.
   const startHere = plan.validate.start_worker || db.kind === 'embedded'
   const note = startHere
