@@ -19,6 +19,7 @@ const runs: [string, string[]][] = full
       ['latency.ts', ['--rows', '100000', '--queries', '200']],
       ['backfill.ts', ['--rows', '100000']],
       ['chaos.ts', ['--runs', '20', '--rows', '10000']],
+      ['workerChaos.ts', ['--seconds', '60', '--rate', '40', '--workers', '3']],
     ]
   : [
       ['relevance.ts', ['--rows', '2000']],
@@ -27,6 +28,7 @@ const runs: [string, string[]][] = full
       ['latency.ts', ['--rows', '10000', '--queries', '50']],
       ['backfill.ts', ['--rows', '10000']],
       ['chaos.ts', ['--runs', '3', '--rows', '3000']],
+      ['workerChaos.ts', ['--seconds', '20', '--rate', '40', '--workers', '3']],
     ]
 
 const client = new pg.Client({ connectionString: BENCH_SERVER })
