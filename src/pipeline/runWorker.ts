@@ -3,7 +3,7 @@ import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Database } from '../db/database.ts'
 import { bindColumnModels } from '../db/runnerSchema/columnModels.ts'
-import { runnerSchema } from '../db/runnerSchema/objects.ts'
+import { type RunnerSchema, runnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
 import type { EmbeddingProvider, EmbedResult } from '../embeddings/provider.ts'
 import { errorMessage, ProviderError, TargetError } from '../errors.ts'
@@ -48,12 +48,37 @@ export interface WorkerStats {
   batches: number
 }
 
+/** What processing one table's jobs needs, shared by every batch of a worker's run. */
+interface Batch {
+  options: WorkerOptions
+  rs: RunnerSchema
+  workerId: string
+  stats: WorkerStats
+  /** Aborted STOP_GRACE_MS after a stop was asked for: provider calls still out are abandoned. */
+  embedAbort: AbortSignal
+}
+
+/** The worker sleeps until a NOTIFY, a stop, or the poll interval, whichever comes first. */
+function createWaker(pollMs: number) {
+  let wake: () => void = () => {}
+  return {
+    wake: () => wake(),
+    idle: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs)
+        wake = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      }),
+  }
+}
+
 export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const { db, plan, provider, signal, log } = options
   const { batch_size, lease_seconds, max_attempts, poll_ms, heartbeat_seconds } = plan.worker
   const rs = runnerSchema(plan.target.runner_schema)
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
-  const targets = new Map(options.targets.map((t) => [t.name, t]))
   const stats: WorkerStats = { embedded: 0, failed: 0, batches: 0 }
   // Waits out any outage of the database while the worker is meant to run.
   const retrying = <T>(what: string, work: () => Promise<T>) =>
@@ -73,36 +98,16 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   }
   await registerWorker(db, rs, workerId, provider.model)
   const heartbeat = setInterval(() => void beat(db, rs, workerId).catch(() => {}), heartbeat_seconds * 1000)
-
-  // Provider calls are abandoned STOP_GRACE_MS after a stop was asked for.
   const embedAbort = new AbortController()
-  let wake: () => void = () => {}
+  const waker = createWaker(poll_ms)
   const onAbort = () => {
-    wake()
+    waker.wake()
     setTimeout(() => embedAbort.abort(), STOP_GRACE_MS).unref()
   }
   signal.addEventListener('abort', onAbort)
-  const listener = await db.listen(rs.channel, () => wake())
-  const idle = () =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, poll_ms)
-      wake = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-
-  const started = Date.now()
-  let lastLog = started
-  const logStats = async (force = false) => {
-    if (!force && Date.now() - lastLog < (options.statsIntervalMs ?? 10_000)) return
-    lastLog = Date.now()
-    const backlog = await queueBacklog(db, rs)
-    const rate = stats.embedded / Math.max(0.001, (Date.now() - started) / 1000)
-    log(
-      `worker ${workerId}: ${stats.embedded} embedded (${rate.toFixed(1)}/s), ${stats.failed} failed; backlog ${backlog.pending}${backlog.oldestSeconds !== null ? `, oldest ${backlog.oldestSeconds.toFixed(1)} s` : ''}`,
-    )
-  }
+  const listener = await db.listen(rs.channel, waker.wake)
+  const batch: Batch = { options, rs, workerId, stats, embedAbort: embedAbort.signal }
+  const statsLine = createStatsLine(batch, options.statsIntervalMs ?? 10_000)
 
   try {
     while (!signal.aborted) {
@@ -110,16 +115,17 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
       stats.failed += deadLettered
       if (jobs.length === 0) {
         if (options.untilEmpty) break
-        await retrying('logging', () => logStats())
-        await idle()
+        await retrying('logging', () => statsLine())
+        await waker.idle()
         continue
       }
       stats.batches++
       const byTable = new Map<string, Job[]>()
       for (const job of jobs) byTable.set(job.table_name, [...(byTable.get(job.table_name) ?? []), job])
-      for (const [tableName, tableJobs] of byTable)
-        await retrying(`embedding rows of ${tableName}`, () => processTable(tableName, tableJobs))
-      await retrying('logging', () => logStats())
+      for (const [tableName, tableJobs] of byTable) {
+        await retrying(`embedding rows of ${tableName}`, () => processTable(batch, tableName, tableJobs))
+      }
+      await retrying('logging', () => statsLine())
     }
   } finally {
     clearInterval(heartbeat)
@@ -128,64 +134,81 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     await unregisterWorker(db, rs, workerId).catch(() => {})
     await listener.close()
   }
-  await logStats(true).catch(() => {})
+  await statsLine(true).catch(() => {})
   return stats
+}
 
-  async function processTable(tableName: string, jobs: Job[]) {
-    const target = targets.get(tableName)
-    const keys = jobs.map((j) => j.row_key)
-    if (!target) {
-      const error = `table ${tableName} is not a target of the plan`
-      stats.failed += await failJobs(
-        db,
-        rs,
-        workerId,
-        tableName,
-        keys.map((key) => ({ key, error })),
-        1,
-      )
-      return
-    }
-    const rows = await target.readTexts(db, keys)
-    const present = new Set(rows.map((r) => r.key))
-    await completeJobs(
-      db,
-      rs,
-      workerId,
-      tableName,
-      keys.filter((k) => !present.has(k)),
-    ) // deleted rows
-    if (rows.length === 0) return
-    let result: EmbedResult
-    try {
-      result = await provider.embed(
-        rows.map((r) => r.text),
-        embedAbort.signal,
-      )
-    } catch (error) {
-      if (embedAbort.signal.aborted) return // stopping: the jobs are given back in the finally above
-      // A row whose embedding of its current text is already written (by another worker, or by
-      // this one on an earlier attempt) is done, whatever this attempt met.
-      const done = new Set(await alreadyEmbedded(db, rs, target, rows, provider.model))
-      await completeJobs(db, rs, workerId, tableName, [...done])
-      const failures = rows.filter((r) => !done.has(r.key)).map((r) => ({ key: r.key, error: errorMessage(error) }))
-      stats.failed += await failJobs(db, rs, workerId, tableName, failures, max_attempts)
-      if (error instanceof ProviderError) throw error // a rejected key or a wrong dimension: stop the worker
-      return
-    }
-    const done = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-    const written = await writeEmbeddings(db, rs, target, done, provider.model, options.writes)
-    stats.embedded += written.length
-    await completeJobs(
-      db,
-      rs,
-      workerId,
-      tableName,
-      done.map((d) => d.key),
+/** Every few seconds a line of throughput and backlog, for whoever watches the worker. */
+function createStatsLine({ options, rs, workerId, stats }: Batch, intervalMs: number) {
+  const started = Date.now()
+  let lastLog = started
+  return async (force = false) => {
+    if (!force && Date.now() - lastLog < intervalMs) return
+    lastLog = Date.now()
+    const backlog = await queueBacklog(options.db, rs)
+    const rate = stats.embedded / Math.max(0.001, (Date.now() - started) / 1000)
+    options.log(
+      `worker ${workerId}: ${stats.embedded} embedded (${rate.toFixed(1)}/s), ${stats.failed} failed; backlog ${backlog.pending}${backlog.oldestSeconds !== null ? `, oldest ${backlog.oldestSeconds.toFixed(1)} s` : ''}`,
     )
-    const failures = result.failures.map((f) => ({ key: rows[f.index]!.key, error: f.reason }))
-    stats.failed += await failJobs(db, rs, workerId, tableName, failures, max_attempts)
   }
+}
+
+/** One table's claimed jobs: read the texts, embed, write what still matches, complete, fail the rest. */
+async function processTable({ options, rs, workerId, stats, embedAbort }: Batch, tableName: string, jobs: Job[]): Promise<void> {
+  const { db, provider, plan } = options
+  const target = options.targets.find((t) => t.name === tableName)
+  const keys = jobs.map((j) => j.row_key)
+  if (!target) {
+    const error = `table ${tableName} is not a target of the plan`
+    stats.failed += await failJobs(
+      db,
+      rs,
+      workerId,
+      tableName,
+      keys.map((key) => ({ key, error })),
+      1,
+    )
+    return
+  }
+  const rows = await target.readTexts(db, keys)
+  const present = new Set(rows.map((r) => r.key))
+  await completeJobs(
+    db,
+    rs,
+    workerId,
+    tableName,
+    keys.filter((k) => !present.has(k)),
+  ) // deleted rows
+  if (rows.length === 0) return
+  let result: EmbedResult
+  try {
+    result = await provider.embed(
+      rows.map((r) => r.text),
+      embedAbort,
+    )
+  } catch (error) {
+    if (embedAbort.aborted) return // stopping: the jobs are given back when the worker stops
+    // A row whose embedding of its current text is already written (by another worker, or by
+    // this one on an earlier attempt) is done, whatever this attempt met.
+    const done = new Set(await alreadyEmbedded(db, rs, target, rows, provider.model))
+    await completeJobs(db, rs, workerId, tableName, [...done])
+    const failures = rows.filter((r) => !done.has(r.key)).map((r) => ({ key: r.key, error: errorMessage(error) }))
+    stats.failed += await failJobs(db, rs, workerId, tableName, failures, plan.worker.max_attempts)
+    if (error instanceof ProviderError) throw error // a rejected key or a wrong dimension: stop the worker
+    return
+  }
+  const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
+  const written = await writeEmbeddings(db, rs, target, embedded, provider.model, options.writes)
+  stats.embedded += written.length
+  await completeJobs(
+    db,
+    rs,
+    workerId,
+    tableName,
+    embedded.map((d) => d.key),
+  )
+  const failures = result.failures.map((f) => ({ key: rows[f.index]!.key, error: f.reason }))
+  stats.failed += await failJobs(db, rs, workerId, tableName, failures, plan.worker.max_attempts)
 }
 
 /** Until the pipeline is installed (or installed again after an uninstall), a worker waits; it never crashes on its absence. */
