@@ -7,6 +7,7 @@ import { resolveTargets } from '../src/db/target.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { createTarget, serverUrl, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
+import { waitFor as until } from './helpers/waitFor.ts'
 
 describe('describeUrl', () => {
   it('never shows the password', () => {
@@ -97,20 +98,6 @@ describe.skipIf(!serverUrl)('a LISTEN connection on the real server', () => {
         `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN "runner_reconnect"' AND pid <> pg_backend_pid()`,
       )
     ).rows.map((r) => r.pid)
-
-  async function until<T>(
-    what: string,
-    probe: () => Promise<T | false | undefined> | T | false | undefined,
-    timeoutMs = 15_000,
-  ): Promise<T> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const value = await probe()
-      if (value) return value
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-      await new Promise((r) => setTimeout(r, 25))
-    }
-  }
 
   it('is opened again after its backend is terminated, says it may have missed some, and hears NOTIFY again', async () => {
     const received: string[] = []

@@ -12,6 +12,7 @@ import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/dat
 import { fakeVector, startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
 import { testPlan, writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
+import { waitFor } from './helpers/waitFor.ts'
 
 // The auto-embedding pipeline on the real server: real `runner worker` processes, the real
 // OpenAI SDK against a fake server on loopback that counts what it embedded.
@@ -38,15 +39,6 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     const child = runCli(['worker', planPath, ...args], { env: env() })
     children.push(child)
     return child
-  }
-  async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-    const until = Date.now() + timeoutMs
-    for (;;) {
-      const value = await probe()
-      if (value) return value
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-      await sleep(50)
-    }
   }
   const embeddingOf = async (id: number) => {
     const { rows } = await db.query<{ e: string | null }>('SELECT embedding::text AS e FROM docs WHERE id = $1', [id])

@@ -10,6 +10,7 @@ import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './hel
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
 import { writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
+import { waitFor as until } from './helpers/waitFor.ts'
 
 // One run per database, workers that are counted, leased and dead-lettered correctly,
 // sessions that can be trusted, and one line (no stack) for what a user can cause.
@@ -24,16 +25,6 @@ const shape = {
   prefilled: 0,
   updatedAtTrigger: false,
   auditTrigger: false,
-}
-
-async function until<T>(what: string, probe: () => Promise<T | false | undefined | null>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
 }
 
 describe.skipIf(!serverUrl)('run safety (real server)', () => {
