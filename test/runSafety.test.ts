@@ -274,6 +274,43 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(wrong.stderr).not.toMatch(noStack)
   })
 
+  it('status <plan> reports the pipeline as it is, and exits 1 while something needs attention', async () => {
+    await createApp(db, { ...shape, rows: 4 })
+    const path = write(
+      pipelineOnly(planFor({ ...shape, rows: 4 }, { embedding: { provider: 'local' }, worker: { heartbeat_seconds: 0.5, poll_ms: 100 } })),
+    )
+    const notInstalled = await runCli(['status', path, '--json'], { env: { DATABASE_URL: target.url! } })
+    expect(notInstalled.exitCode).toBe(1)
+    expect(JSON.parse(notInstalled.stdout).attention[0]).toContain('the auto-embedding pipeline is not installed')
+    expect((await runCli(['start', path, '--sessions-dir', join(dir, 's')], { env: { DATABASE_URL: target.url! } })).exitCode).toBe(0)
+    // A known state: every row queued (nothing embedded yet), one failed job, one worker that stopped beating.
+    await db.exec(`UPDATE docs SET body = body || ' v2';
+      INSERT INTO runner.embedding_failures (table_name, row_key, attempts, last_error) VALUES ('public.docs', '42', 5, 'injected: the provider said no');
+      INSERT INTO runner.workers (worker_id, host, pid, version, model, last_seen) VALUES ('gone:1:abc', 'gone', 1, '0.1.0', 'm', now() - interval '1 hour')`)
+    const troubled = await runCli(['status', path, '--json', '--max-backlog-seconds', '3600'], { env: { DATABASE_URL: target.url! } })
+    expect(troubled.exitCode, troubled.all).toBe(1)
+    const s = JSON.parse(troubled.stdout)
+    expect(s.schema).toMatchObject({ name: 'runner', version: s.schema.latest })
+    expect(s.queue).toMatchObject({ pending: 4, in_flight: 0 })
+    expect(s.failed.count).toBe(1)
+    expect(s.failed.last[0]).toMatchObject({ table: 'public.docs', key: '42', attempts: 5, error: 'injected: the provider said no' })
+    expect(s.columns).toEqual([{ table: 'public.docs', column: 'embedding', rows: 4, embedded: 0, coverage: 0, model: null }])
+    expect(s.workers).toEqual([expect.objectContaining({ worker_id: 'gone:1:abc', alive: false })])
+    expect(s.attention).toEqual([
+      '1 row(s) failed to embed after every attempt (runner.embedding_failures)',
+      'no worker is running: deploy `runner worker <plan>`',
+    ])
+    // The same database set right: a live worker drains the queue, the failure is dealt with.
+    await db.exec(`DELETE FROM runner.embedding_failures; DELETE FROM runner.workers`)
+    const live = runCli(['worker', path], { env: { DATABASE_URL: target.url! } })
+    children.push(live)
+    await until('the queue drained', async () => (await count('SELECT count(*)::int AS n FROM runner.embedding_queue')) === 0)
+    const healthy = await runCli(['status', path], { env: { DATABASE_URL: target.url! } })
+    expect(healthy.exitCode, healthy.all).toBe(0)
+    expect(healthy.stdout).toContain('public.docs.embedding: 4 of 4 embedded (100.0%), model local local-sif-glove100-v1')
+    expect(healthy.stdout).toContain('nothing needs attention')
+  })
+
   it('a start that cannot connect leaves no session, so resume never runs it against another database', async () => {
     const plan = write(planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' } }))
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)

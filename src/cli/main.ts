@@ -10,6 +10,7 @@ import { pipelineUninstall } from './pipelineUninstall.ts'
 import { resume } from './resume.ts'
 import { start } from './start.ts'
 import { status } from './status.ts'
+import { targetStatus } from './targetStatus.ts'
 import { search } from './search.ts'
 import { worker } from './worker.ts'
 
@@ -104,12 +105,18 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
 
   program
     .command('status')
-    .description("show a session's batches and criteria")
+    .description(
+      "with a plan: the auto-embedding pipeline on its database (exit 1 when something needs attention); without: a session's batches and criteria",
+    )
+    .argument('[plan]', 'the plan whose database to look at')
     .option('--session <dir>', 'the session folder (default: the latest one)')
-    .option('--json', 'print coordination-state.json as it is')
+    .option('--json', 'print it as JSON (a session: coordination-state.json as it is)')
+    .option('--max-backlog-seconds <s>', 'with a plan: a queued row older than this needs attention', '300')
     .addOption(sessionsDir())
-    .action(async (opts) => {
-      exitCode = await status({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, json: Boolean(opts.json) })
+    .action(async (plan: string | undefined, opts) => {
+      exitCode = plan
+        ? await targetStatus({ planPath: plan, json: Boolean(opts.json), maxBacklogSeconds: opts.maxBacklogSeconds })
+        : await status({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, json: Boolean(opts.json) })
     })
 
   program
