@@ -311,6 +311,50 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(healthy.stdout).toContain('nothing needs attention')
   })
 
+  it('serves /healthz and /metrics, answers 503 while its database is cut and 200 again once it reconnects, in JSON logs', async () => {
+    await createApp(db, { ...shape, rows: 3 })
+    const path = write(
+      pipelineOnly(planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' }, worker: { heartbeat_seconds: 0.5, poll_ms: 100 } })),
+    )
+    expect((await runCli(['start', path, '--sessions-dir', join(dir, 's')], { env: { DATABASE_URL: target.url! } })).exitCode).toBe(0)
+    const service = runCli(['worker', path, '--http-port', '0', '--log-format', 'json'], { env: { DATABASE_URL: target.url! } })
+    children.push(service)
+    let logged = ''
+    service.stderr!.on('data', (chunk) => {
+      logged += String(chunk)
+    })
+    const base = await until('the HTTP port in the log', async () => /on (http:\/\/127\.0\.0\.1:\d+)/.exec(logged)?.[1])
+    const get = async (path: string) => {
+      const response = await fetch(`${base}${path}`).catch(() => undefined)
+      return response ? { status: response.status, text: await response.text() } : { status: 0, text: '' }
+    }
+    await until('healthy', async () => (await get('/healthz')).status === 200)
+    await db.exec(`UPDATE docs SET body = body || ' v2'`)
+    await until('embedded', async () => (await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')) === 0)
+    const metrics = await until('the embeddings counted', async () => {
+      const m = await get('/metrics')
+      return /runner_embedded_total 3\b/.test(m.text) && m.text
+    })
+    expect(metrics).toContain('# TYPE runner_queue_depth gauge\nrunner_queue_depth 0')
+    expect(metrics).toContain('runner_worker_up 1')
+
+    // Cut every connection of the worker: LISTEN is down until it reconnects.
+    await db.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'runner worker' AND datname = current_database()`,
+    )
+    await until('503 while cut', async () => (await get('/healthz')).status === 503, 10_000)
+    await until('200 again after reconnecting', async () => (await get('/healthz')).status === 200, 20_000)
+    expect(service.exitCode).toBeNull() // no restart: the same process
+    service.kill('SIGTERM')
+    const result = await service
+    expect(result.exitCode).toBe(0)
+    const lines = logged.trim().split('\n')
+    for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow()
+    expect(lines.map((l) => JSON.parse(l))).toContainEqual(
+      expect.objectContaining({ level: 'info', message: expect.stringContaining('worker started') }),
+    )
+  })
+
   it('a start that cannot connect leaves no session, so resume never runs it against another database', async () => {
     const plan = write(planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' } }))
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander'
 import type { SessionOptions } from '../checkpoint/sessionState.ts'
 import { databaseErrorCode, errorMessage, isTransient, RunnerError } from '../errors.ts'
 import { redactSecrets } from '../checkpoint/redactSecrets.ts'
+import { type LogFormat, lineBreak, logLine, setLogFormat } from '../log/log.ts'
 import { defaultRegistry } from '../steps/registry.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { demoInit } from './demoInit.ts'
@@ -54,10 +55,14 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   let exitCode = 0
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
-      process.stderr.write(`\n${signal} again: exiting now; \`runner resume\` redoes the unit of work that was in flight\n`)
+      process.stderr.write(
+        `${lineBreak()}${logLine('warn', `${signal} again: exiting now; \`runner resume\` redoes the unit of work that was in flight`)}`,
+      )
       process.exit(130)
     }
-    process.stderr.write(`\n${signal}: stopping after the work in flight (press Ctrl-C again to exit at once)\n`)
+    process.stderr.write(
+      `${lineBreak()}${logLine('warn', `${signal}: stopping after the work in flight (press Ctrl-C again to exit at once)`)}`,
+    )
     controller.abort(signal)
   }
   process.on('SIGINT', onSignal)
@@ -125,8 +130,18 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .argument('<plan>', 'the plan file')
     .addOption(providerOption())
     .option('--until-empty', 'exit when the queue is empty instead of waiting for more')
+    .option('--once', 'the same as --until-empty: drain the queue and exit (for cron)')
+    .option('--http-port <port>', 'serve GET /healthz and GET /metrics (Prometheus) on this port (0: any free one)')
+    .addOption(new Option('--log-format <format>', 'text lines, or one JSON object a line').choices(['text', 'json']).default('text'))
     .action(async (plan: string, opts) => {
-      exitCode = await worker({ planPath: plan, provider: opts.provider, untilEmpty: Boolean(opts.untilEmpty), signal: controller.signal })
+      setLogFormat(opts.logFormat as LogFormat)
+      exitCode = await worker({
+        planPath: plan,
+        provider: opts.provider,
+        untilEmpty: Boolean(opts.untilEmpty || opts.once),
+        httpPort: opts.httpPort,
+        signal: controller.signal,
+      })
     })
 
   program
@@ -183,7 +198,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2
     }
-    process.stderr.write(`${redactSecrets(describeFailure(error))}\n`)
+    process.stderr.write(redactSecrets(logLine('error', describeFailure(error))))
     return error instanceof RunnerError ? error.exitCode : 1
   } finally {
     process.off('SIGINT', onSignal)

@@ -4,7 +4,8 @@ import { readSchemaVersion, requireSchemaVersion } from '../db/runnerSchema/migr
 import { runnerSchema, WORKER_APPLICATION_NAME } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
-import { databaseErrorCode, TargetError } from '../errors.ts'
+import { databaseErrorCode, TargetError, UsageError } from '../errors.ts'
+import { newMonitor, serveWorkerHttp } from '../pipeline/serveWorkerHttp.ts'
 import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 import { runWorker, STOP_GRACE_MS, waitForPipeline } from '../pipeline/runWorker.ts'
@@ -13,6 +14,8 @@ export interface WorkerCommandOptions {
   planPath: string
   provider?: 'local' | 'openai'
   untilEmpty: boolean
+  /** Serve /healthz and /metrics here. */
+  httpPort?: string
   signal: AbortSignal
 }
 
@@ -27,6 +30,13 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
   const db = await openTarget(plan, log, process.env, WORKER_APPLICATION_NAME)
   const rs = runnerSchema(plan.target.runner_schema)
   const installed = async () => (await readSchemaVersion(db, rs)).version > 0
+  const port = options.httpPort === undefined ? undefined : Number(options.httpPort)
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    await db.close()
+    throw new UsageError(`--http-port: expected a port number from 0 to 65535, got "${options.httpPort}"`)
+  }
+  const monitor = newMonitor()
+  const http = port === undefined ? undefined : await serveWorkerHttp(port, monitor, log)
   options.signal.addEventListener('abort', () =>
     log(
       `worker: stopping: the write in flight finishes, a provider call still out after ${STOP_GRACE_MS / 1000} s is abandoned, held jobs are given back`,
@@ -39,6 +49,7 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
       await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
       const targets = await resolveTargets(db, plan, loaded.path)
       const provider = createProvider(plan, db.kind, log, process.env, options.provider)
+      monitor.providerRetries = () => (provider as { stats?: { retries: number } }).stats?.retries ?? 0
       const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), () => provider), {
         readOnly: true,
       })
@@ -54,6 +65,7 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
           signal: options.signal,
           log,
           untilEmpty: options.untilEmpty,
+          monitor,
         })
         log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)
         return 0
@@ -64,6 +76,7 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
       }
     }
   } finally {
+    await http?.close()
     await db.close()
   }
 }

@@ -11,6 +11,7 @@ import type { Log } from '../log/log.ts'
 import type { Plan } from '../plan/schema.ts'
 import { retryTransient } from '../retryTransient.ts'
 import { claimJobs, completeJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
+import { newMonitor, type WorkerMonitor } from './serveWorkerHttp.ts'
 import { beat, MISSED_BEATS, registerWorker, unregisterWorker } from './workerRegistry.ts'
 import { alreadyEmbedded, type WritePolicy, writeEmbeddings } from './writeEmbeddings.ts'
 
@@ -40,6 +41,8 @@ export interface WorkerOptions {
   untilEmpty?: boolean
   statsIntervalMs?: number
   workerId?: string
+  /** Filled as the worker runs, for /healthz and /metrics. */
+  monitor?: WorkerMonitor
 }
 
 export interface WorkerStats {
@@ -54,6 +57,7 @@ interface Batch {
   rs: RunnerSchema
   workerId: string
   stats: WorkerStats
+  monitor: WorkerMonitor
   /** Aborted STOP_GRACE_MS after a stop was asked for: provider calls still out are abandoned. */
   embedAbort: AbortSignal
 }
@@ -81,8 +85,22 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
   const stats: WorkerStats = { embedded: 0, failed: 0, batches: 0 }
   // Waits out any outage of the database while the worker is meant to run.
-  const retrying = <T>(what: string, work: () => Promise<T>) =>
-    retryTransient(work, { what: `worker: ${what}`, log, signal, maxRetries: Number.POSITIVE_INFINITY, baseMs: 500, capMs: 30_000 })
+  const monitor = options.monitor ?? newMonitor()
+  const retrying = async <T>(what: string, work: () => Promise<T>) => {
+    const result = await retryTransient(work, {
+      what: `worker: ${what}`,
+      log,
+      signal,
+      maxRetries: Number.POSITIVE_INFINITY,
+      baseMs: 500,
+      capMs: 30_000,
+      onRetry: () => {
+        monitor.databaseOk = false
+      },
+    })
+    monitor.databaseOk = true
+    return result
+  }
   const claimPolicy = {
     limit: batch_size,
     leaseSeconds: lease_seconds,
@@ -106,7 +124,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   }
   signal.addEventListener('abort', onAbort)
   const listener = await db.listen(rs.channel, waker.wake)
-  const batch: Batch = { options, rs, workerId, stats, embedAbort: embedAbort.signal }
+  monitor.listening = () => listener.connected()
+  monitor.refresh = async () => {
+    monitor.queue = await queueBacklog(db, rs)
+  }
+  const batch: Batch = { options, rs, workerId, stats, monitor, embedAbort: embedAbort.signal }
   const statsLine = createStatsLine(batch, options.statsIntervalMs ?? 10_000)
 
   try {
@@ -139,22 +161,33 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
 }
 
 /** Every few seconds a line of throughput and backlog, for whoever watches the worker. */
-function createStatsLine({ options, rs, workerId, stats }: Batch, intervalMs: number) {
+function createStatsLine({ options, rs, workerId, stats, monitor }: Batch, intervalMs: number) {
   const started = Date.now()
   let lastLog = started
   return async (force = false) => {
+    monitor.embedded = stats.embedded
+    monitor.failed = stats.failed
     if (!force && Date.now() - lastLog < intervalMs) return
     lastLog = Date.now()
     const backlog = await queueBacklog(options.db, rs)
+    monitor.queue = backlog
     const rate = stats.embedded / Math.max(0.001, (Date.now() - started) / 1000)
     options.log(
       `worker ${workerId}: ${stats.embedded} embedded (${rate.toFixed(1)}/s), ${stats.failed} failed; backlog ${backlog.pending}${backlog.oldestSeconds !== null ? `, oldest ${backlog.oldestSeconds.toFixed(1)} s` : ''}`,
+      {
+        worker: workerId,
+        embedded: stats.embedded,
+        failed: stats.failed,
+        rate_per_second: rate,
+        backlog: backlog.pending,
+        oldest_pending_seconds: backlog.oldestSeconds,
+      },
     )
   }
 }
 
 /** One table's claimed jobs: read the texts, embed, write what still matches, complete, fail the rest. */
-async function processTable({ options, rs, workerId, stats, embedAbort }: Batch, tableName: string, jobs: Job[]): Promise<void> {
+async function processTable({ options, rs, workerId, stats, monitor, embedAbort }: Batch, tableName: string, jobs: Job[]): Promise<void> {
   const { db, provider, plan } = options
   const target = options.targets.find((t) => t.name === tableName)
   const keys = jobs.map((j) => j.row_key)
@@ -181,6 +214,7 @@ async function processTable({ options, rs, workerId, stats, embedAbort }: Batch,
   ) // deleted rows
   if (rows.length === 0) return
   let result: EmbedResult
+  const called = performance.now()
   try {
     result = await provider.embed(
       rows.map((r) => r.text),
@@ -197,6 +231,8 @@ async function processTable({ options, rs, workerId, stats, embedAbort }: Batch,
     if (error instanceof ProviderError) throw error // a rejected key or a wrong dimension: stop the worker
     return
   }
+  monitor.providerCalls++
+  monitor.providerSeconds += (performance.now() - called) / 1000
   const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
   const written = await writeEmbeddings(db, rs, target, embedded, provider.model, options.writes)
   stats.embedded += written.length
