@@ -261,7 +261,14 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
       recall_target_reached: true,
     },
     relevance: { queries: 10, k: 5, recall_at_k: 0.8, mrr: 0.7 },
-    auto_embed: { measured: true, delay_ms: 30, reason: null, method: 'requeue', capture: { proved: true, detail: 'proved' } },
+    auto_embed: {
+      measured: true,
+      delay_ms: 30,
+      reason: null,
+      method: 'requeue',
+      worker_running: true,
+      capture: { proved: true, detail: 'proved' },
+    },
     ...overrides,
   }
 }
@@ -293,7 +300,14 @@ describe('judgeCriteria', () => {
       'a probe never embedded',
       [
         table({
-          auto_embed: { measured: false, delay_ms: null, reason: 'no worker', method: 'requeue', capture: { proved: true, detail: '' } },
+          auto_embed: {
+            measured: false,
+            delay_ms: null,
+            reason: 'not within 10 s',
+            method: 'requeue',
+            worker_running: true,
+            capture: { proved: true, detail: '' },
+          },
         }),
       ],
       ['auto_embed'],
@@ -311,6 +325,17 @@ describe('judgeCriteria', () => {
   ]
   it.each(cases)('%s', (_name, tables, expected) => {
     expect(failed(tables)).toEqual(expected)
+  })
+
+  it('marks auto_embed as waiting for a worker, not failed, when the capture is proved and no worker runs', () => {
+    const noWorker = { ...table().auto_embed!, measured: false, delay_ms: null, reason: 'no worker is running', worker_running: false }
+    const pending = (t: TableValidation) => judgeCriteria(plan, [t], 'postgres').find((c) => c.id === 'auto_embed')!
+    expect(pending(table({ auto_embed: noWorker }))).toMatchObject({
+      passed: false,
+      pending: expect.stringContaining('a worker to deploy'),
+    })
+    expect(pending(table({ auto_embed: { ...noWorker, capture: { proved: false, detail: 'disabled' } } })).pending).toBeUndefined()
+    expect(pending(table({ auto_embed: { ...noWorker, worker_running: true } })).pending).toBeUndefined()
   })
 })
 

@@ -355,6 +355,23 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     )
   })
 
+  it('exits 3, "fixed, worker still to deploy", when the plan succeeded and only a worker is missing; 0 once one runs', async () => {
+    await createApp(db, { ...shape, rows: 4 })
+    const path = write(
+      planFor({ ...shape, rows: 4 }, { embedding: { provider: 'local' }, worker: { heartbeat_seconds: 0.5, poll_ms: 100 } }),
+    )
+    const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)
+    const fixed = await runCli(['start', path, '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
+    expect(fixed.exitCode, fixed.all).toBe(3)
+    expect(fixed.stderr).toContain('fixed, with one thing left to you: a worker to deploy: run `runner worker <plan>` as a service')
+    expect(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'summary.md'), 'utf8')).toContain('waiting for a worker to deploy')
+    const deployed = runCli(['worker', path], { env: { DATABASE_URL: target.url! } })
+    children.push(deployed)
+    await until('the worker registered', async () => (await registered()) === 1)
+    const again = await runCli(['start', path, '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
+    expect(again.exitCode, again.all).toBe(0)
+  })
+
   it('a start that cannot connect leaves no session, so resume never runs it against another database', async () => {
     const plan = write(planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' } }))
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)

@@ -15,6 +15,8 @@ export const criterionResultSchema = z.object({
   threshold: z.string(),
   measured: z.string(),
   passed: z.boolean(),
+  /** Not met only because something is still to be put in place (a worker to deploy): what. */
+  pending: z.string().optional(),
 })
 export type CriterionResult = z.infer<typeof criterionResultSchema>
 

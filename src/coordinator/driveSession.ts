@@ -119,9 +119,12 @@ async function drive(session: Session, plan: Plan, db: Database, common: Common)
       signal: common.signal,
       log,
     })
-    const failed = result.criteria.filter((c) => !c.passed)
+    const failed = result.criteria.filter((c) => !c.passed && !c.pending)
+    const pending = result.criteria.filter((c) => !c.passed && c.pending)
     if (result.status === 'completed' && failed.length > 0)
       log(`criteria not met: ${failed.map((c) => `${c.id} (${c.measured})`).join(', ')}`)
+    if (result.status === 'completed' && pending.length > 0)
+      log(`fixed, with one thing left to you: ${[...new Set(pending.map((c) => c.pending))].join('; ')}`)
     log(`${result.status === 'completed' ? 'done' : 'stopped'}; the session's artifacts are in ${session.dir} (start with summary.md)`)
     return { ...result, sessionDir: session.dir }
   } finally {

@@ -19,7 +19,10 @@ export function writeSummary(session: Session, plan: Plan): string {
   ]
   if (criteria.length > 0) {
     lines.push('| criterion | threshold | measured | result |', '| --- | --- | --- | --- |')
-    for (const c of criteria) lines.push(`| ${c.description} | ${c.threshold} | ${c.measured} | ${c.passed ? 'pass' : '**FAIL**'} |`)
+    for (const c of criteria)
+      lines.push(
+        `| ${c.description} | ${c.threshold} | ${c.measured} | ${c.passed ? 'pass' : c.pending ? `waiting for ${c.pending}` : '**FAIL**'} |`,
+      )
   } else {
     lines.push(hasValidate ? 'Not measured: the validate batch did not complete.' : 'Not measured: this plan has no validate batch.')
   }

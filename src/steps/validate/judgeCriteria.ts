@@ -85,6 +85,9 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
     // Both halves: the capture queues new and changed rows (proved where the check was by requeue), and a worker embeds them.
     const captured = (t: TableValidation) => t.auto_embed?.capture?.proved !== false
     const all = tables.every((t) => t.auto_embed?.measured && captured(t))
+    // Installed and proved, with only the worker missing: the plan did its part; the worker is the operator's to deploy.
+    const awaitingWorker =
+      !all && tables.every((t) => t.auto_embed && captured(t) && (t.auto_embed.measured || !t.auto_embed.worker_running))
     results.push({
       id: 'auto_embed',
       description: 'new and changed rows are embedded automatically',
@@ -99,6 +102,9 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
               : `not embedded: ${t.auto_embed.reason}`,
       ),
       passed: all,
+      ...(awaitingWorker
+        ? { pending: 'a worker to deploy: run `runner worker <plan>` as a service (deploy/ holds a systemd unit and a container file)' }
+        : {}),
     })
   }
   return results

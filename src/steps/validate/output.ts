@@ -42,6 +42,8 @@ export const tableValidationSchema = z.object({
       delay_ms: z.number().nullable(),
       reason: z.string().nullable(),
       method: z.enum(['requeue', 'insert_row']),
+      /** A worker was there to embed (registered, or started for the check). */
+      worker_running: z.boolean().default(true),
       /** The capture trigger proved on a rolled-back copy of the table (requeue only). */
       capture: z.object({ proved: z.boolean(), detail: z.string() }).nullable(),
     })

@@ -179,7 +179,7 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
       const capture = method === 'requeue' ? await proveCapture(db, ctx.runnerSchema, t) : null
       if (!startHere && running === 0) {
         const reason = 'no worker is running: start `runner worker <plan>` or pass --with-worker'
-        tables[i]!.auto_embed = { measured: false, delay_ms: null, reason, method, capture }
+        tables[i]!.auto_embed = { measured: false, delay_ms: null, reason, method, capture, worker_running: false }
         continue
       }
       const probe =
@@ -190,8 +190,8 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
               ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
             })
       tables[i]!.auto_embed = probe.measured
-        ? { measured: true, delay_ms: probe.delay_ms, reason: null, method, capture }
-        : { measured: false, delay_ms: null, reason: probe.reason, method, capture }
+        ? { measured: true, delay_ms: probe.delay_ms, reason: null, method, capture, worker_running: true }
+        : { measured: false, delay_ms: null, reason: probe.reason, method, capture, worker_running: true }
     }
   } finally {
     stop.abort()
