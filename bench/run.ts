@@ -20,6 +20,7 @@ const runs: [string, string[]][] = full
       ['backfill.ts', ['--rows', '100000']],
       ['chaos.ts', ['--runs', '20', '--rows', '10000']],
       ['workerChaos.ts', ['--seconds', '60', '--rate', '40', '--workers', '3']],
+      ['reconcile.ts', ['--rows', '100000']],
     ]
   : [
       ['relevance.ts', ['--rows', '2000']],
@@ -29,6 +30,7 @@ const runs: [string, string[]][] = full
       ['backfill.ts', ['--rows', '10000']],
       ['chaos.ts', ['--runs', '3', '--rows', '3000']],
       ['workerChaos.ts', ['--seconds', '20', '--rate', '40', '--workers', '3']],
+      ['reconcile.ts', ['--rows', '20000']],
     ]
 
 const client = new pg.Client({ connectionString: BENCH_SERVER })

@@ -372,6 +372,32 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(again.exitCode, again.all).toBe(0)
   })
 
+  it('reconciles rows written with the capture trigger bypassed, within the interval', async () => {
+    await createApp(db, { ...shape, rows: 6 })
+    const plan = planFor(
+      { ...shape, rows: 6 },
+      { embedding: { provider: 'local' }, worker: { heartbeat_seconds: 0.5, poll_ms: 100, reconcile_seconds: 1, reconcile_batch: 2 } },
+    )
+    const path = write(plan)
+    expect(
+      (await runCli(['start', path, '--with-worker', '--sessions-dir', join(dir, 's')], { env: { DATABASE_URL: target.url! } })).exitCode,
+    ).toBe(0)
+    const service = runCli(['worker', path], { env: { DATABASE_URL: target.url! } })
+    children.push(service)
+    await until('the worker registered', async () => (await registered()) === 1)
+    // A bulk load with the triggers off: one new row, one row whose text changed under its old embedding.
+    await db.exec(`ALTER TABLE docs DISABLE TRIGGER USER;
+      INSERT INTO docs (body) VALUES ('loaded behind the trigger');
+      UPDATE docs SET body = 'changed behind the trigger' WHERE id = 2;
+      ALTER TABLE docs ENABLE TRIGGER USER`)
+    const current = `SELECT count(*)::int AS n FROM docs d JOIN runner.embedding_meta m ON m.table_name = 'public.docs' AND m.row_key = d.id::text
+      WHERE d.embedding IS NOT NULL AND m.content_hash = encode(sha256(convert_to(concat_ws(' ', d.body), 'UTF8')), 'hex')`
+    await until('every row embedded for its current text', async () => (await count(current)) === 7, 15_000)
+    service.kill('SIGTERM')
+    const result = await service
+    expect(result.stderr).toMatch(/reconciliation read \d+ rows in [\d.]+ s and queued [12] that were stale/)
+  })
+
   it('a start that cannot connect leaves no session, so resume never runs it against another database', async () => {
     const plan = write(planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' } }))
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/database.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
+import type { Target } from '../db/target.ts'
 
 // Every statement about the queue, in one place (after graphile-worker): claim in a short
 // transaction with SKIP LOCKED, counting the attempt at claim time so a crash spends one;
@@ -113,6 +114,38 @@ export async function releaseJobs(db: Queryable, rs: RunnerSchema, workerId: str
   await db.query(`UPDATE ${rs.queue} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1) WHERE locked_by = $1`, [
     workerId,
   ])
+}
+
+/**
+ * One chunk of a reconciliation sweep: the next `limit` rows by key after `after`, of which
+ * those with no embedding, or whose recorded hash is not their text's, are queued (a row that
+ * already failed for good is left to the failed jobs). Returns the last key read (null at the
+ * end of the table) and how many were queued.
+ */
+export async function queueStaleRows(
+  db: Queryable,
+  rs: RunnerSchema,
+  t: Target,
+  after: string | null,
+  limit: number,
+): Promise<{ last: string | null; read: number; queued: number }> {
+  const { rows } = await db.query<{ last: string | null; read: number; queued: number }>(
+    `WITH chunk AS (
+       SELECT t.${t.key} AS k, t.${t.key}::text AS key, t.${t.embedding} IS NULL AS empty, ${t.hash('t')} AS hash
+       FROM ${t.table} t WHERE $1::text IS NULL OR t.${t.key} > $1::${t.keyType}
+       ORDER BY t.${t.key} LIMIT $2
+     ), stale AS (
+       SELECT c.key FROM chunk c LEFT JOIN ${rs.meta} m ON m.table_name = $3 AND m.row_key = c.key
+       WHERE (c.empty OR m.content_hash <> c.hash)
+         AND NOT EXISTS (SELECT 1 FROM ${rs.failed} f WHERE f.table_name = $3 AND f.row_key = c.key)
+     ), queued AS (
+       INSERT INTO ${rs.queue} (table_name, row_key) SELECT $3, key FROM stale ON CONFLICT DO NOTHING RETURNING 1
+     )
+     SELECT (SELECT key FROM chunk ORDER BY k DESC LIMIT 1) AS last, (SELECT count(*) FROM chunk)::int AS read, (SELECT count(*) FROM queued)::int AS queued`,
+    [after, limit, t.name],
+  )
+  const r = rows[0]!
+  return { last: r.read < limit ? null : r.last, read: r.read, queued: r.queued }
 }
 
 export async function queueBacklog(db: Queryable, rs: RunnerSchema): Promise<{ pending: number; oldestSeconds: number | null }> {

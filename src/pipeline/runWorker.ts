@@ -11,6 +11,7 @@ import type { Log } from '../log/log.ts'
 import type { Plan } from '../plan/schema.ts'
 import { retryTransient } from '../retryTransient.ts'
 import { claimJobs, completeJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
+import { createReconciler } from './reconcile.ts'
 import { newMonitor, type WorkerMonitor } from './serveWorkerHttp.ts'
 import { beat, MISSED_BEATS, registerWorker, unregisterWorker } from './workerRegistry.ts'
 import { alreadyEmbedded, type WritePolicy, writeEmbeddings } from './writeEmbeddings.ts'
@@ -129,6 +130,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
     monitor.queue = await queueBacklog(db, rs)
   }
   const batch: Batch = { options, rs, workerId, stats, monitor, embedAbort: embedAbort.signal }
+  const reconciler = createReconciler(db, rs, options.targets, plan.worker.reconcile_seconds, plan.worker.reconcile_batch, log)
   const statsLine = createStatsLine(batch, options.statsIntervalMs ?? 10_000)
 
   try {
@@ -137,6 +139,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
       stats.failed += deadLettered
       if (jobs.length === 0) {
         if (options.untilEmpty) break
+        if (await retrying('reconciling', () => reconciler.step())) continue // a chunk of the sweep: claim what it queued
         await retrying('logging', () => statsLine())
         await waker.idle()
         continue

@@ -98,6 +98,14 @@ const workerSchema = z
      * silent for three of these is taken for dead: its jobs are claimed by others at once.
      */
     heartbeat_seconds: z.number().positive().default(5),
+    /**
+     * Every this many seconds the worker sweeps the target tables, reconcile_batch rows at a
+     * time by key, and queues rows whose embedding is NULL or whose recorded text hash no
+     * longer matches their text: whatever bypassed the capture trigger (a COPY with triggers
+     * off, rows written before the pipeline existed). null turns it off.
+     */
+    reconcile_seconds: z.number().positive().nullable().default(300),
+    reconcile_batch: z.number().int().positive().max(100_000).default(5000),
   })
   .prefault({})
 
