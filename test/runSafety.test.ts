@@ -398,6 +398,40 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(result.stderr).toMatch(/reconciliation read \d+ rows in [\d.]+ s and queued [12] that were stale/)
   })
 
+  it('prints --json results for start, resume, search and worker --once, in their documented shapes', async () => {
+    await createApp(db, { ...shape, rows: 6 })
+    const path = write(planFor({ ...shape, rows: 6 }, { embedding: { provider: 'local' } }))
+    const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)
+    const env = { env: { DATABASE_URL: target.url! } }
+    const started = await runCli(['start', path, '--json', '--sessions-dir', sessions], env)
+    const outcome = JSON.parse(started.stdout)
+    expect(outcome).toMatchObject({ session_dir: join(sessions, readdirSync(sessions)[0]!), status: 'completed', exit_code: 3 })
+    expect(started.exitCode).toBe(outcome.exit_code)
+    expect(outcome.pending).toEqual([expect.stringContaining('a worker to deploy')])
+    expect(outcome.criteria.map((c: any) => c.id)).toContain('auto_embed')
+    const resumed = JSON.parse((await runCli(['resume', '--session', outcome.session_dir, '--json'], env)).stdout)
+    expect(resumed).toMatchObject({ session_dir: outcome.session_dir, status: 'already_completed', exit_code: 3 })
+
+    const found = JSON.parse((await runCli(['search', 'note about queue workers', '--plan', path, '-k', '2', '--json'], env)).stdout)
+    expect(found).toMatchObject({
+      query: 'note about queue workers',
+      tables: [{ table: 'public.docs', hits: [expect.any(Object), expect.any(Object)] }],
+    })
+    expect(found.tables[0].hits[0]).toEqual({
+      key: expect.any(String),
+      distance: expect.any(Number),
+      text: expect.stringContaining('note'),
+    })
+
+    await db.exec(`UPDATE docs SET body = body || ' v2' WHERE id <= 2`)
+    const drained = await runCli(['worker', path, '--once', '--json'], env)
+    expect(drained.exitCode, drained.all).toBe(0)
+    expect(JSON.parse(drained.stdout)).toEqual({ embedded: 2, failed: 0, batches: 1 })
+    const refused = await runCli(['worker', path, '--json'], env)
+    expect(refused.exitCode).toBe(2)
+    expect(refused.stderr).toContain('--json goes with --once')
+  })
+
   it('a start that cannot connect leaves no session, so resume never runs it against another database', async () => {
     const plan = write(planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' } }))
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)

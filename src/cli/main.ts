@@ -79,6 +79,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('start a new session that runs every batch of the plan')
     .argument('<plan>', 'the plan file, for example plans/feature-1.yaml')
     .option('--dry-run', 'check the target read-only and print what each batch would do on it; change nothing')
+    .option('--json', 'print the outcome as JSON on stdout (session_dir, status, exit_code, criteria, pending)')
     .addOption(sessionsDir())
   withSessionOptions(startCommand).action(async (plan: string, opts) => {
     exitCode = await start({
@@ -88,6 +89,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       registry,
       signal: controller.signal,
       options: sessionOptions(opts),
+      json: Boolean(opts.json),
     })
   })
 
@@ -96,6 +98,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('continue a session: completed batches are skipped, the interrupted one continues from its checkpoint')
     .option('--session <dir>', 'the session folder (default: the latest unfinished one)')
     .option('--allow-plan-change', 'resume even though the plan file changed since the session started')
+    .option('--json', 'print the outcome as JSON on stdout (session_dir, status, exit_code, criteria, pending)')
     .addOption(sessionsDir())
   withSessionOptions(resumeCommand).action(async (opts) => {
     exitCode = await resume({
@@ -105,6 +108,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       registry,
       signal: controller.signal,
       options: sessionOptions(opts),
+      json: Boolean(opts.json),
     })
   })
 
@@ -133,6 +137,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--once', 'the same as --until-empty: drain the queue and exit (for cron)')
     .option('--http-port <port>', 'serve GET /healthz and GET /metrics (Prometheus) on this port (0: any free one)')
     .addOption(new Option('--log-format <format>', 'text lines, or one JSON object a line').choices(['text', 'json']).default('text'))
+    .option('--json', 'with --once: print { embedded, failed, batches } as JSON on stdout when the queue is drained')
     .action(async (plan: string, opts) => {
       setLogFormat(opts.logFormat as LogFormat)
       exitCode = await worker({
@@ -140,6 +145,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         provider: opts.provider,
         untilEmpty: Boolean(opts.untilEmpty || opts.once),
         httpPort: opts.httpPort,
+        json: Boolean(opts.json),
         signal: controller.signal,
       })
     })
@@ -163,6 +169,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('-k <n>', 'rows per table', '5')
     .option('--ef-search <n>', 'hnsw.ef_search for the query (the validate batch recommends one)')
     .addOption(providerOption())
+    .option('--json', 'print the hits as JSON on stdout')
     .action(async (text: string, opts) => {
       exitCode = await search({
         query: text,
@@ -171,6 +178,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         k: opts.k,
         efSearch: opts.efSearch,
         provider: opts.provider,
+        json: Boolean(opts.json),
       })
     })
 

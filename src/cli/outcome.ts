@@ -12,7 +12,22 @@ export function exitCodeOf(outcome: SessionOutcome): 0 | 1 | 3 {
   return unmet.every((c) => c.pending) ? 3 : 1
 }
 
-/** stdout carries the session folder, the one result a script needs. */
-export function printSessionDir(outcome: SessionOutcome): void {
-  process.stdout.write(`${outcome.sessionDir}\n`)
+/**
+ * stdout carries the result: the session folder, the one thing a script needs; or with --json
+ * { session_dir, status, exit_code, criteria, pending } (see the README).
+ */
+export function printOutcome(outcome: SessionOutcome, json: boolean): void {
+  if (!json) {
+    process.stdout.write(`${outcome.sessionDir}\n`)
+    return
+  }
+  const pending = [...new Set(outcome.criteria.flatMap((c) => (!c.passed && c.pending ? [c.pending] : [])))]
+  const result = {
+    session_dir: outcome.sessionDir,
+    status: outcome.status,
+    exit_code: exitCodeOf(outcome),
+    criteria: outcome.criteria,
+    pending,
+  }
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
 }

@@ -2,7 +2,7 @@ import { resumeSession } from '../coordinator/driveSession.ts'
 import { log } from '../log/log.ts'
 import type { SessionOptions } from '../checkpoint/sessionState.ts'
 import type { StepRegistry } from '../steps/step.ts'
-import { exitCodeOf, printSessionDir } from './outcome.ts'
+import { exitCodeOf, printOutcome } from './outcome.ts'
 
 export interface ResumeOptions {
   sessionDir?: string
@@ -12,6 +12,8 @@ export interface ResumeOptions {
   signal: AbortSignal
   /** The command line's choices for the session (--provider, --with-worker, --change-model, --narrate). */
   options: SessionOptions
+  /** Print the outcome as JSON on stdout instead of the session folder. */
+  json: boolean
 }
 
 export async function resume(options: ResumeOptions): Promise<number> {
@@ -24,6 +26,6 @@ export async function resume(options: ResumeOptions): Promise<number> {
     log,
     options: options.options,
   })
-  if (outcome.status !== 'already_completed') printSessionDir(outcome)
+  if (outcome.status !== 'already_completed' || options.json) printOutcome(outcome, options.json)
   return exitCodeOf(outcome)
 }

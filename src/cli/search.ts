@@ -13,6 +13,8 @@ export interface SearchOptions {
   k: string
   efSearch?: string
   provider?: 'local' | 'openai'
+  /** { query, embedding_ms, tables: [{ table, ms, hits: [{ key, distance, text }] }] } on stdout. */
+  json?: boolean
 }
 
 /** `runner search "text"`: the application's semantic search, from the command line. */
@@ -48,7 +50,9 @@ export async function search(options: SearchOptions): Promise<number> {
     const started = performance.now()
     const [vector] = (await provider.embed([options.query])).vectors
     if (!vector) throw new UsageError('the query could not be embedded')
-    log(`embedded the query in ${(performance.now() - started).toFixed(1)} ms`)
+    const embeddingMs = performance.now() - started
+    log(`embedded the query in ${embeddingMs.toFixed(1)} ms`)
+    const found: { table: string; ms: number; hits: { key: string; distance: number | null; text: string }[] }[] = []
     for (const t of targets) {
       const sql = t.nearestSql(t.search(plan.index.precision), { withText: true })
       const rows = await withSettings(db, efSearch === undefined ? {} : { 'hnsw.ef_search': efSearch }, async (session) => {
@@ -56,12 +60,16 @@ export async function search(options: SearchOptions): Promise<number> {
         const result = await session.query<{ key: string; distance: number | null; text: string }>(sql, [`[${vector.join(',')}]`, k])
         return { rows: result.rows, ms: performance.now() - queryStarted }
       })
+      found.push({ table: t.name, ms: rows.ms, hits: rows.rows })
+      if (options.json) continue
       process.stdout.write(`${t.name} (${rows.ms.toFixed(1)} ms):\n`)
       for (const r of rows.rows)
         process.stdout.write(
           `  ${r.distance === null ? 'no embedding' : r.distance.toFixed(4)}  ${t.plan.key}=${r.key}  ${r.text.replace(/\s+/g, ' ').slice(0, 100)}\n`,
         )
     }
+    if (options.json)
+      process.stdout.write(`${JSON.stringify({ query: options.query, embedding_ms: embeddingMs, tables: found }, null, 2)}\n`)
     return 0
   } finally {
     await db.close()

@@ -5,7 +5,7 @@ import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 import type { SessionOptions } from '../checkpoint/sessionState.ts'
 import type { StepRegistry } from '../steps/step.ts'
-import { exitCodeOf, printSessionDir } from './outcome.ts'
+import { exitCodeOf, printOutcome } from './outcome.ts'
 
 export interface StartOptions {
   planPath: string
@@ -15,6 +15,8 @@ export interface StartOptions {
   signal: AbortSignal
   /** The command line's choices for the session (--provider, --with-worker, --change-model, --narrate). */
   options: SessionOptions
+  /** Print the outcome as JSON on stdout instead of the session folder. */
+  json: boolean
 }
 
 export async function start(options: StartOptions): Promise<number> {
@@ -33,6 +35,6 @@ export async function start(options: StartOptions): Promise<number> {
     log,
     options: options.options,
   })
-  printSessionDir(outcome)
+  printOutcome(outcome, options.json)
   return exitCodeOf(outcome)
 }

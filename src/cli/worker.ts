@@ -16,6 +16,8 @@ export interface WorkerCommandOptions {
   untilEmpty: boolean
   /** Serve /healthz and /metrics here. */
   httpPort?: string
+  /** With untilEmpty: the run's counts as JSON on stdout. */
+  json?: boolean
   signal: AbortSignal
 }
 
@@ -25,6 +27,8 @@ export interface WorkerCommandOptions {
  * exits 2: there is nothing it could drain).
  */
 export async function worker(options: WorkerCommandOptions): Promise<number> {
+  if (options.json && !options.untilEmpty)
+    throw new UsageError('--json goes with --once (or --until-empty): a worker that runs until stopped has no result to print')
   const loaded = loadPlan(options.planPath)
   const { plan } = loaded
   const db = await openTarget(plan, log, process.env, WORKER_APPLICATION_NAME)
@@ -67,6 +71,7 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
           untilEmpty: options.untilEmpty,
           monitor,
         })
+        if (options.json) process.stdout.write(`${JSON.stringify(stats)}\n`)
         log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)
         return 0
       } catch (error) {
