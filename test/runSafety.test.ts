@@ -361,10 +361,15 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
       planFor({ ...shape, rows: 4 }, { embedding: { provider: 'local' }, worker: { heartbeat_seconds: 0.5, poll_ms: 100 } }),
     )
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)
+    const proved = await runCli(['start', path, '--with-worker', '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
+    expect(proved.exitCode, proved.all).toBe(0) // proved with a temporary worker, and told what is still to deploy
+    expect(proved.stderr).toContain('no `runner worker` is registered to embed new rows after this run: deploy one (deploy/)')
     const fixed = await runCli(['start', path, '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
     expect(fixed.exitCode, fixed.all).toBe(3)
     expect(fixed.stderr).toContain('fixed, with one thing left to you: a worker to deploy: run `runner worker <plan>` as a service')
-    expect(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'summary.md'), 'utf8')).toContain('waiting for a worker to deploy')
+    expect(readFileSync(join(sessions, readdirSync(sessions).sort().at(-1)!, 'summary.md'), 'utf8')).toContain(
+      'waiting for a worker to deploy',
+    )
     const deployed = runCli(['worker', path], { env: { DATABASE_URL: target.url! } })
     children.push(deployed)
     await until('the worker registered', async () => (await registered()) === 1)
@@ -430,6 +435,21 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     const refused = await runCli(['worker', path, '--json'], env)
     expect(refused.exitCode).toBe(2)
     expect(refused.stderr).toContain('--json goes with --once')
+  })
+
+  it('keeps --concurrency batches in flight at once, each row still embedded once', async () => {
+    await createApp(db, { ...shape, rows: 12 })
+    const path = write(pipelineOnly(openaiPlan({ worker: { batch_size: 2, heartbeat_seconds: 0.5, poll_ms: 100 } })))
+    expect((await runCli(['start', path, '--sessions-dir', join(dir, 's')], { env: env() })).exitCode).toBe(0)
+    await db.exec(`UPDATE docs SET body = body || ' v2'`)
+    fake.delayMs = 400
+    fake.maxInFlight = 0
+    const drained = await runCli(['worker', path, '--once', '--json', '--concurrency', '3'], { env: env() })
+    expect(drained.exitCode, drained.all).toBe(0)
+    expect(JSON.parse(drained.stdout)).toMatchObject({ embedded: 12, failed: 0 })
+    expect(fake.maxInFlight).toBe(3)
+    const bodies = (await db.query<{ body: string }>('SELECT body FROM docs')).rows.map((r) => r.body)
+    expect(bodies.map((b) => fake.embedded.get(b))).toEqual(bodies.map(() => 1))
   })
 
   it('a start that cannot connect leaves no session, so resume never runs it against another database', async () => {

@@ -138,6 +138,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--http-port <port>', 'serve GET /healthz and GET /metrics (Prometheus) on this port (0: any free one)')
     .addOption(new Option('--log-format <format>', 'text lines, or one JSON object a line').choices(['text', 'json']).default('text'))
     .option('--json', 'with --once: print { embedded, failed, batches } as JSON on stdout when the queue is drained')
+    .option('--concurrency <n>', 'batches in flight at once, sharing the provider rate budget', '1')
     .action(async (plan: string, opts) => {
       setLogFormat(opts.logFormat as LogFormat)
       exitCode = await worker({
@@ -146,6 +147,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
         untilEmpty: Boolean(opts.untilEmpty || opts.once),
         httpPort: opts.httpPort,
         json: Boolean(opts.json),
+        concurrency: opts.concurrency,
         signal: controller.signal,
       })
     })

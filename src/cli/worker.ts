@@ -18,6 +18,8 @@ export interface WorkerCommandOptions {
   httpPort?: string
   /** With untilEmpty: the run's counts as JSON on stdout. */
   json?: boolean
+  /** Batches in flight at once. */
+  concurrency?: string
   signal: AbortSignal
 }
 
@@ -29,6 +31,10 @@ export interface WorkerCommandOptions {
 export async function worker(options: WorkerCommandOptions): Promise<number> {
   if (options.json && !options.untilEmpty)
     throw new UsageError('--json goes with --once (or --until-empty): a worker that runs until stopped has no result to print')
+  const concurrency = Number(options.concurrency ?? 1)
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 32) {
+    throw new UsageError(`--concurrency: expected a whole number from 1 to 32, got "${options.concurrency}"`)
+  }
   const loaded = loadPlan(options.planPath)
   const { plan } = loaded
   const db = await openTarget(plan, log, process.env, WORKER_APPLICATION_NAME)
@@ -70,6 +76,7 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
           log,
           untilEmpty: options.untilEmpty,
           monitor,
+          concurrency,
         })
         if (options.json) process.stdout.write(`${JSON.stringify(stats)}\n`)
         log(`worker stopped: ${stats.embedded} embedded, ${stats.failed} moved to failed jobs`)

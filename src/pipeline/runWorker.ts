@@ -44,6 +44,8 @@ export interface WorkerOptions {
   workerId?: string
   /** Filled as the worker runs, for /healthz and /metrics. */
   monitor?: WorkerMonitor
+  /** Batches in flight at once: lanes that each claim and embed, sharing the connection pool and the provider's rate budget. */
+  concurrency?: number
 }
 
 export interface WorkerStats {
@@ -63,18 +65,22 @@ interface Batch {
   embedAbort: AbortSignal
 }
 
-/** The worker sleeps until a NOTIFY, a stop, or the poll interval, whichever comes first. */
+/** Each lane of the worker sleeps until a NOTIFY, a stop, or the poll interval, whichever comes first. */
 function createWaker(pollMs: number) {
-  let wake: () => void = () => {}
+  const sleepers = new Set<() => void>()
   return {
-    wake: () => wake(),
+    wake: () => {
+      for (const wake of sleepers) wake()
+    },
     idle: () =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs)
-        wake = () => {
+        const wake = () => {
           clearTimeout(timer)
+          sleepers.delete(wake)
           resolve()
         }
+        const timer = setTimeout(wake, pollMs)
+        sleepers.add(wake)
       }),
   }
 }
@@ -133,13 +139,14 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const reconciler = createReconciler(db, rs, options.targets, plan.worker.reconcile_seconds, plan.worker.reconcile_batch, log)
   const statsLine = createStatsLine(batch, options.statsIntervalMs ?? 10_000)
 
-  try {
+  /** One lane: claim a batch, embed it, and again; the first lane also sweeps for stale rows when idle. */
+  const lane = async (first: boolean) => {
     while (!signal.aborted) {
       const { jobs, deadLettered } = await retrying('claiming jobs', () => claimJobs(db, rs, workerId, claimPolicy))
       stats.failed += deadLettered
       if (jobs.length === 0) {
         if (options.untilEmpty) break
-        if (await retrying('reconciling', () => reconciler.step())) continue // a chunk of the sweep: claim what it queued
+        if (first && (await retrying('reconciling', () => reconciler.step()))) continue // a chunk of the sweep: claim what it queued
         await retrying('logging', () => statsLine())
         await waker.idle()
         continue
@@ -152,6 +159,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
       }
       await retrying('logging', () => statsLine())
     }
+  }
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 1) }, (_, n) => lane(n === 0)))
   } finally {
     clearInterval(heartbeat)
     signal.removeEventListener('abort', onAbort)

@@ -32,6 +32,9 @@ export interface FakeOpenAI {
   arrived: number
   /** Added to every answer, to make timing windows in tests wide enough. */
   delayMs: number
+  /** Requests being answered right now, and the most there ever were at once. */
+  inFlight: number
+  maxInFlight: number
   close(): Promise<void>
 }
 
@@ -50,6 +53,8 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     faults: [],
     badInputs: new Set(),
     hangInputs: new Set(),
+    inFlight: 0,
+    maxInFlight: 0,
     embedded: new Map(),
     requests: [],
     tokensPerMinute: options.tokensPerMinute,
@@ -70,6 +75,9 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     fake.arrived++
+    fake.inFlight++
+    fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight)
+    res.once('close', () => fake.inFlight--)
     if (fake.delayMs) await new Promise((r) => setTimeout(r, fake.delayMs))
     if (req.method !== 'POST' || !req.url?.endsWith('/embeddings')) return send(res, 404, error('not found', 'invalid_request_error'))
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {

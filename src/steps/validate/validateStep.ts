@@ -155,9 +155,11 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
   const running = (await liveWorkers(db, ctx.runnerSchema, plan.worker.heartbeat_seconds)).length
   // The embedded database is one process: no separate worker can reach it, so one runs here.
   const startHere = plan.validate.start_worker || db.kind === 'embedded'
+  // Proved with a worker of the check's own, the pipeline still needs one that outlives this run.
+  const temporaryOnly = startHere && db.kind === 'postgres' && running === 0
   const note = startHere
-    ? `started by the validate batch for the check (${db.kind === 'embedded' ? 'embedded database' : '--with-worker'})`
-    : `${running} \`runner worker\` process(es) connected`
+    ? `started by the validate batch for the check (${db.kind === 'embedded' ? 'embedded database' : '--with-worker'})${temporaryOnly ? '; no `runner worker` is registered to embed new rows after this run: deploy one (deploy/)' : ''}`
+    : `${running} \`runner worker\` process(es) registered`
   ctx.log(`  auto-embedding check: worker ${note}`)
   const stop = new AbortController()
   const worker = startHere
