@@ -153,8 +153,10 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     const doomed = worker(path)
     await until('the first worker registered', async () => (await registered()) === 1)
     fake.faults.push({ type: 'slow', ms: 60_000 }) // after its start-up probe: the batch hangs
+    const before = fake.arrived
     await db.exec(`UPDATE docs SET body = body || ' v2'`)
-    await until('its batch in flight', async () => (await held()) > 0)
+    // Killed only once its request reached the provider (and took the slow answer), not merely claimed.
+    await until('its batch in flight', async () => (await held()) > 0 && fake.arrived > before)
     doomed.kill('SIGKILL')
     const killedAt = Date.now()
     worker(path)

@@ -1,5 +1,4 @@
 import { startSession } from '../coordinator/driveSession.ts'
-import { checkPlanRunnable } from '../coordinator/checkPlanRunnable.ts'
 import { previewSession } from '../coordinator/previewSession.ts'
 import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
@@ -21,8 +20,6 @@ export interface StartOptions {
 
 export async function start(options: StartOptions): Promise<number> {
   const loaded = loadPlan(options.planPath)
-  const { plan } = loaded
-  checkPlanRunnable(plan, options.registry)
   if (options.dryRun) {
     const preview = await previewSession(loaded, options.registry, options.options, log)
     process.stdout.write(`${preview.text}\n`)

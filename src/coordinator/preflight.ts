@@ -1,6 +1,5 @@
 import { readPrivileges, canSuppressTriggers, hasDatabasePrivilege, isUniqueKey, readRelationKind } from '../db/catalog/readPrivileges.ts'
 import { readExtension } from '../db/catalog/readExtension.ts'
-import { readTableColumns } from '../db/catalog/readTableColumns.ts'
 import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../db/catalog/readTriggers.ts'
 import type { Queryable } from '../db/database.ts'
 import { foreignObjectsIn } from '../db/runnerSchema/foreignObjects.ts'
@@ -52,7 +51,7 @@ async function checkTable(
       problem: 'is not a table (a view or another kind of relation): the runner writes embeddings only into tables',
     })
   }
-  const columns = (await readTableColumns(db, t.plan.schema, t.plan.table)) ?? []
+  const columns = t.columns
   for (const [j, name] of t.plan.text_columns.entries()) {
     const column = columns.find((c) => c.name === name)
     if (column && !TEXT_TYPES.has(column.base_type) && !t.plan.cast_to_text.includes(name)) {
@@ -138,7 +137,7 @@ async function checkRunnerSchema(db: Queryable, rs: RunnerSchema, refuse: (r: Re
       problem: `is at version ${version.version}, written by a newer runner (this one knows up to ${version.latest}): upgrade runner`,
     })
   }
-  const foreign = await foreignObjectsIn(db, rs)
+  const foreign = await foreignObjectsIn(db, rs, version.version)
   if (foreign.length) {
     refuse({
       path: 'target.runner_schema',

@@ -12,6 +12,7 @@ import type { LoadedPlan } from '../plan/loadPlan.ts'
 import { orderBatches } from '../plan/orderBatches.ts'
 import type { StepContext, StepRegistry } from '../steps/step.ts'
 import { applySessionOptions } from './applySessionOptions.ts'
+import { checkPlanRunnable } from './checkPlanRunnable.ts'
 import { embedsIn } from './driveSession.ts'
 import { readOnlyView } from './guards.ts'
 import { describeRefusals, preflight } from './preflight.ts'
@@ -25,6 +26,7 @@ export interface Preview {
 }
 
 export async function previewSession(loaded: LoadedPlan, registry: StepRegistry, options: SessionOptions, log: Log): Promise<Preview> {
+  checkPlanRunnable(loaded.plan, registry)
   const plan = applySessionOptions(loaded.plan, options)
   const url = targetUrl(plan)
   const head = [`plan ${plan.id}: ${plan.title} (${loaded.path}, sha256 ${loaded.sha256.slice(0, 12)})`]

@@ -1,6 +1,7 @@
 import type { Distance } from '../plan/schema.ts'
 import { quoteIdent } from './quote.ts'
-import { operatorClass, OPERATORS, type VectorType } from './vectorOps.ts'
+import type { VectorType } from './catalog/vocabulary.ts'
+import { operatorClass, OPERATORS } from './vectorOps.ts'
 
 // What the index is built on and what every query the runner issues orders by: the column
 // itself, or its half-precision cast. The two must agree or the planner ignores the index.

@@ -36,6 +36,8 @@ export class Target {
     /** The embedding column's SQL type (vector(1536)), and its vector type and dimensions when it is one. */
     readonly embeddingType: string,
     readonly vector: { type: VectorType; dimensions: number } | null,
+    /** Every column of the table as the catalog had it when resolved (checks and copies read these, not the catalog again). */
+    readonly columns: TableColumn[],
   ) {
     this.name = `${plan.schema}.${plan.table}`
     this.table = quoteQualified(plan.schema, plan.table)
@@ -219,6 +221,7 @@ function resolveOne(t: TargetTable, columns: TableColumn[]): Target {
     key.type,
     embedding.type,
     isVector ? { type: embedding.base_type as VectorType, dimensions: embedding.typmod } : null,
+    columns,
   )
 }
 

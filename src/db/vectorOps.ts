@@ -1,8 +1,6 @@
 import type { Distance } from '../plan/schema.ts'
 import type { VectorType } from './catalog/vocabulary.ts'
 
-export type { VectorType }
-
 // How each distance the application may query with maps onto pgvector: the operator in
 // ORDER BY, and the index operator class that serves it. An index serves a query only when
 // both agree, which is why a mismatch silently means a sequential scan.

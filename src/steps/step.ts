@@ -5,7 +5,6 @@ import type { Target } from '../db/target.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import type { WritePolicy } from '../pipeline/writeEmbeddings.ts'
-import { UsageError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import type { Progress } from '../log/progress.ts'
 import type { Batch, Plan, StepName } from '../plan/schema.ts'
@@ -64,11 +63,3 @@ export interface Step<Output = unknown, Cursor = never> {
 }
 
 export type StepRegistry = ReadonlyMap<string, Step<any, any>>
-
-/** A dependency's output; the coordinator has checked before the run that the plan provides it. */
-export function requireInput<S extends StepName>(ctx: StepContext<unknown>, step: S): StepOutputs[S] {
-  const value = ctx.inputs[step]
-  if (value === undefined)
-    throw new UsageError(`batch ${ctx.batch.id} needs the output of a "${step}" batch; add it to depends_on in the plan`)
-  return value as StepOutputs[S]
-}

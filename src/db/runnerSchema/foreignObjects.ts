@@ -1,5 +1,4 @@
 import type { Queryable } from '../database.ts'
-import { readSchemaVersion } from './migrateRunnerSchema.ts'
 import { type RunnerSchema, RUNNER_TABLES } from './objects.ts'
 
 /**
@@ -7,8 +6,7 @@ import { type RunnerSchema, RUNNER_TABLES } from './objects.ts'
  * installs only into an absent schema, an empty one, or one it installed itself, so that
  * uninstall can never take an application's objects with it.
  */
-export async function foreignObjectsIn(db: Queryable, rs: RunnerSchema): Promise<string[]> {
-  const { version } = await readSchemaVersion(db, rs)
+export async function foreignObjectsIn(db: Queryable, rs: RunnerSchema, version: number): Promise<string[]> {
   const { rows: relations } = await db.query<{ name: string; kind: string }>(
     `SELECT c.relname AS name, c.relkind::text AS kind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')

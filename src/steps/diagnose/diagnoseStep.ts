@@ -7,9 +7,9 @@ import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { Trigger } from '../../db/catalog/vocabulary.ts'
 import type { Queryable } from '../../db/database.ts'
 import { explainNearest } from '../../db/explainNearest.ts'
-import { readColumnModels } from '../../db/runnerSchema/columnModels.ts'
+import { type ColumnModel, readColumnModels } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
-import { CAPTURE_TRIGGER, type RunnerSchema } from '../../db/runnerSchema/objects.ts'
+import { CAPTURE_TRIGGER } from '../../db/runnerSchema/objects.ts'
 import { countColumn, type Target } from '../../db/target.ts'
 import { readQueueHealth } from '../../pipeline/queue.ts'
 import { liveWorkers } from '../../pipeline/workerRegistry.ts'
@@ -42,14 +42,18 @@ function writesColumn(trigger: TriggerDetail, column: string): boolean {
   return new RegExp(`NEW\\s*\\.\\s*("?)${name}\\1\\s*:?=`, 'i').test(trigger.source)
 }
 
+/** What the runner's own schema says of the columns: is its metadata there, and which model each column is bound to. */
+interface RunnerRecord {
+  meta: string | null
+  models: ColumnModel[]
+}
+
 /** Counts, vector origin, and what writes or would be set off by a write, for one target column. */
-async function measureTarget(db: Queryable, plan: Plan, rs: RunnerSchema, t: Target, found: VectorColumn | undefined) {
+async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t: Target, found: VectorColumn | undefined) {
   const { rows, nulls } = found ?? (await t.counts(db))
   const { schema, table, key, embedding_column: column, text_columns, distance } = t.plan
-  const bound = (await readColumnModels(db, rs)).find((m) => m.table_name === t.name && m.column_name === column)
-  const model = bound?.model ?? plan.embedding.model
-  const installed = (await readSchemaVersion(db, rs)).version > 0
-  const origin = t.vector ? { model, ...(await t.originCounts(db, installed ? rs.meta : null, model)) } : null
+  const model = record.models.find((m) => m.table_name === t.name && m.column_name === column)?.model ?? plan.embedding.model
+  const origin = t.vector ? { model, ...(await t.originCounts(db, record.meta, model)) } : null
   const measured: TargetColumn = {
     schema,
     table,
@@ -91,9 +95,13 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
     const writing: Trigger[] = []
     const firing: DiagnoseOutput['side_effects']['triggers'] = []
     const queryPlans: QueryPlan[] = []
+    const record: RunnerRecord = {
+      meta: (await readSchemaVersion(db, runnerSchema)).version > 0 ? runnerSchema.meta : null,
+      models: await readColumnModels(db, runnerSchema),
+    }
     for (const t of targets) {
       const found = vectorColumns.find((c) => `${c.schema}.${c.table}` === t.name && c.column === t.plan.embedding_column)
-      const target = await measureTarget(db, plan, runnerSchema, t, found)
+      const target = await measureTarget(db, plan, record, t, found)
       measuredTargets.push(target.measured)
       writing.push(...target.writing)
       firing.push(...target.firing)

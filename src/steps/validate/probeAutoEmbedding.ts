@@ -1,7 +1,6 @@
 import { z } from 'zod'
 import type { CursorSpec } from '../../checkpoint/session.ts'
 import type { Queryable } from '../../db/database.ts'
-import { readTableColumns } from '../../db/catalog/readTableColumns.ts'
 import { quoteIdent } from '../../db/quote.ts'
 import type { RunnerSchema } from '../../db/runnerSchema/objects.ts'
 import type { Target } from '../../db/target.ts'
@@ -40,7 +39,7 @@ export async function probeAutoEmbedding(
   withinSeconds: number,
   onInserted: (probe: Probe) => void = () => {},
 ): Promise<ProbeResult> {
-  const columns = ((await readTableColumns(db, t.plan.schema, t.plan.table)) ?? []).filter((c) => !c.generated)
+  const columns = t.columns.filter((c) => !c.generated)
   if (!columns.find((c) => c.name === t.plan.key)?.has_default) {
     return {
       measured: false,

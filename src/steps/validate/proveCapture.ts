@@ -1,4 +1,3 @@
-import { readTableColumns } from '../../db/catalog/readTableColumns.ts'
 import { readTriggerDetails } from '../../db/catalog/readTriggers.ts'
 import type { Database } from '../../db/database.ts'
 import { quoteIdent } from '../../db/quote.ts'
@@ -44,7 +43,7 @@ export async function proveCapture(db: Pick<Database, 'transaction'>, rs: Runner
         (await tx.query(`SELECT 1 FROM ${rs.queue} WHERE table_name = $1 AND row_key = $2`, [t.name, key])).rows.length === 1
       const unqueue = () => tx.query(`DELETE FROM ${rs.queue} WHERE table_name = $1 AND row_key = $2`, [t.name, key])
       // A copy of one row, inserted without an embedding, is queued.
-      const columns = ((await readTableColumns(tx, t.plan.schema, t.plan.table)) ?? []).map((c) => c.name)
+      const columns = t.columns.map((c) => c.name)
       const values = columns.map((c) => (c === t.plan.embedding_column ? `NULL::${t.embeddingType}` : quoteIdent(c))).join(', ')
       await tx.query(`INSERT INTO ${probe} SELECT ${values} FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
       const insertQueued = await queued()
