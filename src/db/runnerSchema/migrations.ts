@@ -86,6 +86,14 @@ CREATE TABLE ${s}.workers (
   last_seen timestamptz NOT NULL DEFAULT now()
 );`,
   },
+  {
+    version: 4,
+    description: 'an index on the jobs workers hold',
+    // Every claim looks for held jobs whose worker died (to dead-letter them), and every
+    // heartbeat renews its own jobs' leases: without this both read the whole queue, which is
+    // largest exactly when a backlog builds. Held jobs are few (workers x batch size).
+    sql: (s) => `CREATE INDEX embedding_queue_locked_by ON ${s}.embedding_queue (locked_by) WHERE locked_by IS NOT NULL;`,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)!.version
