@@ -504,7 +504,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
   })
 })
 
-describe('the session lock', () => {
+describe('the process lock (sessions, the embedded database)', () => {
   const race = (dir: string) =>
     execa(
       'node',
@@ -513,8 +513,8 @@ describe('the session lock', () => {
         'tsx',
         '--input-type=module',
         '-e',
-        `import { acquireSessionLock } from ${JSON.stringify(join(import.meta.dirname, '../src/checkpoint/sessionLock.ts'))}
-         try { const release = acquireSessionLock(${JSON.stringify(dir)}); console.log('won'); await new Promise((r) => setTimeout(r, 800)); release() }
+        `import { acquireProcessLock } from ${JSON.stringify(join(import.meta.dirname, '../src/processLock.ts'))}
+         try { const release = acquireProcessLock(${JSON.stringify(join(dir, 'session.lock'))}, (pid) => 'held by ' + pid); console.log('won'); await new Promise((r) => setTimeout(r, 800)); release() }
          catch (error) { console.log('refused: ' + error.message) }`,
       ],
       { reject: false, all: true },
@@ -531,9 +531,7 @@ describe('the session lock', () => {
         outcomes.filter((o) => o === 'won'),
         outcomes.join('\n'),
       ).toHaveLength(1)
-      expect(
-        outcomes.filter((o) => o.startsWith('refused: session') && o.includes('is being driven by another runner process')),
-      ).toHaveLength(3)
+      expect(outcomes.filter((o) => /^refused: held by \d+$/.test(o))).toHaveLength(3)
     }
   })
 

@@ -1,5 +1,5 @@
+import { join } from 'node:path'
 import { Session } from '../checkpoint/session.ts'
-import { acquireSessionLock } from '../checkpoint/sessionLock.ts'
 import type { CriterionResult, SessionOptions } from '../checkpoint/sessionState.ts'
 import type { Database } from '../db/database.ts'
 import { openTarget } from '../db/openTarget.ts'
@@ -9,6 +9,7 @@ import { resolveTargets } from '../db/target.ts'
 import { createProvider } from '../embeddings/createProvider.ts'
 import type { EmbeddingProvider } from '../embeddings/provider.ts'
 import { UsageError } from '../errors.ts'
+import { acquireProcessLock } from '../processLock.ts'
 import type { Log } from '../log/log.ts'
 import { createProgress } from '../log/progress.ts'
 import { type LoadedPlan, loadPlan } from '../plan/loadPlan.ts'
@@ -106,7 +107,10 @@ export async function resumeSession(common: Common & { sessionDir?: string; allo
 /** Drives a session on an open target whose lock this process holds: one process per session (the session lock). */
 async function drive(session: Session, plan: Plan, db: Database, common: Common): Promise<SessionOutcome> {
   const { log } = common
-  const release = acquireSessionLock(session.dir)
+  const release = acquireProcessLock(
+    join(session.dir, 'session.lock'),
+    (pid) => `session ${session.dir} is being driven by another runner process (pid ${pid}); wait for it to finish or stop it`,
+  )
   try {
     log(`session: ${session.dir}`)
     session.begin(db.description, db.fingerprint)

@@ -2,11 +2,15 @@ import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { PGlite, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'
+import { acquireProcessLock } from '../processLock.ts'
 import type { Database, Queryable, QueryResult } from './database.ts'
 
 // The embedded PostgreSQL (PGlite: PostgreSQL compiled to WASM, with pgvector). Its data lives
 // in a folder so that a session can be resumed against it. It is one backend session: fine for
 // the newcomer's demo and for logic tests, not for concurrency or performance claims.
+// One process opens a folder at a time: PGlite takes no lock of its own, and a second process
+// opening the folder (a `resume` refused a moment later, a worker beside a `start`) corrupts
+// it for good once either is killed. `<folder>.lock` plays the part of postmaster.pid.
 
 function wrap(db: PGlite | Transaction): Queryable {
   return {
@@ -22,7 +26,17 @@ function wrap(db: PGlite | Transaction): Queryable {
 
 export async function openEmbedded(dataDir: string): Promise<Database> {
   mkdirSync(dataDir, { recursive: true })
-  const db = await PGlite.create(dataDir, { extensions: { vector } })
+  const release = acquireProcessLock(
+    `${resolve(dataDir)}.lock`,
+    (pid) => `the embedded database in ${dataDir} is open in another runner process (pid ${pid}); wait for it to finish or stop it`,
+  )
+  let db: PGlite
+  try {
+    db = await PGlite.create(dataDir, { extensions: { vector } })
+  } catch (error) {
+    release()
+    throw error
+  }
   return {
     kind: 'embedded',
     description: `embedded PostgreSQL (PGlite) in ${dataDir}`,
@@ -48,7 +62,11 @@ export async function openEmbedded(dataDir: string): Promise<Database> {
       return { connected: () => true, close: async () => unlisten() }
     },
     async close() {
-      await db.close()
+      try {
+        await db.close()
+      } finally {
+        release()
+      }
     },
   }
 }

@@ -1,14 +1,14 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs'
-import { join } from 'node:path'
-import { UsageError } from '../errors.ts'
+import { UsageError } from './errors.ts'
 
-// One process drives a session at a time. The lock is a file created exclusively that holds
-// the owner's pid. A lock whose owner is gone (killed with SIGKILL, machine restarted) is taken
-// over at once: a lock file that only expires after a timeout would make `runner resume`
-// right after a crash wait or fail for no reason. Sessions live on one machine's disk, so a
-// pid check is exact here.
+// One process at a time: a session is driven by one process, and the embedded database's
+// folder is opened by one process (PGlite has no lock of its own, and two processes in one
+// folder corrupt it). The lock is a file created exclusively that holds the owner's pid. A
+// lock whose owner is gone (killed with SIGKILL, machine restarted) is taken over at once: a
+// lock file that only expires after a timeout would make `runner resume` right after a crash
+// wait or fail for no reason. Both live on one machine's disk, so a pid check is exact here.
 //
-// The takeover itself is guarded: only the process that creates `session.lock.takeover`
+// The takeover itself is guarded: only the process that creates `<lock>.takeover`
 // exclusively may remove a stale lock, and it checks again, holding that guard, that the lock
 // it removes is still the stale one. Racing processes wait for the guard, then find the lock
 // held by the winner. No check-then-act outside the guard.
@@ -58,8 +58,11 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
 
-export function acquireSessionLock(sessionDir: string): () => void {
-  const path = join(sessionDir, 'session.lock')
+/**
+ * Takes the lock file at `path` for this process, or throws a UsageError with
+ * `heldBy(pid)` when a live process holds it. Returns the release.
+ */
+export function acquireProcessLock(path: string, heldBy: (pid: number) => string): () => void {
   const guard = `${path}.takeover`
   const release = () => {
     try {
@@ -71,9 +74,7 @@ export function acquireSessionLock(sessionDir: string): () => void {
     if (tryCreate(path)) return release
     const owner = ownerOf(path)
     if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
-      throw new UsageError(
-        `session ${sessionDir} is being driven by another runner process (pid ${owner}); wait for it to finish or stop it`,
-      )
+      throw new UsageError(heldBy(owner))
     }
     // A stale lock (or one that vanished meanwhile): take it over under the guard.
     if (tryCreate(guard)) {
@@ -97,7 +98,7 @@ export function acquireSessionLock(sessionDir: string): () => void {
         } catch {}
       }
     }
-    if (Date.now() > deadline) throw new UsageError(`could not take the lock of session ${sessionDir}; another process keeps taking it`)
+    if (Date.now() > deadline) throw new UsageError(`could not take the lock ${path}; another process keeps taking it`)
     sleepSync(RETRY_MS)
   }
 }
