@@ -111,32 +111,39 @@ describe.each(targetKinds)('index on %s', (kind) => {
     expect(await oidOf('messages_embedding_hnsw')).not.toBe(before)
   })
 
-  it('reports an index for the wrong distance, and replaces it only when the plan says so', async () => {
-    await db.exec(`DROP INDEX topics_embedding_hnsw; CREATE INDEX topics_l2 ON topics USING hnsw (embedding vector_l2_ops)`)
-    const reported = (await run()).indexes.find((i) => i.table === 'public.topics')!
-    expect(reported).toMatchObject({ action: 'mismatch_reported', name: 'topics_l2' })
-    expect(reported.reason).toContain('left in place because index.replace_mismatched is false')
+  it('builds the right index beside an L2 IVFFlat under a cosine plan, reports the old one, and drops it only when told', async () => {
+    await db.exec(
+      `DROP INDEX topics_embedding_hnsw; CREATE INDEX topics_ivf_l2 ON topics USING ivfflat (embedding vector_l2_ops) WITH (lists = 4)`,
+    )
+    const beside = (await run()).indexes.find((i) => i.table === 'public.topics')!
+    // Search works at the end of the plan: the cosine HNSW index exists, is valid and serves the query.
+    expect(beside).toMatchObject({ action: 'created', name: 'topics_embedding_hnsw', valid: true, explain_index: 'topics_embedding_hnsw' })
+    expect(beside.reason).toContain('built beside topics_ivf_l2 (ivfflat, vector_l2_ops)')
+    expect(beside.left_beside).toEqual([
+      { name: 'topics_ivf_l2', method: 'ivfflat', opclass: 'vector_l2_ops', valid: true, size_bytes: expect.any(Number), scans: 0 },
+    ])
+    expect(beside.left_beside[0]!.size_bytes).toBeGreaterThan(0)
+    expect((await db.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'topics_ivf_l2'`)).rows).toHaveLength(1)
 
     const replaced = (await run(demoIndexPlan({ replace_mismatched: true }))).indexes.find((i) => i.table === 'public.topics')!
-    expect(replaced).toMatchObject({ action: 'replaced', name: 'topics_embedding_hnsw', valid: true })
-    const { rows } = await db.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'topics_l2'`)
-    expect(rows).toEqual([])
+    expect(replaced).toMatchObject({ action: 'kept', name: 'topics_embedding_hnsw', valid: true, left_beside: [] })
+    expect((await db.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'topics_ivf_l2'`)).rows).toEqual([])
   })
 
   it('indexes the half-precision cast, and queries through the same expression use it', async () => {
-    // The full-precision index from before does not serve the cast: reported, not touched...
-    expect((await run(demoIndexPlan({ precision: 'half' }))).indexes[0]).toMatchObject({
-      action: 'mismatch_reported',
-      name: 'atoms_embedding_hnsw',
-    })
-    // ...until the plan allows replacing it.
+    // The full-precision index from before does not serve the cast: the half one is built beside it...
+    const beside = (await run(demoIndexPlan({ precision: 'half' }))).indexes[0]!
+    expect(beside).toMatchObject({ action: 'created', name: 'atoms_embedding_hnsw_half', explain_index: 'atoms_embedding_hnsw_half' })
+    expect(beside.left_beside.map((i) => i.name)).toEqual(['atoms_embedding_hnsw'])
+    // ...and the full one goes once the plan allows it.
     const o = await run(demoIndexPlan({ precision: 'half', replace_mismatched: true }))
     const atoms = o.indexes[0]!
     expect(atoms).toMatchObject({
       name: 'atoms_embedding_hnsw_half',
-      action: 'replaced',
+      action: 'kept',
       explain_index: 'atoms_embedding_hnsw_half',
       valid: true,
+      left_beside: [],
     })
     expect(atoms.search).toEqual({
       expression: '("embedding"::halfvec(1536))',
@@ -145,6 +152,6 @@ describe.each(targetKinds)('index on %s', (kind) => {
       opclass: 'halfvec_cosine_ops',
     })
     expect(atoms.definition).toMatch(/hnsw \(\(\(embedding\)::halfvec\(1536\)\) halfvec_cosine_ops\)/)
-    expect(atoms.reason).toBe('atoms_embedding_hnsw (hnsw, vector_cosine_ops) replaced by atoms_embedding_hnsw_half')
+    expect((await db.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'atoms_embedding_hnsw'`)).rows).toEqual([])
   })
 })

@@ -36,37 +36,58 @@ function index(overrides: Partial<VectorIndex>): VectorIndex {
 
 describe('chooseIndexAction', () => {
   const wanted = { opclass: 'vector_cosine_ops', expression: '"embedding"', name: 'atoms_embedding_hnsw' }
-  const cases: [string, VectorIndex[], boolean, string][] = [
-    ['nothing there', [], false, 'created'],
-    ['a matching valid index under another name', [index({ name: 'my_own' })], false, 'kept'],
-    ['an invalid leftover alone', [index({ valid: false })], false, 'rebuilt'],
+  const l2 = index({ name: 'atoms_l2', opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })
+  const ivfflat = index({ name: 'atoms_ivf', method: 'ivfflat', definition: 'USING ivfflat (embedding vector_cosine_ops)' })
+  const halfvec = index({
+    name: 'atoms_half',
+    definition: 'USING hnsw (((embedding)::halfvec(1536)) halfvec_cosine_ops)',
+    opclass: 'halfvec_cosine_ops',
+  })
+  const ownLeftover = index({ valid: false })
+  const othersInvalid = index({ name: 'their_failed_build', valid: false })
+  type Case = [string, VectorIndex[], { replaceMismatched: boolean; partitioned: boolean }, string, string[], string[], string[]]
+  const plain = { replaceMismatched: false, partitioned: false }
+  const replace = { replaceMismatched: true, partitioned: false }
+  // name, existing, options, action, dropped before, dropped after, left beside
+  const cases: Case[] = [
+    ['nothing there', [], plain, 'created', [], [], []],
+    ['a matching valid index under another name', [index({ name: 'my_own' })], plain, 'kept', [], [], []],
+    ["the runner's own invalid leftover", [ownLeftover], plain, 'rebuilt', ['atoms_embedding_hnsw'], [], []],
+    ["someone else's invalid index: built beside, not dropped", [othersInvalid], plain, 'created', [], [], ['their_failed_build']],
+    ["someone else's invalid index, replacement allowed", [othersInvalid], replace, 'replaced', [], ['their_failed_build'], []],
+    ['an L2 index: the right one built beside it', [l2], plain, 'created', [], [], ['atoms_l2']],
+    ['an L2 index, replacement allowed', [l2], replace, 'replaced', [], ['atoms_l2'], []],
+    ['an ivfflat index of the right distance', [ivfflat], plain, 'created', [], [], ['atoms_ivf']],
+    ['a halfvec expression index when full precision is wanted', [halfvec], plain, 'created', [], [], ['atoms_half']],
+    ['a matching index beside an L2 one', [index({ name: 'my_own' }), l2], plain, 'kept', [], [], ['atoms_l2']],
     [
-      'an L2 index, replacement not allowed',
-      [index({ opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
-      false,
-      'mismatch_reported',
+      'a partitioned table: its matching index not yet attached everywhere is completed',
+      [ownLeftover],
+      { replaceMismatched: false, partitioned: true },
+      'completed',
+      [],
+      [],
+      [],
     ],
     [
-      'an L2 index, replacement allowed',
-      [index({ opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
-      true,
-      'replaced',
-    ],
-    [
-      'an ivfflat index of the right distance',
-      [index({ method: 'ivfflat', definition: 'USING ivfflat (embedding vector_cosine_ops)' })],
-      false,
-      'mismatch_reported',
-    ],
-    [
-      'a halfvec expression index when full precision is wanted',
-      [index({ definition: 'USING hnsw (((embedding)::halfvec(1536)) halfvec_cosine_ops)', opclass: 'halfvec_cosine_ops' })],
-      false,
-      'mismatch_reported',
+      'a partitioned table: its invalid index for another distance is dropped first',
+      [index({ valid: false, opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
+      { replaceMismatched: false, partitioned: true },
+      'rebuilt',
+      ['atoms_embedding_hnsw'],
+      [],
+      [],
     ],
   ]
-  it.each(cases)('%s', (_name, existing, replace, action) => {
-    expect(chooseIndexAction(existing, wanted, replace).action).toBe(action)
+  it.each(cases)('%s', (_name, existing, options, action, before, after, beside) => {
+    const decision = chooseIndexAction(existing, wanted, options)
+    const names = (indexes: VectorIndex[]) => indexes.map((i) => i.name)
+    expect([decision.action, names(decision.dropBefore), names(decision.dropAfter), names(decision.beside)]).toEqual([
+      action,
+      before,
+      after,
+      beside,
+    ])
   })
 })
 

@@ -1,4 +1,5 @@
-import { readPrivileges, canSuppressTriggers, hasDatabasePrivilege, isUniqueKey, readRelationKind } from '../db/catalog/readPrivileges.ts'
+import { countRepeatedKeys, readKeyUniqueness } from '../db/catalog/readKeyUniqueness.ts'
+import { readPrivileges, canSuppressTriggers, hasDatabasePrivilege, readRelationKind } from '../db/catalog/readPrivileges.ts'
 import { readExtension } from '../db/catalog/readExtension.ts'
 import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../db/catalog/readTriggers.ts'
 import type { Queryable } from '../db/database.ts'
@@ -63,12 +64,9 @@ async function checkTable(
     }
   }
   const key = columns.find((c) => c.name === t.plan.key)
-  if (key && (!key.not_null || !(await isUniqueKey(db, t.plan.schema, t.plan.table, t.plan.key)))) {
-    refuse({
-      path: at('key'),
-      object: `${t.name}.${t.plan.key}`,
-      problem: `must be NOT NULL and unique on its own (a primary key or a unique index on that one column): the runner finds each row by it`,
-    })
+  if (key) {
+    const problem = await keyProblem(db, t, key.not_null)
+    if (problem) refuse({ path: at('key'), object: `${t.name}.${t.plan.key}`, problem })
   }
   if (!t.vector) {
     const extension = await readExtension(db)
@@ -240,4 +238,20 @@ export async function preflight(
 
 export function describeRefusals(planPath: string, refusals: Refusal[]): string {
   return `${planPath}: the target database cannot take the plan as it is; nothing was changed:\n${refusals.map((r) => `  ${r.path}: ${r.object} ${r.problem}`).join('\n')}`
+}
+
+/** Why the runner cannot find each row by the plan's key, or undefined when it can (see readKeyUniqueness). */
+async function keyProblem(db: Queryable, t: Target, notNull: boolean): Promise<string | undefined> {
+  const plain =
+    'must be NOT NULL and unique on its own (a primary key or a unique index on that one column): the runner finds each row by it'
+  if (!notNull) return plain
+  const uniqueness = await readKeyUniqueness(db, t.plan.schema, t.plan.table, t.plan.key)
+  if (uniqueness.kind === 'unique') return undefined
+  if (uniqueness.kind === 'none') return plain
+  const partitioned = `is unique only together with the partition key (${uniqueness.index} on ${[t.plan.key, ...uniqueness.partitionKey.filter((c) => c !== t.plan.key)].join(', ')})`
+  if (!uniqueness.generatedBy)
+    return `${partitioned} and its values are not drawn from an identity, a sequence or a random uuid, so nothing keeps two partitions from holding the same one: the runner finds each row by it`
+  const repeated = await countRepeatedKeys(db, t.plan.schema, t.plan.table, t.plan.key)
+  if (repeated > 0) return `${partitioned}, and ${repeated} value(s) occur on more than one row: the runner finds each row by it`
+  return undefined
 }

@@ -27,5 +27,11 @@ export async function explainNearest(
 ): Promise<QueryPlan> {
   const { dimensions } = t.requireVector()
   const vector = (await t.someEmbedding(db)) ?? `[${syntheticQueryVector(dimensions).join(',')}]`
-  return explainQuery(db, t.nearestSql(search), [vector, 10], { table: t.name, column: t.plan.embedding_column }, options)
+  return explainQuery(
+    db,
+    t.nearestSql(search),
+    [vector, 10],
+    { table: t.name, column: t.plan.embedding_column, relation: t.table },
+    options,
+  )
 }

@@ -13,7 +13,7 @@ export async function explainQuery(
   db: Transactional,
   sql: string,
   params: unknown[],
-  where: { table: string; column: string },
+  where: { table: string; column: string; relation: string },
   options: { forceIndex?: boolean } = {},
 ): Promise<QueryPlan> {
   const explain = async (q: Queryable) => (await q.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`, params)).rows
@@ -25,9 +25,29 @@ export async function explainQuery(
     : await explain(db)
   const plan = rows.map((r) => r['QUERY PLAN']).join('\n')
   // EXPLAIN quotes a name that needs it ("docs_Embedding Vec_hnsw"), doubling any quote inside.
-  const used = /Index Scan using ("(?:[^"]|"")+"|\S+)/.exec(plan)?.[1]
-  const index = used === undefined ? null : used.startsWith('"') ? used.slice(1, -1).replace(/""/g, '"') : used
-  const scan = index ? 'index' : /Seq Scan on/.test(plan) ? 'sequential' : 'other'
+  const used = [...plan.matchAll(/Index Scan using ("(?:[^"]|"")+"|\S+)/g)].map(([, name]) =>
+    name!.startsWith('"') ? name!.slice(1, -1).replace(/""/g, '"') : name!,
+  )
+  // On a partitioned table the plan scans each partition's index (a Merge Append): they are
+  // one index to the application, named by the partitioned index they are attached to.
+  const roots = await indexRoots(db, where.relation, used)
+  const index = roots.length === 1 ? roots[0]! : null
+  const sequential = /Seq Scan on/.test(plan)
+  const scan = index && !sequential ? 'index' : sequential ? 'sequential' : 'other'
   const execution = Number(/Execution Time: ([\d.]+) ms/.exec(plan)?.[1] ?? Number.NaN)
   return { table: where.table, column: where.column, sql, plan, scan, index_name: index, execution_ms: execution }
+}
+
+/** The distinct indexes of the table (or of its partition tree) that these index names belong to, by their topmost parent. */
+async function indexRoots(db: Queryable, relation: string, names: string[]): Promise<string[]> {
+  if (names.length === 0) return []
+  const { rows } = await db.query<{ root: string }>(
+    `SELECT DISTINCT coalesce(root.relname, i.relname) AS root
+     FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid
+     LEFT JOIN pg_class root ON root.oid = pg_partition_root(i.oid)
+     WHERE i.relname = ANY($2::text[])
+       AND (ix.indrelid = $1::regclass OR ix.indrelid IN (SELECT relid FROM pg_partition_tree($1::regclass)))`,
+    [relation, [...new Set(names)]],
+  )
+  return rows.map((r) => r.root)
 }

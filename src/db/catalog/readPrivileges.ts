@@ -46,20 +46,6 @@ export async function canSuppressTriggers(db: Queryable): Promise<boolean> {
 }
 
 /** Whether the key column alone is unique through a valid, non-partial unique index (a primary key included). */
-export async function isUniqueKey(db: Queryable, schema: string, table: string, column: string): Promise<boolean> {
-  const { rows } = await db.query<{ unique: boolean }>(
-    `SELECT EXISTS (
-       SELECT 1 FROM pg_index i
-       JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-       WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3
-         AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
-     ) AS unique`,
-    [schema, table, column],
-  )
-  return rows[0]!.unique
-}
-
 /** The kind of relation: r table, p partitioned table, v view, m materialized view, f foreign table. */
 export async function readRelationKind(db: Queryable, schema: string, table: string): Promise<string | undefined> {
   const { rows } = await db.query<{ kind: string }>(

@@ -28,7 +28,8 @@ export async function readVectorIndexes(db: Queryable, columns: ColumnRef[] = []
     expression: string | null
   }>(
     `SELECT n.nspname AS schema, t.relname AS table, i.relname AS name, am.amname AS method, opc.opcname AS opclass,
-            pg_relation_size(i.oid) AS size_bytes, ix.indisvalid AS valid, pg_get_indexdef(i.oid) AS definition,
+            -- A partitioned index has no storage of its own: its size is its partitions' indexes.
+            coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(i.oid)), pg_relation_size(i.oid)) AS size_bytes, ix.indisvalid AS valid, pg_get_indexdef(i.oid) AS definition,
             i.reloptions, a.attname AS column, pg_get_expr(ix.indexprs, ix.indrelid) AS expression
      FROM pg_index ix
      JOIN pg_class i ON i.oid = ix.indexrelid
@@ -73,4 +74,15 @@ export async function isListedInPgIndexes(db: Queryable, schema: string, name: s
     name,
   ])
   return rows[0]!.n === 1
+}
+
+/** Scans of an index since the statistics were reset, its partitions' indexes included: 0 says the application never used it. */
+export async function readIndexScans(db: Queryable, schema: string, name: string): Promise<number> {
+  const { rows } = await db.query<{ scans: number }>(
+    `WITH i AS (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)
+     SELECT coalesce(sum(s.idx_scan), 0)::float8 AS scans FROM pg_stat_all_indexes s, i
+     WHERE s.indexrelid = i.oid OR s.indexrelid IN (SELECT relid FROM pg_partition_tree(i.oid))`,
+    [schema, name],
+  )
+  return rows[0]?.scans ?? 0
 }

@@ -1,52 +1,74 @@
 import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
 
 // Idempotence of the index batch: look at what already exists on the column and decide.
-// A valid index that matches is kept (whatever its name); an invalid leftover is dropped and
-// built again; a valid index for another distance or expression is reported, and replaced
-// only when the plan says so.
+// A valid index that matches is kept (whatever its name). Search must work at the end of the
+// plan, so an index the application's query cannot use (another distance, method or
+// expression, or invalid) never stands in the way: the right one is built beside it, and the
+// old one is reported, and dropped only when the plan says so (index.replace_mismatched). The
+// one exception is an invalid index under the runner's own name, the leftover of its own
+// failed concurrent build: CREATE INDEX IF NOT EXISTS would keep it, so it goes first. On a
+// partitioned table an invalid index of the runner's that matches is an earlier run's, not
+// yet attached to every partition: it is completed, not dropped.
 
-export type IndexDecision =
-  | { action: 'kept'; existing: VectorIndex; reason: string }
-  | { action: 'created'; reason: string; drop: VectorIndex[] }
-  | { action: 'rebuilt'; reason: string; drop: VectorIndex[] }
-  | { action: 'replaced'; reason: string; drop: VectorIndex[] }
-  | { action: 'mismatch_reported'; existing: VectorIndex; reason: string }
+export type IndexAction = 'kept' | 'created' | 'rebuilt' | 'replaced' | 'completed'
+
+export interface IndexDecision {
+  action: IndexAction
+  reason: string
+  /** The index that serves the query at the end: the one kept or completed, or the one to build. */
+  name: string
+  /** The runner's own invalid leftovers, dropped before the build. */
+  dropBefore: VectorIndex[]
+  /** Unusable indexes the plan asked to replace, dropped once the new one is built. */
+  dropAfter: VectorIndex[]
+  /** Unusable indexes left in place: reported with their size, since every write still maintains them. */
+  beside: VectorIndex[]
+}
+
+const describe = (i: VectorIndex) => `${i.name} (${i.method}, ${i.opclass}${i.valid ? '' : ', invalid'})`
+
+/** An HNSW index on the expression the query orders by, with the operator class of its distance. */
+export function servesQuery(index: VectorIndex, wanted: { opclass: string; expression: string }): boolean {
+  const normalize = (sql: string) => sql.replace(/[\s"()]/g, '').toLowerCase()
+  return (
+    index.method === 'hnsw' &&
+    index.opclass === wanted.opclass &&
+    normalize(index.definition).includes(`hnsw${normalize(wanted.expression)}${wanted.opclass}`)
+  )
+}
 
 export function chooseIndexAction(
   existing: VectorIndex[],
   wanted: { opclass: string; expression: string; name: string },
-  replaceMismatched: boolean,
+  options: { replaceMismatched: boolean; partitioned: boolean },
 ): IndexDecision {
-  const normalize = (sql: string) => sql.replace(/[\s"()]/g, '').toLowerCase()
-  const matches = (i: VectorIndex) =>
-    i.method === 'hnsw' &&
-    i.opclass === wanted.opclass &&
-    normalize(i.definition).includes(`hnsw${normalize(wanted.expression)}${wanted.opclass}`)
-  const invalid = existing.filter((i) => !i.valid)
-  const valid = existing.filter((i) => i.valid)
-  const good = valid.find(matches)
-  if (good) return { action: 'kept', existing: good, reason: `${good.name} already serves this query (hnsw, ${good.opclass})` }
-  if (invalid.length > 0 && valid.length === 0) {
-    return {
-      action: 'rebuilt',
-      reason: `invalid leftover ${invalid.map((i) => i.name).join(', ')} (a failed concurrent build) dropped and built again`,
-      drop: invalid,
-    }
+  const matches = (i: VectorIndex) => servesQuery(i, wanted)
+  const good = existing.find((i) => i.valid && matches(i))
+  const unusable = existing.filter((i) => i !== good && !(i.name === wanted.name && !i.valid))
+  const leftBeside = options.replaceMismatched ? [] : unusable
+  const replaced = options.replaceMismatched ? unusable : []
+  if (good) {
+    const reason = `${good.name} already serves this query (hnsw, ${good.opclass})`
+    return { action: 'kept', reason, name: good.name, dropBefore: [], dropAfter: replaced, beside: leftBeside }
   }
-  const wrong = valid[0]
-  if (wrong) {
-    if (!replaceMismatched) {
-      return {
-        action: 'mismatch_reported',
-        existing: wrong,
-        reason: `${wrong.name} (${wrong.method}, ${wrong.opclass}) does not serve ${wanted.opclass} on ${wanted.expression}; left in place because index.replace_mismatched is false`,
-      }
-    }
-    return {
-      action: 'replaced',
-      reason: `${wrong.name} (${wrong.method}, ${wrong.opclass}) replaced by ${wanted.name}`,
-      drop: [...valid, ...invalid],
-    }
+  const own = existing.find((i) => i.name === wanted.name && !i.valid)
+  const besideNote = leftBeside.length
+    ? `; ${leftBeside.map(describe).join(', ')} cannot serve it and is left beside it (index.replace_mismatched: true drops it)`
+    : ''
+  if (own && options.partitioned && matches(own)) {
+    const reason = `${own.name} was left by an earlier run before every partition was attached: completed${besideNote}`
+    return { action: 'completed', reason, name: own.name, dropBefore: [], dropAfter: replaced, beside: leftBeside }
   }
-  return { action: 'created', reason: 'no vector index existed', drop: [] }
+  if (own) {
+    const reason = `invalid leftover ${own.name} (a failed concurrent build) dropped and built again${besideNote}`
+    return { action: 'rebuilt', reason, name: wanted.name, dropBefore: [own], dropAfter: replaced, beside: leftBeside }
+  }
+  if (replaced.length) {
+    const reason = `${replaced.map(describe).join(', ')} replaced by ${wanted.name}`
+    return { action: 'replaced', reason, name: wanted.name, dropBefore: [], dropAfter: replaced, beside: [] }
+  }
+  const reason = leftBeside.length
+    ? `built beside ${leftBeside.map(describe).join(', ')}, which cannot serve this query (left in place; index.replace_mismatched: true drops it)`
+    : 'no vector index existed'
+  return { action: 'created', reason, name: wanted.name, dropBefore: [], dropAfter: [], beside: leftBeside }
 }

@@ -3,7 +3,9 @@ import { freemem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { serverIsLocal } from '../../db/catalog/readSettings.ts'
-import { isListedInPgIndexes, readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
+import { readPartitions } from '../../db/catalog/readPartitions.ts'
+import { isListedInPgIndexes, readIndexScans, readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
+import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
 import type { Database } from '../../db/database.ts'
 import { explainNearest } from '../../db/explainNearest.ts'
 import { fitIdentifier, quoteIdent, quoteQualified } from '../../db/quote.ts'
@@ -13,11 +15,19 @@ import { MAX_INDEXABLE_DIMENSIONS } from '../../db/vectorOps.ts'
 import { Interrupted, TargetError, WorkError } from '../../errors.ts'
 import type { Step, StepContext } from '../step.ts'
 import { buildIndex } from './buildIndex.ts'
-import { chooseIndexAction, type IndexDecision } from './chooseIndexAction.ts'
+import { chooseIndexAction, type IndexDecision, servesQuery } from './chooseIndexAction.ts'
 import { type BuiltIndex, type IndexOutput, indexOutputSchema } from './output.ts'
 import { renderIndexes } from './renderIndexes.ts'
 import { type BuildMemory, estimateGraphMb, sizeBuildMemory } from './sizeBuildMemory.ts'
-import { alembicHead, alembicRevision, alembicRevisionId, findRevisionFile, type IndexStatement, migrationSql } from './writeMigrations.ts'
+import {
+  alembicHead,
+  alembicRevision,
+  alembicRevisionId,
+  findRevisionFile,
+  type IndexMigration,
+  type IndexSql,
+  migrationSql,
+} from './writeMigrations.ts'
 
 // Batch 2 of the seed: an HNSW index on every target column whose operator class matches the
 // distance the application queries with, built without blocking writes, sized so the graph
@@ -29,10 +39,12 @@ const EMBEDDED_MAX_BUILD_MB = 512
 interface Planned {
   target: Target
   search: SearchExpression
-  name: string
   decision: IndexDecision
-  statement: IndexStatement
+  /** What the batch runs for this column, in order; the migration holds the same. */
+  migration: IndexMigration
   memory: BuildMemory
+  /** A partitioned table: the index of each leaf partition, attached to the one on the parent. */
+  partitions: { table: string; index: string; reused: boolean }[]
 }
 
 interface Built {
@@ -50,6 +62,16 @@ async function machineFreeMb(db: Database): Promise<number | undefined> {
   return (await serverIsLocal(db)) ? freemem() / (1024 * 1024) : undefined
 }
 
+/** The statement that creates an index again as the catalog defines it, without blocking writes where it can. */
+function recreate(index: VectorIndex, concurrently: boolean): string {
+  // pg_get_indexdef gives "CREATE INDEX name ON ONLY parent ..." for a partitioned index: created
+  // on the whole tree instead (it blocks writes while it builds; it is the down migration's path back).
+  const definition = index.definition.replace(/ ON ONLY /, ' ON ')
+  return concurrently && !/ ON ONLY /.test(index.definition)
+    ? definition.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY IF NOT EXISTS ')
+    : definition.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX IF NOT EXISTS ')
+}
+
 async function planIndex(ctx: StepContext, target: Target, freeMb: number | undefined): Promise<Planned> {
   const { plan, db } = ctx
   const where = `${target.name}.${target.plan.embedding_column}`
@@ -61,53 +83,117 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
       `${where} has ${vector.dimensions} dimensions; HNSW on ${indexedType} takes at most ${MAX_INDEXABLE_DIMENSIONS[indexedType]}${indexedType === 'vector' ? ' (set index.precision: half in the plan)' : ''}`,
     )
   }
-  const name = indexName(target.plan.table, target.plan.embedding_column, indexedType === 'halfvec' && vector.type === 'vector')
-  const column = { schema: target.plan.schema, table: target.plan.table, column: target.plan.embedding_column }
-  const existing = await readVectorIndexes(db, [], column)
+  const half = indexedType === 'halfvec' && vector.type === 'vector'
+  const name = indexName(target.plan.table, target.plan.embedding_column, half)
+  const column = (schema: string, table: string) => ({ schema, table, column: target.plan.embedding_column })
+  const { partitioned, partitions } = await readPartitions(db, target.table)
+  const existing = await readVectorIndexes(db, [], column(target.plan.schema, target.plan.table))
   const decision = chooseIndexAction(
     existing,
     { opclass: search.opclass, expression: search.expression, name },
-    plan.index.replace_mismatched,
+    { replaceMismatched: plan.index.replace_mismatched, partitioned },
   )
-  const { rows, nulls } = await target.counts(db)
-  const estimated = estimateGraphMb(rows - nulls || rows, vector.dimensions, indexedType === 'halfvec' ? 2 : 4, plan.index.m)
+  const byTable = await rowsByTable(db, target)
   const planMax =
     db.kind === 'embedded'
       ? Math.min(plan.index.max_maintenance_work_mem_mb, EMBEDDED_MAX_BUILD_MB)
       : plan.index.max_maintenance_work_mem_mb
-  const memory = sizeBuildMemory(estimated, planMax, freeMb)
-  const concurrently = db.kind === 'postgres' ? ' CONCURRENTLY' : ''
-  const statement: IndexStatement = {
-    name,
-    create: `CREATE INDEX${concurrently} IF NOT EXISTS ${quoteIdent(name)} ON ${target.table} USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})`,
-    drop: `DROP INDEX${concurrently} IF EXISTS ${quoteQualified(target.plan.schema, name)}`,
-    maintenanceWorkMemMb: memory.chosenMb,
+  // Each table's graph is built on its own: a partitioned table's largest partition sizes the memory.
+  // Before the backfill few rows are embedded; a copy of this database that is filled (the migration's) needs the memory for all.
+  const largest = Math.max(1, ...[...byTable.values()].map((t) => t.embedded || t.rows))
+  const memory = sizeBuildMemory(
+    estimateGraphMb(largest, vector.dimensions, half || vector.type === 'halfvec' ? 2 : 4, plan.index.m),
+    planMax,
+    freeMb,
+  )
+  const using = `USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})`
+  const concurrently = db.kind === 'postgres'
+  const drop = (i: VectorIndex) =>
+    // DROP INDEX CONCURRENTLY does not take a partitioned index; dropping one drops its partitions' indexes with it.
+    `DROP INDEX${concurrently && !/ ON ONLY /.test(i.definition) ? ' CONCURRENTLY' : ''} IF EXISTS ${quoteQualified(i.schema, i.name)}`
+  const build = (table: string): IndexSql['build'] => ({ table, maintenanceWorkMemMb: memory.chosenMb })
+  const up: IndexSql[] = decision.dropBefore.map((i) => ({ sql: drop(i) }))
+  const leaves: Planned['partitions'] = []
+  if (decision.action !== 'kept') {
+    const rootIndex = quoteQualified(target.plan.schema, decision.name)
+    if (!partitioned) {
+      up.push({
+        sql: `CREATE INDEX${concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(decision.name)} ON ${target.table} ${using}`,
+        build: build(target.table),
+      })
+    } else {
+      // CREATE INDEX CONCURRENTLY is refused on a partitioned table. Instead: the parent's index
+      // ON ONLY (invalid, empty), each leaf's built concurrently (no partition is locked for
+      // writes while its graph builds), then each attached; the parent's turns valid with the last.
+      up.push({ sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(decision.name)} ON ONLY ${target.table} ${using}` })
+      const indexOf = new Map([[target.table, rootIndex]])
+      const attaches: string[] = []
+      for (const p of partitions) {
+        const own = indexName(p.table, target.plan.embedding_column, half)
+        const onPartition = await readVectorIndexes(db, [], column(p.schema, p.table))
+        // A leaf's index that already serves the query (an earlier run's, or the application's) is attached as it is.
+        const serving = p.leaf ? onPartition.find((i) => i.valid && servesQuery(i, search)) : undefined
+        const partitionIndex = quoteQualified(p.schema, serving?.name ?? own)
+        indexOf.set(p.relation, partitionIndex)
+        if (!serving) {
+          const leftover = p.leaf ? onPartition.find((i) => i.name === own && !i.valid) : undefined
+          if (leftover) up.push({ sql: drop(leftover) })
+          up.push(
+            p.leaf
+              ? {
+                  sql: `CREATE INDEX${concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(own)} ON ${p.relation} ${using}`,
+                  build: build(p.relation),
+                }
+              : { sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(own)} ON ONLY ${p.relation} ${using}` },
+          )
+        }
+        if (p.leaf) leaves.push({ table: `${p.schema}.${p.table}`, index: serving?.name ?? own, reused: Boolean(serving) })
+        attaches.unshift(`ALTER INDEX ${indexOf.get(p.parent)} ATTACH PARTITION ${partitionIndex}`) // deepest first
+      }
+      up.push(...attaches.map((sql) => ({ sql })))
+    }
   }
-  return { target, search, name, decision, statement, memory }
+  up.push(...decision.dropAfter.map((i) => ({ sql: drop(i) })))
+  const down = [
+    ...decision.dropAfter.map((i) => recreate(i, concurrently)).reverse(),
+    ...(decision.action === 'kept'
+      ? []
+      : [
+          `DROP INDEX${concurrently && !partitioned ? ' CONCURRENTLY' : ''} IF EXISTS ${quoteQualified(target.plan.schema, decision.name)}`,
+        ]),
+  ]
+  return { target, search, decision, migration: { up, down }, memory, partitions: leaves }
 }
 
-const needsBuild = (p: Planned) => p.decision.action === 'created' || p.decision.action === 'rebuilt' || p.decision.action === 'replaced'
-
-async function dropIndexes(db: Database, names: { schema: string; name: string }[]) {
-  const concurrently = db.kind === 'postgres' ? ' CONCURRENTLY' : ''
-  for (const index of names) await db.exec(`DROP INDEX${concurrently} IF EXISTS ${quoteQualified(index.schema, index.name)}`)
+/** Rows, and rows with an embedding, in each table that holds rows: the table itself, or each leaf partition. */
+async function rowsByTable(db: Database, target: Target): Promise<Map<string, { rows: number; embedded: number }>> {
+  const { rows } = await db.query<{ table: string; rows: number; embedded: number }>(
+    `SELECT n.nspname || '.' || c.relname AS table, s.rows, s.embedded
+     FROM (SELECT tableoid, count(*)::int AS rows, count(${target.embedding})::int AS embedded FROM ${target.table} GROUP BY tableoid) s
+     JOIN pg_class c ON c.oid = s.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace`,
+  )
+  return new Map(rows.map((r) => [r.table, r]))
 }
 
 /** SQL up/down and the Alembic revision: the application keeps them whether the runner or Alembic applies them. */
-function writeMigrationFiles(ctx: StepContext, statements: IndexStatement[]): IndexOutput['migrations'] {
+function writeMigrationFiles(ctx: StepContext, planned: Planned[]): IndexOutput['migrations'] {
   const { plan, log } = ctx
-  const { up, down } = migrationSql(statements)
+  const migration: IndexMigration = {
+    up: planned.flatMap((p) => p.migration.up),
+    down: planned.flatMap((p) => p.migration.down).reverse(),
+  }
+  const { up, down } = migrationSql(migration)
   const upPath = ctx.writeArtifact('migration.up.sql', up)
   const downPath = ctx.writeArtifact('migration.down.sql', down)
   let revisionPath: string | null = null
-  if (plan.target.alembic && statements.length > 0) {
+  if (plan.target.alembic && migration.up.length > 0) {
     const versionsDir = resolve(plan.target.alembic.versions_dir)
-    const revision = alembicRevisionId(statements)
+    const revision = alembicRevisionId(migration)
     const existingFile = findRevisionFile(versionsDir, revision)
     revisionPath = join(versionsDir, existingFile ?? `${revision}_runner_hnsw_indexes.py`)
     if (!existingFile) {
       mkdirSync(versionsDir, { recursive: true })
-      writeFileSync(revisionPath, alembicRevision(statements, revision, alembicHead(versionsDir), new Date().toISOString()))
+      writeFileSync(revisionPath, alembicRevision(migration, revision, alembicHead(versionsDir), new Date().toISOString()))
       log(`  wrote Alembic revision ${revisionPath}`)
     }
   }
@@ -131,29 +217,35 @@ async function runAlembic(ctx: StepContext, revisionFile: string): Promise<void>
   }
 }
 
-/** Builds what the decisions call for, one index at a time; an invalid leftover is dropped first, a replaced index after. */
-async function buildPlanned(ctx: StepContext, toBuild: Planned[]): Promise<Map<string, Built>> {
+/** Runs each column's statements in order (the migration's up, exactly); a CREATE INDEX through buildIndex, with its memory and progress. */
+async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<string, Built>> {
   const { db, plan, log } = ctx
   const built = new Map<string, Built>()
-  for (const p of toBuild) {
-    if (ctx.signal.aborted) throw new Interrupted()
-    const decision = p.decision as Extract<IndexDecision, { drop: unknown }>
-    // An invalid leftover must go first: CREATE INDEX IF NOT EXISTS would otherwise keep it.
-    if (decision.action === 'rebuilt') await dropIndexes(db, decision.drop)
-    if (plan.target.alembic?.apply) continue
+  for (const p of planned) {
+    if (p.migration.up.length === 0) continue
     log(
-      `  building ${p.name} on ${p.target.name} (${decision.reason}; maintenance_work_mem ${p.memory.chosenMb} MB for an estimated ${p.memory.estimatedMb} MB graph${p.memory.cappedBy ? `, capped by ${p.memory.cappedBy}` : ''})`,
+      `  ${p.target.name}.${p.target.plan.embedding_column}: ${p.decision.reason}; maintenance_work_mem ${p.memory.chosenMb} MB for an estimated ${p.memory.estimatedMb} MB graph${p.memory.cappedBy ? `, capped by ${p.memory.cappedBy}` : ''}`,
     )
-    const result = await buildIndex(
-      db,
-      p.target.table,
-      p.statement.create,
-      { maintenanceWorkMemMb: p.memory.chosenMb, parallelWorkers: plan.index.parallel_workers },
-      ctx.progress,
-    )
-    built.set(p.name, result)
-    if (decision.action === 'replaced') await dropIndexes(db, decision.drop)
-    log(`  built ${p.name} in ${result.seconds.toFixed(1)} s`)
+    let seconds = 0
+    let parallelWorkers = 0
+    for (const statement of p.migration.up) {
+      if (ctx.signal.aborted) throw new Interrupted()
+      if (!statement.build) {
+        await db.exec(statement.sql)
+        continue
+      }
+      const result = await buildIndex(
+        db,
+        statement.build.table,
+        statement.sql,
+        { maintenanceWorkMemMb: statement.build.maintenanceWorkMemMb, parallelWorkers: plan.index.parallel_workers },
+        ctx.progress,
+      )
+      log(`  built the index on ${statement.build.table} in ${result.seconds.toFixed(1)} s`)
+      seconds += result.seconds
+      parallelWorkers = result.parallelWorkers
+    }
+    built.set(p.decision.name, { seconds, parallelWorkers })
   }
   return built
 }
@@ -161,10 +253,10 @@ async function buildPlanned(ctx: StepContext, toBuild: Planned[]): Promise<Map<s
 /** Reads back each index as the catalog has it, and EXPLAINs the application's query against it. */
 async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefined, explains: string[]): Promise<BuiltIndex> {
   const { db } = ctx
-  const nameNow = p.decision.action === 'kept' || p.decision.action === 'mismatch_reported' ? p.decision.existing.name : p.name
-  const column = { schema: p.target.plan.schema, table: p.target.plan.table, column: p.target.plan.embedding_column }
-  const found = (await readVectorIndexes(db, [], column)).find((i) => i.name === nameNow)
-  if (!found) throw new WorkError(`index ${nameNow} on ${p.target.name} does not exist after the build`)
+  const name = p.decision.name
+  const column = (schema: string, table: string) => ({ schema, table, column: p.target.plan.embedding_column })
+  const found = (await readVectorIndexes(db, [], column(p.target.plan.schema, p.target.plan.table))).find((i) => i.name === name)
+  if (!found) throw new WorkError(`index ${name} on ${p.target.name} does not exist after the build`)
   const { rows, nulls } = await p.target.counts(db)
   const natural = await explainNearest(db, p.target, p.search)
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, p.target, p.search, { forceIndex: true })
@@ -172,10 +264,26 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
   if (forced !== natural)
     explains.push(`-- ${forced.table}.${forced.column} (sequential scans disabled: can the index serve it?)\n${forced.plan}\n`)
   const before = ctx.inputs.diagnose?.query_plans.find((q) => q.table === natural.table && q.column === natural.column)
+  const partitions = []
+  for (const leaf of p.partitions) {
+    const [schema, table] = [leaf.table.slice(0, leaf.table.indexOf('.')), leaf.table.slice(leaf.table.indexOf('.') + 1)]
+    const index = (await readVectorIndexes(db, [], column(schema, table))).find((i) => i.name === leaf.index)
+    partitions.push({ ...leaf, valid: Boolean(index?.valid), size_bytes: index?.size_bytes ?? 0 })
+  }
+  const beside = []
+  for (const i of p.decision.beside)
+    beside.push({
+      name: i.name,
+      method: i.method,
+      opclass: i.opclass,
+      valid: i.valid,
+      size_bytes: i.size_bytes,
+      scans: await readIndexScans(db, i.schema, i.name),
+    })
   return {
     table: p.target.name,
     column: p.target.plan.embedding_column,
-    name: nameNow,
+    name,
     action: p.decision.action,
     reason: p.decision.reason,
     definition: found.definition,
@@ -189,11 +297,13 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
     size_bytes: found.size_bytes,
     rows_indexed: rows - nulls,
     valid: found.valid,
-    listed_in_pg_indexes: await isListedInPgIndexes(db, p.target.plan.schema, nameNow),
+    listed_in_pg_indexes: await isListedInPgIndexes(db, p.target.plan.schema, name),
     explain_scan: natural.scan,
     explain_index: forced.index_name,
     query_ms_before: before?.execution_ms ?? null,
     query_ms_after: natural.execution_ms,
+    partitions,
+    left_beside: beside,
   }
 }
 
@@ -205,16 +315,12 @@ export const indexStep: Step<IndexOutput> = {
     const freeMb = await machineFreeMb(ctx.db)
     const planned: Planned[] = []
     for (const target of ctx.targets) planned.push(await planIndex(ctx, target, freeMb))
-    const toBuild = planned.filter(needsBuild)
-    const migrations = writeMigrationFiles(
-      ctx,
-      toBuild.map((p) => p.statement),
-    )
-    const built = await buildPlanned(ctx, toBuild)
+    const migrations = writeMigrationFiles(ctx, planned)
+    const built = ctx.plan.target.alembic?.apply ? new Map<string, Built>() : await runPlanned(ctx, planned)
     if (ctx.plan.target.alembic?.apply && migrations.alembic_revision) await runAlembic(ctx, migrations.alembic_revision)
     const explains: string[] = []
     const indexes: BuiltIndex[] = []
-    for (const p of planned) indexes.push(await verifyIndex(ctx, p, built.get(p.name), explains))
+    for (const p of planned) indexes.push(await verifyIndex(ctx, p, built.get(p.decision.name), explains))
     ctx.writeArtifact('explain.txt', explains.join('\n'))
     return { indexes, migrations }
   },
@@ -225,18 +331,20 @@ export const indexStep: Step<IndexOutput> = {
     for (const target of ctx.targets) {
       const p = await planIndex(ctx, target, freeMb)
       lines.push(`${target.name}.${target.plan.embedding_column}: ${p.decision.action} (${p.decision.reason})`)
-      if (needsBuild(p)) lines.push(`  SET maintenance_work_mem = '${p.memory.chosenMb}MB'; ${p.statement.create}`)
+      for (const s of p.migration.up)
+        lines.push(`  ${s.build ? `SET maintenance_work_mem = '${s.build.maintenanceWorkMemMb}MB'; ` : ''}${s.sql}`)
     }
     return lines
   },
 
   summarize(output) {
     const count = (action: string) => output.indexes.filter((i) => i.action === action).length
-    const parts = (['created', 'rebuilt', 'replaced', 'kept', 'mismatch_reported'] as const)
+    const parts = (['created', 'rebuilt', 'replaced', 'completed', 'kept', 'mismatch_reported'] as const)
       .filter((a) => count(a) > 0)
       .map((a) => `${count(a)} ${a.replace('_', ' ')}`)
     const usable = output.indexes.filter((i) => i.valid && i.explain_index === i.name).length
-    return `${parts.join(', ')}; ${usable} of ${output.indexes.length} valid and usable by the application's query`
+    const beside = output.indexes.flatMap((i) => i.left_beside)
+    return `${parts.join(', ')}; ${usable} of ${output.indexes.length} valid and usable by the application's query${beside.length ? `; ${beside.length} unusable index(es) left beside (see the report)` : ''}`
   },
 
   details: renderIndexes,

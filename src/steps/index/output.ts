@@ -1,6 +1,7 @@
 import { z } from 'zod'
 
-export const indexActionSchema = z.enum(['created', 'kept', 'rebuilt', 'replaced', 'mismatch_reported'])
+// mismatch_reported: written by runners before the right index was built beside an unusable one; read, never written now.
+export const indexActionSchema = z.enum(['created', 'kept', 'rebuilt', 'replaced', 'completed', 'mismatch_reported'])
 
 export const builtIndexSchema = z.object({
   table: z.string(),
@@ -27,6 +28,23 @@ export const builtIndexSchema = z.object({
   explain_index: z.string().nullable(),
   query_ms_before: z.number().nullable(),
   query_ms_after: z.number(),
+  /** A partitioned table: each leaf partition's index, attached to the one on the parent. */
+  partitions: z
+    .array(z.object({ table: z.string(), index: z.string(), reused: z.boolean(), valid: z.boolean(), size_bytes: z.number().int() }))
+    .default([]),
+  /** Indexes on the column that the application's query cannot use, left in place: every write still maintains them. */
+  left_beside: z
+    .array(
+      z.object({
+        name: z.string(),
+        method: z.string(),
+        opclass: z.string(),
+        valid: z.boolean(),
+        size_bytes: z.number().int(),
+        scans: z.number(),
+      }),
+    )
+    .default([]),
 })
 export type BuiltIndex = z.infer<typeof builtIndexSchema>
 

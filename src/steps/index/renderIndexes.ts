@@ -1,6 +1,7 @@
 import type { IndexOutput } from './output.ts'
 
 const ms = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)} ms`)
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
 export function renderIndexes(o: IndexOutput): string {
   return [
@@ -10,7 +11,7 @@ export function renderIndexes(o: IndexOutput): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...o.indexes.map(
       (i) =>
-        `| ${i.table}.${i.column} | ${i.name} | ${i.action} | ${i.valid ? 'yes' : '**no**'} | ${i.listed_in_pg_indexes ? 'yes' : '**no**'} | ${i.explain_scan === 'index' ? 'yes' : i.explain_index === i.name ? 'usable; the planner prefers a scan on this size' : '**no**'} | ${i.build_seconds === null ? 'not built' : `${i.build_seconds.toFixed(1)} s`} | ${i.maintenance_work_mem_mb === null ? '' : `${i.maintenance_work_mem_mb} MB (graph ~${i.estimated_graph_mb} MB${i.memory_capped_by ? `, capped by ${i.memory_capped_by}` : ''})`} | ${(i.size_bytes / 1024 / 1024).toFixed(1)} MB | ${ms(i.query_ms_before)} | ${ms(i.query_ms_after)} |`,
+        `| ${i.table}.${i.column} | ${i.name} | ${i.action} | ${i.valid ? 'yes' : '**no**'} | ${i.listed_in_pg_indexes ? 'yes' : '**no**'} | ${i.explain_scan === 'index' ? 'yes' : i.explain_index === i.name ? 'usable; the planner prefers a scan on this size' : '**no**'} | ${i.build_seconds === null ? 'not built' : `${i.build_seconds.toFixed(1)} s`} | ${i.maintenance_work_mem_mb === null ? '' : `${i.maintenance_work_mem_mb} MB (graph ~${i.estimated_graph_mb} MB${i.memory_capped_by ? `, capped by ${i.memory_capped_by}` : ''})`} | ${mb(i.size_bytes)} | ${ms(i.query_ms_before)} | ${ms(i.query_ms_after)} |`,
     ),
     '',
     ...(o.indexes.some((i) => i.rows_indexed === 0)
@@ -24,6 +25,38 @@ export function renderIndexes(o: IndexOutput): string {
         `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed. Queries must order by \`${i.search.expression} ${i.search.operator} $1::${i.search.cast_type}\`. Definition: \`${i.definition}\``,
     ),
     '',
+    ...o.indexes
+      .filter((i) => i.partitions.length > 0)
+      .flatMap((i) => [
+        `### ${i.table}: partitioned, ${i.partitions.length} partitions`,
+        '',
+        `${i.name} was created ON ONLY the parent; each partition's index was built concurrently (no partition blocked for writes while its graph built) and attached to it.`,
+        '',
+        '| partition | index | valid | size |',
+        '| --- | --- | --- | --- |',
+        ...i.partitions.map(
+          (p) =>
+            `| ${p.table} | ${p.index}${p.reused ? ' (already there, attached)' : ''} | ${p.valid ? 'yes' : '**no**'} | ${mb(p.size_bytes)} |`,
+        ),
+        '',
+      ]),
+    ...(o.indexes.some((i) => i.left_beside.length)
+      ? [
+          '### Indexes the application cannot use, left in place',
+          '',
+          'Every insert and every embedding written still maintains them. `index.replace_mismatched: true` drops them once the right index is built.',
+          '',
+          '| table.column | index | method, operator class | valid | size | scans since statistics reset |',
+          '| --- | --- | --- | --- | --- | --- |',
+          ...o.indexes.flatMap((i) =>
+            i.left_beside.map(
+              (b) =>
+                `| ${i.table}.${i.column} | ${b.name} | ${b.method}, ${b.opclass} | ${b.valid ? 'yes' : 'no'} | ${mb(b.size_bytes)} | ${b.scans} |`,
+            ),
+          ),
+          '',
+        ]
+      : []),
     '## Migration',
     '',
     `- SQL: \`${o.migrations.up_sql}\` (up), \`${o.migrations.down_sql}\` (down)`,

@@ -4,25 +4,35 @@ import { join } from 'node:path'
 import { UsageError } from '../../errors.ts'
 
 // The migration the application keeps: plain SQL up/down, and an Alembic revision whose
-// down_revision is the versions folder's current head. The revision id is derived from the
-// statements, so a re-run finds its own file instead of writing a second one.
+// down_revision is the versions folder's current head. Up is exactly the statements the index
+// batch runs, in its order, drops of leftovers and replaced indexes included, so applied to
+// another copy of the same database (staging, production) it ends where the batch ended. The
+// revision id is derived from the statements, so a re-run finds its own file instead of
+// writing a second one.
 
-export interface IndexStatement {
-  name: string
-  create: string
-  drop: string
-  maintenanceWorkMemMb: number | null
+/** One statement of the index batch; a CREATE INDEX that builds a graph carries the memory it is built with. */
+export interface IndexSql {
+  sql: string
+  build?: { table: string; maintenanceWorkMemMb: number }
 }
 
-export function migrationSql(statements: IndexStatement[]): { up: string; down: string } {
+export interface IndexMigration {
+  up: IndexSql[]
+  /** Undoes up, newest first: the built indexes dropped, the dropped ones created again from their definitions. */
+  down: string[]
+}
+
+const withMemory = (s: IndexSql) => (s.build ? [`SET maintenance_work_mem = '${s.build.maintenanceWorkMemMb}MB'`, s.sql] : [s.sql])
+
+export function migrationSql(migration: IndexMigration): { up: string; down: string } {
   const up = [
-    '-- HNSW indexes for semantic search, written by runner.',
+    '-- HNSW indexes for semantic search, written by runner: the statements its index batch ran, in order.',
     '-- CREATE INDEX CONCURRENTLY cannot run inside a transaction block: run this file as it is, not in BEGIN/COMMIT.',
-    ...statements.flatMap((s) => [`SET maintenance_work_mem = '${s.maintenanceWorkMemMb ?? 64}MB';`, `${s.create};`]),
+    ...migration.up.flatMap(withMemory).map((sql) => `${sql};`),
     'RESET maintenance_work_mem;',
     '',
   ].join('\n')
-  const down = ['-- Removes the indexes of the matching up migration.', ...statements.map((s) => `${s.drop};`), ''].join('\n')
+  const down = ['-- Undoes the matching up migration.', ...migration.down.map((sql) => `${sql};`), ''].join('\n')
   return { up, down }
 }
 
@@ -47,16 +57,16 @@ export function alembicHead(versionsDir: string): string | null {
   return heads[0] ?? null
 }
 
-export function alembicRevisionId(statements: IndexStatement[]): string {
+export function alembicRevisionId(migration: IndexMigration): string {
   return createHash('sha256')
-    .update(statements.map((s) => s.create).join('\n'))
+    .update(migration.up.map((s) => s.sql).join('\n'))
     .digest('hex')
     .slice(0, 12)
 }
 
 const python = (sql: string) => JSON.stringify(sql) // a JSON string is a valid Python string literal
 
-export function alembicRevision(statements: IndexStatement[], revision: string, downRevision: string | null, createdAt: string): string {
+export function alembicRevision(migration: IndexMigration, revision: string, downRevision: string | null, createdAt: string): string {
   return `"""runner: HNSW indexes for semantic search
 
 Revision ID: ${revision}
@@ -75,13 +85,16 @@ def upgrade():
     # CREATE INDEX CONCURRENTLY cannot run inside a transaction; the graph must fit in
     # maintenance_work_mem or the build is several times slower.
     with op.get_context().autocommit_block():
-${statements.map((s) => `        op.execute(${python(`SET maintenance_work_mem = '${s.maintenanceWorkMemMb ?? 64}MB'`)})\n        op.execute(${python(s.create)})`).join('\n')}
+${migration.up
+  .flatMap(withMemory)
+  .map((sql) => `        op.execute(${python(sql)})`)
+  .join('\n')}
         op.execute("RESET maintenance_work_mem")
 
 
 def downgrade():
     with op.get_context().autocommit_block():
-${statements.map((s) => `        op.execute(${python(s.drop)})`).join('\n')}
+${migration.down.map((sql) => `        op.execute(${python(sql)})`).join('\n') || '        pass'}
 `
 }
 
