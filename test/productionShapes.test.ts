@@ -1,0 +1,236 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Database } from '../src/db/database.ts'
+import type { IndexOutput } from '../src/steps/index/output.ts'
+import type { ValidateOutput } from '../src/steps/validate/output.ts'
+import { DIMS } from './helpers/appSchemas.ts'
+import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
+import { writePlan } from './helpers/plans.ts'
+import { runCli } from './helpers/runCli.ts'
+
+// Production shapes on the real server: a table partitioned by time, indexes already on the
+// column that the application's query cannot use, a failed build's leftover, and the index
+// batch's migration applied to another copy of the same broken database.
+
+const TOPICS = ['pgvector indexes', 'queue workers', 'search latency', 'embedding models']
+
+/** "Event Log".notes, partitioned by month of created_at, PRIMARY KEY (id, created_at), with the application's updated_at trigger on the parent. */
+async function createPartitionedApp(db: Database, partitions: string[]) {
+  await db.exec(`CREATE EXTENSION IF NOT EXISTS vector; CREATE SCHEMA "Event Log";
+    CREATE TABLE "Event Log".notes (id bigint GENERATED ALWAYS AS IDENTITY, created_at timestamptz NOT NULL, body text NOT NULL,
+      updated_at timestamptz NOT NULL DEFAULT '2020-01-01', embedding vector(${DIMS}), PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+    CREATE FUNCTION "Event Log".touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $$;
+    CREATE TRIGGER set_updated_at BEFORE UPDATE ON "Event Log".notes FOR EACH ROW EXECUTE FUNCTION "Event Log".touch()`)
+  for (const month of partitions) await addMonth(db, month)
+  await db.exec(`INSERT INTO "Event Log".notes (created_at, body)
+    SELECT '${partitions[0]}-01'::timestamptz + (g % ${partitions.length}) * interval '1 month' + g * interval '1 minute',
+           'note ' || g || ' about ' || (ARRAY[${TOPICS.map((t) => `'${t}'`).join(', ')}])[1 + g % 4]
+    FROM generate_series(1, 300) g`)
+}
+
+async function addMonth(db: Database, month: string) {
+  const next = new Date(`${month}-01T00:00:00Z`)
+  next.setUTCMonth(next.getUTCMonth() + 1)
+  await db.exec(`CREATE TABLE "Event Log"."notes_${month.replace('-', '_')}" PARTITION OF "Event Log".notes
+    FOR VALUES FROM ('${month}-01') TO ('${next.toISOString().slice(0, 10)}')`)
+}
+
+function partitionedPlan(extra: Record<string, unknown> = {}) {
+  return {
+    id: 'production-shapes',
+    title: 'Production shapes',
+    target: {
+      tables: [
+        { schema: 'Event Log', table: 'notes', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' },
+      ],
+    },
+    embedding: { provider: 'local', model: 'text-embedding-3-small', dimensions: DIMS, batch_size: 64 },
+    worker: { poll_ms: 100 },
+    validate: { latency_queries: 20, exact_queries: 10 },
+    criteria: { relevance_recall_at_k: null },
+    batches: [
+      {
+        id: 'diagnose',
+        title: 'D',
+        agent: 'vector-search-engineer',
+        step: 'diagnose',
+        guards: { read_only: true, writes_embeddings: false },
+      },
+      {
+        id: 'index',
+        title: 'I',
+        agent: 'database-reliability-engineer',
+        step: 'index',
+        depends_on: ['diagnose'],
+        guards: { writes_embeddings: false },
+      },
+      { id: 'pipeline', title: 'P', agent: 'fastapi-backend-expert', step: 'pipeline', depends_on: ['index'] },
+      { id: 'backfill', title: 'B', agent: 'vector-search-engineer', step: 'backfill', depends_on: ['pipeline'] },
+      { id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate', depends_on: ['backfill'] },
+    ],
+    ...extra,
+  }
+}
+
+/** Every index on the application's tables as the catalog has it: name, validity and definition. */
+async function indexesOf(db: Database) {
+  const { rows } = await db.query<{ name: string; valid: boolean; definition: string; parent: string | null }>(
+    `SELECT i.relname AS name, ix.indisvalid AS valid, pg_get_indexdef(i.oid) AS definition,
+            (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent WHERE h.inhrelid = i.oid) AS parent
+     FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'pg_toast', 'information_schema', 'runner') ORDER BY 1`,
+  )
+  return rows
+}
+
+describe.skipIf(!serverUrl)('production shapes (real server)', () => {
+  const targets: TestTarget[] = []
+  let db: Database
+  let url: string
+  const dir = tempDir()
+
+  beforeEach(async () => {
+    const target = await createServerDatabase()
+    targets.push(target)
+    url = target.url!
+    db = await target.open()
+  })
+  afterEach(async () => {
+    await db?.close()
+    for (const t of targets.splice(0)) await t.drop()
+  })
+
+  const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { env: { DATABASE_URL: url, ...env } })
+  const sessionOf = (sessions: string) => join(sessions, readdirSync(sessions)[0]!)
+  const output = <T>(session: string, batch: string) =>
+    JSON.parse(readFileSync(join(session, 'batches', batch, 'output.json'), 'utf8')) as T
+
+  it('a table partitioned by time: each partition indexed concurrently and attached, every row embedded, later partitions captured', async () => {
+    await createPartitionedApp(db, ['2026-01', '2026-02', '2026-03'])
+    const updatedBefore = (await db.query(`SELECT id, updated_at::text FROM "Event Log".notes ORDER BY id`)).rows
+    const sessions = join(dir, 'sessions-partitioned')
+    const planPath = writePlan(dir, partitionedPlan(), 'partitioned.yaml')
+    const started = await run(['start', planPath, '--with-worker', '--sessions-dir', sessions])
+    expect(started.exitCode, started.all).toBe(0)
+    const session = sessionOf(sessions)
+
+    const index = output<IndexOutput>(session, '02-index').indexes[0]!
+    expect(index).toMatchObject({ name: 'notes_embedding_hnsw', action: 'created', valid: true, explain_index: 'notes_embedding_hnsw' })
+    expect(index.partitions.map((p) => [p.table, p.index, p.valid])).toEqual([
+      ['Event Log.notes_2026_01', 'notes_2026_01_embedding_hnsw', true],
+      ['Event Log.notes_2026_02', 'notes_2026_02_embedding_hnsw', true],
+      ['Event Log.notes_2026_03', 'notes_2026_03_embedding_hnsw', true],
+    ])
+    expect(index.size_bytes).toBe(index.partitions.reduce((s, p) => s + p.size_bytes, 0))
+    const up = readFileSync(join(session, 'batches/02-index/migration.up.sql'), 'utf8')
+    expect(up).toContain('CREATE INDEX IF NOT EXISTS "notes_embedding_hnsw" ON ONLY "Event Log"."notes"')
+    expect(
+      up.match(/CREATE INDEX CONCURRENTLY IF NOT EXISTS "notes_2026_0\d_embedding_hnsw" ON "Event Log"."notes_2026_0\d"/g),
+    ).toHaveLength(3)
+    expect(up.match(/ALTER INDEX "Event Log"."notes_embedding_hnsw" ATTACH PARTITION/g)).toHaveLength(3)
+
+    const validate = output<ValidateOutput>(session, '05-validate').tables[0]!
+    expect(validate).toMatchObject({ rows: 300, nulls: 0 })
+    // The application queries the parent: a Merge Append of the partitions' index scans, under the parent index's name.
+    expect(validate.explain.forced_index_name).toBe('notes_embedding_hnsw')
+    // The backfill fired none of the application's triggers.
+    expect((await db.query(`SELECT id, updated_at::text FROM "Event Log".notes ORDER BY id`)).rows).toEqual(updatedBefore)
+
+    // A partition created after the pipeline was installed: the parent's triggers cover it, and its index is the parent's.
+    await addMonth(db, '2026-04')
+    await db.exec(`INSERT INTO "Event Log".notes (created_at, body) VALUES ('2026-04-15', 'a new note about queue workers')`)
+    const { rows: queued } = await db.query(`SELECT row_key FROM runner.embedding_queue`)
+    expect(queued).toHaveLength(1)
+    const worker = await run(['worker', planPath, '--until-empty'])
+    expect(worker.exitCode, worker.all).toBe(0)
+    const { rows: april } = await db.query<{ embedded: boolean }>(
+      `SELECT embedding IS NOT NULL AS embedded FROM "Event Log"."notes_2026_04"`,
+    )
+    expect(april).toEqual([{ embedded: true }])
+    // A partition attached later gets an index of its own, attached to the parent's (PostgreSQL does it): still valid.
+    const { rows: valid } = await db.query<{ valid: boolean }>(
+      `SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = '"Event Log".notes_embedding_hnsw'::regclass`,
+    )
+    expect(valid).toEqual([{ valid: true }])
+  })
+
+  it('refuses a key unique only with the partition key when its values are not generated, or repeat', async () => {
+    await db.exec(`CREATE EXTENSION vector; CREATE SCHEMA "Event Log";
+      CREATE TABLE "Event Log".notes (id bigint NOT NULL, created_at timestamptz NOT NULL, body text, embedding vector(${DIMS}),
+        PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+      CREATE TABLE "Event Log".notes_a PARTITION OF "Event Log".notes FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+      CREATE TABLE "Event Log".notes_b PARTITION OF "Event Log".notes FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+      INSERT INTO "Event Log".notes VALUES (1, '2026-01-05', 'one'), (1, '2026-02-05', 'one again'), (2, '2026-02-06', 'two')`)
+    const planPath = writePlan(dir, partitionedPlan(), 'keys.yaml')
+    const manual = await run(['start', planPath, '--dry-run'])
+    expect(manual.exitCode, manual.all).toBe(2)
+    expect(manual.all).toContain('target.tables[0].key: Event Log.notes.id is unique only together with the partition key (')
+    expect(manual.all).toContain('its values are not drawn from an identity, a sequence or a random uuid')
+
+    await db.exec(`CREATE SEQUENCE "Event Log".ids; ALTER TABLE "Event Log".notes ALTER COLUMN id SET DEFAULT nextval('"Event Log".ids')`)
+    const repeated = await run(['start', planPath, '--dry-run'])
+    expect(repeated.exitCode, repeated.all).toBe(2)
+    expect(repeated.all).toContain('and 1 value(s) occur on more than one row')
+
+    await db.exec(`UPDATE "Event Log".notes SET id = 3 WHERE body = 'one again'`)
+    const accepted = await run(['start', planPath, '--dry-run'])
+    expect(accepted.exitCode, accepted.all).toBe(0)
+  })
+
+  it('migrations reproduce exactly what the batch did on another copy of the same broken database, and down undoes them', async () => {
+    // The broken database: a time-partitioned table, a plain table with an L2 IVFFlat under a
+    // cosine plan (replaced, as the plan says), and a third with a failed build's leftover.
+    const brokenApp = async (d: Database) => {
+      await createPartitionedApp(d, ['2026-01', '2026-02', '2026-03'])
+      await d.exec(`CREATE TABLE public.docs (id bigint PRIMARY KEY, body text, embedding vector(${DIMS}));
+        INSERT INTO public.docs SELECT g, 'doc ' || g FROM generate_series(1, 50) g;
+        CREATE INDEX docs_ivf_l2 ON public.docs USING ivfflat (embedding vector_l2_ops) WITH (lists = 2);
+        CREATE TABLE public.faqs (id bigint PRIMARY KEY, body text, embedding vector(${DIMS}));
+        INSERT INTO public.faqs SELECT g, 'faq ' || g FROM generate_series(1, 50) g;
+        CREATE INDEX faqs_embedding_hnsw ON public.faqs USING hnsw (embedding vector_cosine_ops);
+        UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'public.faqs_embedding_hnsw'::regclass`)
+    }
+    await brokenApp(db)
+    const copy = await createServerDatabase()
+    targets.push(copy)
+    const copyDb = await copy.open()
+    try {
+      await brokenApp(copyDb)
+      const original = await indexesOf(copyDb)
+      const plan = partitionedPlan({ index: { replace_mismatched: true } })
+      plan.target.tables.push(
+        { schema: 'public', table: 'docs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' },
+        { schema: 'public', table: 'faqs', key: 'id', text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' },
+      )
+      plan.batches = plan.batches.slice(0, 2)
+      const sessions = join(dir, 'sessions-migrations')
+      const ran = await run(['start', writePlan(dir, plan, 'migrations.yaml'), '--sessions-dir', sessions])
+      expect(ran.exitCode, ran.all).toBe(0)
+      const folder = join(sessionOf(sessions), 'batches/02-index')
+      const actions = output<IndexOutput>(sessionOf(sessions), '02-index').indexes.map((i) => [i.table, i.action])
+      expect(actions).toEqual([
+        ['Event Log.notes', 'created'],
+        ['public.docs', 'replaced'],
+        ['public.faqs', 'rebuilt'],
+      ])
+      const batchResult = await indexesOf(db)
+      expect(batchResult.map((i) => i.name)).not.toContain('docs_ivf_l2')
+      expect(batchResult.every((i) => i.valid)).toBe(true)
+
+      const psql = (file: string) =>
+        execa('psql', [copy.url!, '-v', 'ON_ERROR_STOP=1', '-q', '-f', join(folder, file)], { reject: false, all: true })
+      const up = await psql('migration.up.sql')
+      expect(up.exitCode, up.all).toBe(0)
+      expect(await indexesOf(copyDb)).toEqual(batchResult)
+
+      const down = await psql('migration.down.sql')
+      expect(down.exitCode, down.all).toBe(0)
+      // Back to the broken state, less the failed build's leftover (garbage, not recreated).
+      expect(await indexesOf(copyDb)).toEqual(original.filter((i) => i.name !== 'faqs_embedding_hnsw'))
+    } finally {
+      await copyDb.close()
+    }
+  })
+})
