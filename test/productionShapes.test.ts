@@ -233,4 +233,146 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
       await copyDb.close()
     }
   })
+
+  /** 30,000 rows of 16 dimensions, enough for the planner to choose HNSW; 1 row in 100 belongs to the tenant 'rare'. */
+  async function createTenantDocs(d: Database) {
+    await d.exec(`CREATE EXTENSION IF NOT EXISTS vector;
+      CREATE TABLE docs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant text NOT NULL, body text NOT NULL, embedding vector(${DIMS}));
+      INSERT INTO docs (tenant, body, embedding) SELECT CASE WHEN g % 100 = 0 THEN 'rare' ELSE 'common' END, 'doc ' || g,
+        (SELECT array_agg(sin(g * 7.1 + k * 1.3))::vector FROM generate_series(1, ${DIMS}) k) FROM generate_series(1, 30000) g;
+      ANALYZE docs`)
+  }
+  const docsTable = {
+    schema: 'public',
+    table: 'docs',
+    key: 'id',
+    text_columns: ['body'],
+    embedding_column: 'embedding',
+    distance: 'cosine',
+  }
+  const byTenant = `SELECT id FROM docs WHERE tenant = $2 ORDER BY embedding <=> $1::vector(${DIMS}) LIMIT 10`
+
+  it("measures the application's filtered query as written: recall collapses without iterative scan, and the recommendation restores it", async () => {
+    await createTenantDocs(db)
+    const plan = partitionedPlan({
+      validate: { latency_queries: 30, exact_queries: 10, rounds: 2 },
+      criteria: { relevance_recall_at_k: null, auto_embed_within_seconds: null },
+    })
+    plan.target.tables = [{ ...docsTable, queries: [{ name: 'by tenant', sql: byTenant, params: ['rare'] }] }] as any
+    plan.batches = [
+      { id: 'index', title: 'I', agent: 'database-reliability-engineer', step: 'index', guards: { writes_embeddings: false } },
+      { id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate', depends_on: ['index'] },
+    ] as any
+    const sessions = join(dir, 'sessions-filtered')
+    const ran = await run(['start', writePlan(dir, plan, 'filtered.yaml'), '--sessions-dir', sessions])
+    expect(ran.exitCode, ran.all).toBe(0)
+    const table = output<ValidateOutput>(sessionOf(sessions), '02-validate').tables[0]!
+
+    // The plain nearest-10: a setting at or above its LIMIT, at which the planner uses the index,
+    // a step above the smallest that reached the target.
+    const nearest = table.latency!
+    expect(nearest.index_usable).toBe(true)
+    const recommended = nearest.recommended!
+    expect(recommended.ef_search).toBeGreaterThanOrEqual(10)
+    const reached = nearest.sweep.filter((p) => p.recall >= 0.95 && p.index_name === 'docs_embedding_hnsw' && p.ef_search >= 10)
+    const smallest = Math.min(...reached.map((p) => p.ef_search))
+    const candidates = [10, 20, 40, 64, 100, 200, 400]
+    expect(recommended.ef_search).toBe(candidates.find((c) => c > smallest) ?? smallest)
+    // Checked here, independently: at the recommended setting the planner's own plan is the index scan.
+    const explained = await db.withSession(async (session) => {
+      await session.query(`SET hnsw.ef_search = ${recommended.ef_search}`)
+      const { rows } = await session.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT id FROM docs ORDER BY embedding <=> (SELECT embedding FROM docs WHERE id = 7) LIMIT 10`,
+      )
+      return rows.map((r) => r['QUERY PLAN']).join('\n')
+    })
+    expect(explained).toMatch(/Index Scan using docs_embedding_hnsw on docs/)
+    expect(nearest.at_recommended!.scan).toBe('index')
+    expect(nearest.at_recommended!.rounds_p95).toHaveLength(2)
+
+    // The filtered query: the plain scan returns at most ef_search rows before the filter, nearly none of them 'rare'.
+    const q = table.app_queries[0]!
+    expect(q.name).toBe('by tenant')
+    const plainAt40 = q.sweep.find((p) => p.ef_search === 40 && p.iterative_scan === 'off' && !p.forced)!
+    expect(plainAt40.recall).toBeLessThan(0.5)
+    expect(q.at_default.recall).toBeLessThan(0.5) // what the application gets today, at pgvector's defaults
+    expect(q.recommended).toMatchObject({ iterative_scan: 'relaxed_order' })
+    expect(q.at_recommended!.recall).toBeGreaterThanOrEqual(0.95)
+    expect(q.apply).toEqual([`SET hnsw.ef_search = ${q.recommended!.ef_search}`, 'SET hnsw.iterative_scan = relaxed_order'])
+    // Applied here as the report says, the query returns its ten rows again.
+    const rowsWith = async (statements: string[]) =>
+      db.withSession(async (session) => {
+        for (const statement of statements) await session.query(statement)
+        const vector = (await session.query<{ v: string }>('SELECT embedding::text AS v FROM docs WHERE id = 7')).rows[0]!.v
+        return (await session.query(byTenant, [vector, 'rare'])).rows.length
+      })
+    expect(await rowsWith([])).toBeLessThan(10)
+    expect(await rowsWith(q.apply)).toBe(10)
+    const report = readFileSync(join(sessionOf(sessions), 'batches/02-validate/report.md'), 'utf8')
+    expect(report).toContain('SET hnsw.iterative_scan = relaxed_order')
+  })
+
+  it('claims no recall or ef_search for a column without an index the query can use', async () => {
+    await createTenantDocs(db)
+    await db.exec(`CREATE INDEX docs_ivf_l2 ON docs USING ivfflat (embedding vector_l2_ops) WITH (lists = 10)`)
+    const plan = partitionedPlan({
+      validate: { latency_queries: 10, exact_queries: 5, rounds: 2 },
+      criteria: {
+        relevance_recall_at_k: null,
+        auto_embed_within_seconds: null,
+        hnsw_index_on_every_column: false,
+        explain_uses_index: false,
+      },
+    })
+    plan.target.tables = [docsTable] as any
+    plan.batches = [{ id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate' }] as any
+    const sessions = join(dir, 'sessions-no-index')
+    const ran = await run(['start', writePlan(dir, plan, 'no-index.yaml'), '--sessions-dir', sessions])
+    expect(ran.all).not.toContain('recall 1.000')
+    const nearest = output<ValidateOutput>(sessionOf(sessions), '01-validate').tables[0]!.latency!
+    expect(nearest).toMatchObject({ index_usable: false, sweep: [], recommended: null, at_recommended: null, apply: [] })
+    expect(nearest.why).toContain('no recall or ef_search is claimed')
+    expect(nearest.at_default.scan).toBe('sequential')
+    expect(output<ValidateOutput>(sessionOf(sessions), '01-validate').tables[0]!.index.prewarmed).toBe(false)
+    const report = readFileSync(join(sessionOf(sessions), 'batches/01-validate/report.md'), 'utf8')
+    expect(report).toContain('not claimed')
+    expect(report).not.toMatch(/\| 10 \| off \|/) // no sweep rows
+  })
+
+  it("proves auto-embedding without inserting into or deleting from the application's tables, or moving their sequences", async () => {
+    await createPartitionedApp(db, ['2026-01', '2026-02', '2026-03'])
+    const planPath = writePlan(dir, partitionedPlan(), 'counters.yaml')
+    expect((await run(['start', planPath, '--sessions-dir', join(dir, 'sessions-counters-1')])).exitCode).toBe(3)
+    const counters = async () => {
+      await db.query('SELECT pg_stat_force_next_flush()')
+      const { rows } = await db.query<{ relname: string; ins: number; upd: number; del: number }>(
+        `SELECT relname, n_tup_ins::int AS ins, n_tup_upd::int AS upd, n_tup_del::int AS del FROM pg_stat_user_tables
+         WHERE schemaname = 'Event Log' ORDER BY relname`,
+      )
+      await db.query('SELECT pg_stat_clear_snapshot()')
+      const sequence = await db.query<{ last: string }>(`SELECT last_value::text AS last FROM "Event Log".notes_id_seq`)
+      return { rows, sequence: sequence.rows[0]!.last }
+    }
+    const snapshot = async () => (await db.query(`SELECT id, created_at, body, updated_at FROM "Event Log".notes ORDER BY id`)).rows
+    const before = await counters()
+    const rowsBefore = await snapshot()
+    // The validate batch again, with a worker of its own: the check by requeue.
+    const again = partitionedPlan()
+    again.batches = [{ id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate' }] as any
+    const checked = await run([
+      'start',
+      writePlan(dir, again, 'counters-2.yaml'),
+      '--with-worker',
+      '--sessions-dir',
+      join(dir, 'sessions-counters-2'),
+    ])
+    expect(checked.exitCode, checked.all).toBe(0)
+    const after = await counters()
+    expect(after.sequence).toBe(before.sequence)
+    expect(after.rows.map((r) => [r.relname, r.ins, r.del])).toEqual(before.rows.map((r) => [r.relname, r.ins, r.del]))
+    // One row's embedding written again, and nothing else of any row changed.
+    const updates = (c: typeof before) => c.rows.reduce((s, r) => s + r.upd, 0)
+    expect(updates(after) - updates(before)).toBe(1)
+    expect(await snapshot()).toEqual(rowsBefore)
+  })
 })

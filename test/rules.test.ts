@@ -10,8 +10,9 @@ import { backoffMs } from '../src/retryTransient.ts'
 import { findFindings } from '../src/steps/diagnose/findFindings.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import { chooseIndexAction } from '../src/steps/index/chooseIndexAction.ts'
+import { recommendSetting, type SweepPoint } from '../src/steps/validate/recommendSetting.ts'
 import { judgeCriteria } from '../src/steps/validate/judgeCriteria.ts'
-import type { TableValidation } from '../src/steps/validate/output.ts'
+import type { QueryMeasurement, TableValidation } from '../src/steps/validate/output.ts'
 
 // The runner's pure rules, each against a table of cases: what decides an index action, a
 // finding, a criterion, a request split, a retry. No database: these are functions of data.
@@ -255,6 +256,41 @@ describe('findFindings', () => {
   })
 })
 
+function run(p95: number, ef = 40): QueryMeasurement['at_default'] {
+  return {
+    setting: { ef_search: ef, iterative_scan: 'off' },
+    scan: 'index',
+    index_name: 'atoms_embedding_hnsw',
+    p50: p95 / 2,
+    p95,
+    p99: p95 * 1.2,
+    rounds_p95: [p95, p95],
+    recall: 0.97,
+  }
+}
+
+function measurement(overrides: Partial<QueryMeasurement> = {}): QueryMeasurement {
+  const atDefault = run(2)
+  return {
+    name: 'nearest-10',
+    sql: 'SELECT ...',
+    limit: 10,
+    queries: 100,
+    exact_queries: 20,
+    rounds: 2,
+    index_usable: true,
+    exact: { p50: 100, p95: 110, p99: 120 },
+    sweep: [],
+    recommended: atDefault.setting,
+    recall_target_reached: true,
+    why: '',
+    at_default: atDefault,
+    at_recommended: atDefault,
+    apply: [],
+    ...overrides,
+  }
+}
+
 function table(overrides: Partial<TableValidation> = {}): TableValidation {
   return {
     table: 'public.atoms',
@@ -270,17 +306,8 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
       prewarmed: false,
     },
     explain: { scan: 'index', index_name: 'atoms_embedding_hnsw', forced_index_name: 'atoms_embedding_hnsw', execution_ms: 1 },
-    latency: {
-      queries: 100,
-      exact_queries: 20,
-      ef_search: 40,
-      index: { p50: 1, p95: 2, p99: 3 },
-      exact: { p50: 100, p95: 110, p99: 120 },
-      speedup_p50: 100,
-      sweep: [],
-      recommended_ef_search: 40,
-      recall_target_reached: true,
-    },
+    latency: measurement(),
+    app_queries: [],
     relevance: { queries: 10, k: 5, recall_at_k: 0.8, mrr: 0.7 },
     auto_embed: {
       measured: true,
@@ -313,7 +340,22 @@ describe('judgeCriteria', () => {
       [table({ rows: 500, explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 1 } })],
       [],
     ],
-    ['p95 above 50 ms', [table({ latency: { ...table().latency!, index: { p50: 40, p95: 51, p99: 60 } } })], ['latency_p95']],
+    ['p95 above 50 ms', [table({ latency: measurement({ at_default: run(51), at_recommended: run(51) }) })], ['latency_p95']],
+    [
+      'p95 within at the recommended setting, above at the default: judged at the recommended one',
+      [table({ latency: measurement({ at_default: run(120), at_recommended: run(4, 64), apply: ['SET hnsw.ef_search = 64'] }) })],
+      [],
+    ],
+    [
+      'no usable index: judged on what the application gets, the scan',
+      [table({ latency: measurement({ index_usable: false, recommended: null, at_recommended: null, at_default: run(80) }) })],
+      ['latency_p95'],
+    ],
+    [
+      'an application query over the limit',
+      [table({ app_queries: [measurement({ name: 'by topic', at_recommended: run(70) })] })],
+      ['latency_p95'],
+    ],
     ['latency not measured', [table({ latency: null })], ['latency_p95']],
     ['relevance below 0.5', [table({ relevance: { queries: 10, k: 5, recall_at_k: 0.4, mrr: 0.3 } })], ['relevance']],
     ['no labelled queries', [table({ relevance: null })], ['relevance']],
@@ -429,5 +471,67 @@ describe('names and options', () => {
     expect(applySessionOptions(plan, { provider: 'local' }).embedding.provider).toBe('local')
     expect(applySessionOptions(plan, { with_worker: true }).validate.start_worker).toBe(true)
     expect(applySessionOptions(plan, {}).validate.start_worker).toBe(false)
+  })
+})
+
+describe('recommendSetting', () => {
+  const point = (
+    ef: number,
+    recall: number,
+    scan: 'index' | 'sequential' = 'index',
+    iterative: 'off' | 'relaxed_order' = 'off',
+  ): SweepPoint => ({
+    ef_search: ef,
+    iterative_scan: iterative,
+    recall,
+    p50: 1,
+    p95: 2,
+    scan,
+    index_name: scan === 'index' ? 'atoms_hnsw' : null,
+    forced: false,
+  })
+  const goal = { indexName: 'atoms_hnsw', limit: 10, recallTarget: 0.95 }
+  const cases: [string, SweepPoint[], { ef_search: number; iterative_scan: string } | null, boolean][] = [
+    [
+      'one step of margin above the smallest that meets the target',
+      [point(10, 0.9), point(20, 0.96), point(40, 0.98), point(64, 0.99)],
+      { ef_search: 40, iterative_scan: 'off' },
+      true,
+    ],
+    [
+      'never below the LIMIT, even when it meets the target',
+      [point(5, 0.97), point(10, 0.97), point(20, 0.99)],
+      { ef_search: 20, iterative_scan: 'off' },
+      true,
+    ],
+    [
+      'never a setting at which the planner leaves the index',
+      [point(10, 1, 'sequential'), point(20, 0.96), point(40, 0.97)],
+      { ef_search: 40, iterative_scan: 'off' },
+      true,
+    ],
+    [
+      'the largest candidate when only it meets the target',
+      [point(10, 0.5), point(20, 0.96)],
+      { ef_search: 20, iterative_scan: 'off' },
+      true,
+    ],
+    [
+      'the best when none meets the target',
+      [point(10, 0.5), point(20, 0.7), point(40, 0.6)],
+      { ef_search: 20, iterative_scan: 'off' },
+      false,
+    ],
+    ['nothing when the planner never uses the index', [point(10, 1, 'sequential'), point(40, 1, 'sequential')], null, false],
+    [
+      'iterative scan when the plain scan is starved by a filter',
+      [point(40, 0.2), point(100, 0.3), point(40, 0.99, 'index', 'relaxed_order'), point(100, 1, 'index', 'relaxed_order')],
+      { ef_search: 100, iterative_scan: 'relaxed_order' },
+      true,
+    ],
+  ]
+  it.each(cases)('%s', (_name, points, setting, reached) => {
+    const r = recommendSetting(points, goal)
+    expect([r.setting, r.recall_target_reached]).toEqual([setting, reached])
   })
 })

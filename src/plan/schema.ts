@@ -24,6 +24,25 @@ export const targetTableSchema = z.strictObject({
    * their text form on purpose. Any other non-text column in text_columns is refused.
    */
   cast_to_text: z.array(identifier).default([]),
+  /**
+   * The searches the application runs on this table, as it writes them: $1 is the query vector,
+   * $2... take the sample values in params (a topic, a tenant, a language). Diagnose explains
+   * each; validate measures each as written (EXPLAIN, latency, recall against the exact answer
+   * with the same filter) and recommends its settings. Without any, the plain nearest-10 query
+   * is the one measured.
+   */
+  queries: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        sql: z
+          .string()
+          .min(1)
+          .refine((sql) => /\$1(?!\d)/.test(sql), 'expected $1 for the query vector'),
+        params: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).default([]),
+      }),
+    )
+    .default([]),
 })
 export type TargetTable = z.infer<typeof targetTableSchema>
 
@@ -151,8 +170,10 @@ const validateSchema = z
     latency_queries: z.number().int().positive().max(10_000).default(100),
     /** Queries run as exact scans (each reads the whole table). */
     exact_queries: z.number().int().positive().max(1000).default(20),
-    /** The recall@10 the recommended hnsw.ef_search must reach. */
+    /** The recall@k the recommended hnsw.ef_search must reach. */
     recall_target: z.number().min(0).max(1).default(0.95),
+    /** Latency at the recommended and the default setting is measured over this many rounds of every query vector; their p95s are the spread. */
+    rounds: z.number().int().min(1).max(20).default(3),
     ef_search_candidates: z.array(z.number().int().positive().max(1000)).min(1).default([10, 20, 40, 64, 100, 200, 400]),
     /**
      * The auto-embedding check runs a worker of its own for its duration (--with-worker sets

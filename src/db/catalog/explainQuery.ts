@@ -24,18 +24,27 @@ export async function explainQuery(
       })
     : await explain(db)
   const plan = rows.map((r) => r['QUERY PLAN']).join('\n')
+  const { scan, index_name } = await readScan(db, where.relation, plan)
+  const execution = Number(/Execution Time: ([\d.]+) ms/.exec(plan)?.[1] ?? Number.NaN)
+  return { table: where.table, column: where.column, sql, plan, scan, index_name, execution_ms: execution }
+}
+
+/** What a plan's text says of a table: an index scan (by which index), a sequential scan, or something else. */
+export async function readScan(
+  db: Queryable,
+  relation: string,
+  plan: string,
+): Promise<{ scan: 'index' | 'sequential' | 'other'; index_name: string | null }> {
   // EXPLAIN quotes a name that needs it ("docs_Embedding Vec_hnsw"), doubling any quote inside.
-  const used = [...plan.matchAll(/Index Scan using ("(?:[^"]|"")+"|\S+)/g)].map(([, name]) =>
+  const used = [...plan.matchAll(/Index (?:Only )?Scan using ("(?:[^"]|"")+"|\S+)/g)].map(([, name]) =>
     name!.startsWith('"') ? name!.slice(1, -1).replace(/""/g, '"') : name!,
   )
   // On a partitioned table the plan scans each partition's index (a Merge Append): they are
   // one index to the application, named by the partitioned index they are attached to.
-  const roots = await indexRoots(db, where.relation, used)
+  const roots = await indexRoots(db, relation, used)
   const index = roots.length === 1 ? roots[0]! : null
   const sequential = /Seq Scan on/.test(plan)
-  const scan = index && !sequential ? 'index' : sequential ? 'sequential' : 'other'
-  const execution = Number(/Execution Time: ([\d.]+) ms/.exec(plan)?.[1] ?? Number.NaN)
-  return { table: where.table, column: where.column, sql, plan, scan, index_name: index, execution_ms: execution }
+  return { scan: index && !sequential ? 'index' : sequential ? 'sequential' : 'other', index_name: index }
 }
 
 /** The distinct indexes of the table (or of its partition tree) that these index names belong to, by their topmost parent. */

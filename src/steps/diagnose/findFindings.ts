@@ -1,3 +1,4 @@
+import { versionBelow } from '../../db/catalog/readExtension.ts'
 import { distanceOfOperatorClass, MAX_INDEXABLE_DIMENSIONS, operatorClass, OPERATORS } from '../../db/vectorOps.ts'
 import type { Plan } from '../../plan/schema.ts'
 import type { DiagnoseOutput, Finding } from './output.ts'
@@ -7,15 +8,6 @@ import type { DiagnoseOutput, Finding } from './output.ts'
 
 /** The baseline the runner holds pgvector to; older installed versions get a warning. */
 export const RECOMMENDED_PGVECTOR = '0.8.4'
-
-function versionBelow(version: string, baseline: string): boolean {
-  const a = version.split('.').map(Number)
-  const b = baseline.split('.').map(Number)
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) < (b[i] ?? 0)
-  }
-  return false
-}
 
 const n = (value: number) => value.toLocaleString('en-US')
 

@@ -1,9 +1,11 @@
+import { readScan } from '../../db/catalog/explainQuery.ts'
 import type { Database, Queryable } from '../../db/database.ts'
 import { withSettings } from '../../db/withSettings.ts'
 
-// Latency and recall of the application's nearest-10 query, as the application sees it: each
-// query timed on the client, round trip included. The exact answer comes from the same query
-// with index scans disabled for that session.
+// Latency and recall of one of the application's search queries, as the application sees it:
+// each query timed on the client, round trip included, with the plan the planner chooses at
+// that setting recorded beside it. The exact answers come from the same query with index scans
+// disabled (the same filter, the same limit), computed once and reused for every setting.
 
 export interface Percentiles {
   p50: number
@@ -17,47 +19,93 @@ export function percentiles(values: number[]): Percentiles {
   return { p50: at(0.5), p95: at(0.95), p99: at(0.99) }
 }
 
+/** A query the application runs: $1 is the query vector (text form); the rest are its sample values. */
+export interface SearchQuery {
+  name: string
+  sql: string
+  params: (vector: string) => unknown[]
+  /** Its LIMIT: an ef_search below it cannot return that many rows. */
+  limit: number
+}
+
+/** The pgvector settings a query runs with. */
+export interface SearchSetting {
+  ef_search: number
+  iterative_scan: 'off' | 'relaxed_order'
+}
+
+export const PGVECTOR_DEFAULT: SearchSetting = { ef_search: 40, iterative_scan: 'off' }
+
 export interface TimedRun {
   ms: number[]
   ids: string[][]
-  distances: number[][]
+  /** Each row's distance, when the query returns one (a column named distance). */
+  distances: number[][] | null
 }
 
-/** Runs a nearest-k query (Target.nearestSql: $1 the vector, $2 the limit) once per vector, timing each on the client. */
-async function timeQueries(session: Queryable, sql: string, vectors: string[], limit: number): Promise<TimedRun> {
+async function timeQueries(session: Queryable, query: SearchQuery, vectors: string[]): Promise<TimedRun> {
   const run: TimedRun = { ms: [], ids: [], distances: [] }
   for (const vector of vectors) {
     const started = performance.now()
-    const { rows } = await session.query<{ key: string; distance: number }>(sql, [vector, limit])
+    const { rows } = await session.query<Record<string, unknown>>(query.sql, query.params(vector))
     run.ms.push(performance.now() - started)
-    run.ids.push(rows.map((r) => r.key))
-    run.distances.push(rows.map((r) => r.distance))
+    run.ids.push(rows.map((r) => (r.key !== undefined ? String(r.key) : JSON.stringify(r))))
+    if (run.distances && rows.every((r) => typeof r.distance === 'number')) run.distances.push(rows.map((r) => r.distance as number))
+    else run.distances = null
   }
   return run
 }
 
-export async function runIndexed(db: Database, sql: string, vectors: string[], efSearch: number, limit = 10): Promise<TimedRun> {
-  return withSettings(db, { 'hnsw.ef_search': efSearch }, (session) => timeQueries(session, sql, vectors, limit))
+const settingsOf = (s: SearchSetting, forceIndex: boolean): Record<string, string | number> => ({
+  'hnsw.ef_search': s.ef_search,
+  ...(s.iterative_scan !== 'off' ? { 'hnsw.iterative_scan': s.iterative_scan } : {}),
+  ...(forceIndex ? { enable_seqscan: 'off' } : {}),
+})
+
+/**
+ * Runs the query once per vector at a setting, and EXPLAINs it (without ANALYZE) there: which
+ * scan the planner chose. forceIndex disables sequential scans, to see what the index would give.
+ */
+export async function runAt(
+  db: Database,
+  relation: string,
+  query: SearchQuery,
+  vectors: string[],
+  setting: SearchSetting,
+  forceIndex = false,
+): Promise<TimedRun & { scan: 'index' | 'sequential' | 'other'; index_name: string | null }> {
+  return withSettings(db, settingsOf(setting, forceIndex), async (session) => {
+    const { rows } = await session.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${query.sql}`, query.params(vectors[0]!))
+    const plan = await readScan(session, relation, rows.map((r) => r['QUERY PLAN']).join('\n'))
+    return { ...(await timeQueries(session, query, vectors)), ...plan }
+  })
 }
 
-export async function runExact(db: Database, sql: string, vectors: string[], limit = 10): Promise<TimedRun> {
-  return withSettings(db, { enable_indexscan: 'off', enable_bitmapscan: 'off' }, (session) => timeQueries(session, sql, vectors, limit))
+/** The exact answers: index and bitmap scans off for the session, the same query otherwise. */
+export async function runExact(db: Database, query: SearchQuery, vectors: string[]): Promise<TimedRun> {
+  return withSettings(db, { enable_indexscan: 'off', enable_bitmapscan: 'off' }, (session) => timeQueries(session, query, vectors))
 }
 
 /**
- * recall@10 by distance, as ann-benchmarks counts it: a returned row is a true neighbour when
- * it is no farther than the exact 10th nearest. Comparing ids instead would punish the index
- * for picking a different one of several rows at exactly the same distance (duplicates).
+ * recall@k against the exact answers. By distance when both runs have one, as ann-benchmarks
+ * counts it: a returned row is a true neighbour when it is no farther than the exact k-th
+ * nearest (comparing ids would punish the index for picking another of several rows at exactly
+ * the same distance). By the rows themselves otherwise.
  */
-export function recallAt10(found: number[][], exact: number[][], epsilon = 1e-6): number {
+export function recall(found: TimedRun, exact: TimedRun, epsilon = 1e-6): number {
   let sum = 0
-  exact.forEach((truth, i) => {
+  exact.ids.forEach((truth, i) => {
     if (truth.length === 0) {
       sum += 1
       return
     }
-    const limit = truth[truth.length - 1]! + epsilon
-    sum += Math.min(truth.length, (found[i] ?? []).filter((d) => d <= limit).length) / truth.length
+    if (found.distances && exact.distances) {
+      const limit = exact.distances[i]![truth.length - 1]! + epsilon
+      sum += Math.min(truth.length, (found.distances[i] ?? []).filter((d) => d <= limit).length) / truth.length
+    } else {
+      const got = new Set(found.ids[i] ?? [])
+      sum += truth.filter((id) => got.has(id)).length / truth.length
+    }
   })
-  return exact.length ? sum / exact.length : Number.NaN
+  return exact.ids.length ? sum / exact.ids.length : Number.NaN
 }

@@ -3,6 +3,53 @@ import { criterionResultSchema } from '../../checkpoint/sessionState.ts'
 
 const percentiles = z.object({ p50: z.number(), p95: z.number(), p99: z.number() })
 
+const settingSchema = z.object({ ef_search: z.number().int(), iterative_scan: z.enum(['off', 'relaxed_order']) })
+const scan = z.enum(['index', 'sequential', 'other'])
+
+/** One setting measured: the planner's choice of scan there, and the answers' recall against the exact ones. */
+const runSchema = percentiles.extend({
+  setting: settingSchema,
+  scan,
+  index_name: z.string().nullable(),
+  /** p95 of each round: how stable the pooled p95 is. */
+  rounds_p95: z.array(z.number()),
+  recall: z.number(),
+})
+
+export const queryMeasurementSchema = z.object({
+  name: z.string(),
+  sql: z.string(),
+  limit: z.number().int(),
+  queries: z.number().int(),
+  exact_queries: z.number().int(),
+  rounds: z.number().int(),
+  /** A valid vector index on the column that this query can use (seen with sequential scans disabled). */
+  index_usable: z.boolean(),
+  /** The exact answers' latency (index scans disabled): the query without an index. */
+  exact: percentiles,
+  /** Every setting measured; empty when no index can serve the query. */
+  sweep: z.array(
+    settingSchema.extend({
+      recall: z.number(),
+      p50: z.number(),
+      p95: z.number(),
+      scan,
+      index_name: z.string().nullable(),
+      forced: z.boolean(),
+    }),
+  ),
+  recommended: settingSchema.nullable(),
+  recall_target_reached: z.boolean(),
+  /** How the recommendation was chosen, or why there is none. */
+  why: z.string(),
+  /** What the application gets without changing anything: pgvector's defaults (ef_search 40, no iterative scan). */
+  at_default: runSchema,
+  /** What it gets with the recommendation applied (the statements in apply). */
+  at_recommended: runSchema.nullable(),
+  apply: z.array(z.string()),
+})
+export type QueryMeasurement = z.infer<typeof queryMeasurementSchema>
+
 export const tableValidationSchema = z.object({
   table: z.string(),
   column: z.string(),
@@ -22,19 +69,10 @@ export const tableValidationSchema = z.object({
     forced_index_name: z.string().nullable(),
     execution_ms: z.number(),
   }),
-  latency: z
-    .object({
-      queries: z.number().int(),
-      exact_queries: z.number().int(),
-      ef_search: z.number().int(),
-      index: percentiles,
-      exact: percentiles,
-      speedup_p50: z.number(),
-      sweep: z.array(z.object({ ef_search: z.number().int(), recall_at_10: z.number(), p50: z.number(), p95: z.number() })),
-      recommended_ef_search: z.number().int(),
-      recall_target_reached: z.boolean(),
-    })
-    .nullable(),
+  /** The plain nearest-10 query, ordered by the index's expression. */
+  latency: queryMeasurementSchema.nullable(),
+  /** The application's own queries from the plan, each measured as written. */
+  app_queries: z.array(queryMeasurementSchema).default([]),
   relevance: z.object({ queries: z.number().int(), k: z.number().int(), recall_at_k: z.number(), mrr: z.number() }).nullable(),
   auto_embed: z
     .object({

@@ -1,4 +1,4 @@
-import type { ValidateOutput } from './output.ts'
+import type { QueryMeasurement, ValidateOutput } from './output.ts'
 
 const ms = (v: number) => `${v.toFixed(2)} ms`
 const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`
@@ -23,23 +23,11 @@ export function renderValidation(o: ValidateOutput): string {
     lines.push(
       `- EXPLAIN ANALYZE: ${t.explain.scan} scan${t.explain.index_name ? ` using ${t.explain.index_name}` : ''}, ${ms(t.explain.execution_ms)}${t.explain.scan !== 'index' ? `; with sequential scans disabled: ${t.explain.forced_index_name ?? 'no index scan'}` : ''} (explain-${t.table.split('.').pop()}.txt)`,
     )
-    if (t.latency) {
-      const l = t.latency
+    if (t.latency && !t.index.fits_shared_buffers)
       lines.push(
-        `- latency over ${l.queries} queries at ef_search ${l.ef_search}: p50 ${ms(l.index.p50)}, p95 ${ms(l.index.p95)}, p99 ${ms(l.index.p99)}; exact scan over ${l.exact_queries}: p50 ${ms(l.exact.p50)}, p95 ${ms(l.exact.p95)}, p99 ${ms(l.exact.p99)}; the index is ${l.speedup_p50.toFixed(1)}x faster at p50`,
-        `- recommended \`SET hnsw.ef_search = ${l.recommended_ef_search}\`${l.recall_target_reached ? '' : ' (no candidate reached the recall target; this is the best found)'}`,
-        ...(t.index.fits_shared_buffers
-          ? []
-          : [
-              `- the index does not fit in shared_buffers: raise shared_buffers above ${mb(t.index.size_bytes)} (a server restart), or index at half precision (index.precision: half, half the size). Measured here on 100,000 x 1536: halfvec with shared_buffers holding the index reached recall@10 0.964 at p95 2.73 ms (bench/results.md).`,
-            ]),
-        '',
-        '| ef_search | recall@10 | p50 | p95 |',
-        '| --- | --- | --- | --- |',
-        ...l.sweep.map((s) => `| ${s.ef_search} | ${s.recall_at_10.toFixed(3)} | ${ms(s.p50)} | ${ms(s.p95)} |`),
-        '',
+        `- the index does not fit in shared_buffers: raise shared_buffers above ${mb(t.index.size_bytes)} (a server restart), or index at half precision (index.precision: half, half the size). Measured here on 100,000 x 1536: halfvec with shared_buffers holding the index reached recall@10 0.964 at p95 2.73 ms (bench/results.md).`,
       )
-    }
+    for (const q of t.latency ? [t.latency, ...t.app_queries] : []) lines.push(...renderQuery(q))
     if (t.relevance)
       lines.push(
         `- relevance: ${t.relevance.queries} labelled queries, recall@${t.relevance.k} ${t.relevance.recall_at_k.toFixed(3)}, MRR ${t.relevance.mrr.toFixed(3)}`,
@@ -57,4 +45,43 @@ export function renderValidation(o: ValidateOutput): string {
     lines.push('')
   }
   return lines.join('\n')
+}
+
+const setting = (s: { ef_search: number; iterative_scan: string }) =>
+  `ef_search ${s.ef_search}${s.iterative_scan === 'off' ? '' : `, iterative_scan ${s.iterative_scan}`}`
+
+function renderRun(label: string, r: QueryMeasurement['at_default'], indexUsable: boolean): string {
+  const spread = r.rounds_p95.length > 1 ? ` (p95 of each round: ${r.rounds_p95.map(ms).join(', ')})` : ''
+  return `| ${label} | ${setting(r.setting)} | ${r.scan}${r.index_name ? ` (${r.index_name})` : ''} | ${indexUsable ? r.recall.toFixed(3) : 'not claimed'} | ${ms(r.p50)} | ${ms(r.p95)}${spread} | ${ms(r.p99)} |`
+}
+
+function renderQuery(q: QueryMeasurement): string[] {
+  return [
+    `### ${q.name}`,
+    '',
+    '```sql',
+    q.sql,
+    '```',
+    '',
+    `${q.queries} query vectors sampled from the column, ${q.rounds} round(s) at each final setting; exact answers over ${q.exact_queries} of them (index scans off, the same query otherwise): p50 ${ms(q.exact.p50)}, p95 ${ms(q.exact.p95)}.`,
+    '',
+    `Recommendation: ${q.why}.${q.apply.length ? ` Apply it in the application's connections: \`${q.apply.join('; ')}\` (or once for its role: \`ALTER ROLE <role> ${q.apply.join('; ALTER ROLE <role> ')}\`).` : ''}`,
+    '',
+    '| measured at | setting | scan the planner chose | recall | p50 | p95 | p99 |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    renderRun("pgvector's default (nothing applied)", q.at_default, q.index_usable),
+    ...(q.at_recommended && q.at_recommended !== q.at_default ? [renderRun('the recommendation', q.at_recommended, q.index_usable)] : []),
+    '',
+    ...(q.sweep.length
+      ? [
+          '| ef_search | iterative scan | sequential scans | scan the planner chose | recall | p50 | p95 |',
+          '| --- | --- | --- | --- | --- | --- | --- |',
+          ...q.sweep.map(
+            (s) =>
+              `| ${s.ef_search} | ${s.iterative_scan} | ${s.forced ? 'disabled' : 'allowed'} | ${s.scan}${s.index_name ? ` (${s.index_name})` : ''} | ${s.recall.toFixed(3)} | ${ms(s.p50)} | ${ms(s.p95)} |`,
+          ),
+          '',
+        ]
+      : []),
+  ]
 }

@@ -15,7 +15,9 @@ import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
-import { percentiles, recallAt10, runExact, runIndexed } from './measureSearch.ts'
+import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
+import { measureQuery } from './measureQuery.ts'
+import { PGVECTOR_DEFAULT, runAt, type SearchQuery } from './measureSearch.ts'
 import { type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
 import { type Probe, probeAutoEmbedding, probesCursor, removeLeftoverProbes, requeueProbe } from './probeAutoEmbedding.ts'
 import { proveCapture } from './proveCapture.ts'
@@ -51,49 +53,21 @@ function searchOf(ctx: Ctx, t: Target): { search: SearchExpression; builtName?: 
   return { search: { expression, castType: cast_type, operator, opclass }, builtName: built.name }
 }
 
-/** Latency at every ef_search candidate against the exact scan, recall by distance, and the recommended setting. */
-async function measureLatency(ctx: Ctx, t: Target, sql: string): Promise<TableValidation['latency']> {
-  const { db, plan } = ctx
-  const vectors = await t.sampleEmbeddings(db, plan.validate.latency_queries)
-  if (vectors.length === 0) return null
-  await runIndexed(db, sql, vectors.slice(0, 20), 40) // warm-up: caches, plans, connections
-  const exactVectors = vectors.slice(0, plan.validate.exact_queries)
-  const exact = await runExact(db, sql, exactVectors)
-  const sweep = []
-  for (const ef of [...plan.validate.ef_search_candidates].sort((a, b) => a - b)) {
-    if (ctx.signal.aborted) break
-    const run = await runIndexed(db, sql, vectors, ef)
-    const p = percentiles(run.ms)
-    sweep.push({
-      ef_search: ef,
-      recall_at_10: recallAt10(run.distances.slice(0, exactVectors.length), exact.distances),
-      p50: p.p50,
-      p95: p.p95,
-    })
-  }
-  const reaching = sweep.find((s) => s.recall_at_10 >= plan.validate.recall_target)
-  const chosen = reaching ?? [...sweep].sort((a, b) => b.recall_at_10 - a.recall_at_10)[0]!
-  const final = await runIndexed(db, sql, vectors, chosen.ef_search)
-  const indexP = percentiles(final.ms)
-  const exactP = percentiles(exact.ms)
-  ctx.log(
-    `  ${t.name}: p95 ${indexP.p95.toFixed(2)} ms at ef_search ${chosen.ef_search} (recall@10 ${chosen.recall_at_10.toFixed(3)}); exact scan p95 ${exactP.p95.toFixed(2)} ms`,
-  )
+/** The application's searches on a table: the plan's own queries, and the plain nearest-10 ordered by the index's expression. */
+function queriesOf(t: Target, search: SearchExpression): { nearest: SearchQuery; app: SearchQuery[] } {
   return {
-    queries: vectors.length,
-    exact_queries: exactVectors.length,
-    ef_search: chosen.ef_search,
-    index: indexP,
-    exact: exactP,
-    speedup_p50: exactP.p50 / indexP.p50,
-    sweep,
-    recommended_ef_search: chosen.ef_search,
-    recall_target_reached: Boolean(reaching),
+    nearest: { name: 'nearest-10', sql: t.nearestSql(search), params: (vector) => [vector, 10], limit: 10 },
+    app: t.plan.queries.map((q) => ({
+      name: q.name,
+      sql: q.sql,
+      params: (vector) => [vector, ...q.params],
+      limit: Number(/\blimit\s+(\d+)/i.exec(q.sql)?.[1] ?? 10),
+    })),
   }
 }
 
 async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 'relevance' | 'auto_embed'>> {
-  const { db } = ctx
+  const { db, plan } = ctx
   const { search, builtName } = searchOf(ctx, t)
   const onColumn = await readVectorIndexes(db, [], { schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column })
   const index: VectorIndex | undefined = builtName
@@ -101,13 +75,39 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
     : onColumn.find((i) => i.method === 'hnsw' && i.valid)
   const { rows, nulls } = await t.counts(db)
   const sharedBuffers = await readSettingBytes(db, 'shared_buffers')
-  const prewarmed = index ? await prewarmIndex(db, quoteQualified(t.plan.schema, index.name)) : false
   const natural = await explainNearest(db, t, search)
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, t, search, { forceIndex: true })
+  // Only an index the query can use is prewarmed and measured as one.
+  const usableIndex = index?.valid && forced.index_name === index.name ? index.name : null
+  const prewarmed = usableIndex ? await prewarmIndex(db, quoteQualified(t.plan.schema, usableIndex)) : false
   ctx.writeArtifact(
     `explain-${t.plan.table}.txt`,
     `-- ${natural.sql}\n\n${natural.plan}\n${forced !== natural ? `\n-- sequential scans disabled:\n${forced.plan}\n` : ''}`,
   )
+  const vectors = await t.sampleEmbeddings(db, plan.validate.latency_queries)
+  const extension = await readExtension(db)
+  const queryCtx = {
+    db,
+    plan,
+    target: t,
+    rows,
+    usableIndex,
+    // pgvector 0.8.0 added hnsw.iterative_scan.
+    iterativeScan: extension.installed_version !== null && !versionBelow(extension.installed_version, '0.8.0'),
+    signal: ctx.signal,
+  }
+  const { nearest, app } = queriesOf(t, search)
+  const measure = async (q: SearchQuery) => {
+    const m = await measureQuery(queryCtx, q, vectors)
+    const at = m.at_recommended ?? m.at_default
+    ctx.log(
+      `  ${t.name} ${q.name}: p95 ${at.p95.toFixed(2)} ms (${at.scan} scan) at ef_search ${at.setting.ef_search}${at.setting.iterative_scan === 'off' ? '' : ` with iterative_scan ${at.setting.iterative_scan}`}${m.index_usable ? `, recall ${at.recall.toFixed(3)}` : ''}; exact ${m.exact.p95.toFixed(2)} ms`,
+    )
+    return m
+  }
+  const latency = vectors.length ? await measure(nearest) : null
+  const appQueries = []
+  if (vectors.length) for (const q of app) appQueries.push(await measure(q))
   return {
     table: t.name,
     column: t.plan.embedding_column,
@@ -127,22 +127,30 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
       forced_index_name: forced.index_name,
       execution_ms: natural.execution_ms,
     },
-    latency: await measureLatency(ctx, t, t.nearestSql(search)),
+    latency,
+    app_queries: appQueries,
   }
 }
 
-/** recall@k and MRR of the labelled queries, searched as the application searches, at the recommended ef_search. */
-async function measureRelevance(ctx: Ctx, t: Target, labels: Label[], efSearch: number): Promise<TableValidation['relevance']> {
+/** recall@k and MRR of the labelled queries, searched as the application searches, at the setting it is told to run. */
+async function measureRelevance(
+  ctx: Ctx,
+  t: Target,
+  labels: Label[],
+  measured: TableValidation['latency'],
+): Promise<TableValidation['relevance']> {
   const tableLabels = labels.filter((l) => l.table === t.plan.table || l.table === t.name)
   if (tableLabels.length === 0) return null
   const k = ctx.plan.criteria.relevance_recall_at_k!.k
   const embedded = await ctx.embeddings().embed(tableLabels.map((l) => l.query))
-  const sql = t.nearestSql(searchOf(ctx, t).search)
+  const limit = Math.max(10, k)
+  const query: SearchQuery = { name: 'relevance', sql: t.nearestSql(searchOf(ctx, t).search), params: (vector) => [vector, limit], limit }
+  const setting = (measured?.at_recommended ?? measured?.at_default)?.setting ?? PGVECTOR_DEFAULT
   const rankings = []
   for (const [i, label] of tableLabels.entries()) {
     const vector = embedded.vectors[i]
     if (!vector) continue
-    const run = await runIndexed(ctx.db, sql, [`[${vector.join(',')}]`], efSearch, Math.max(10, k))
+    const run = await runAt(ctx.db, t.table, query, [`[${vector.join(',')}]`], setting)
     rankings.push({ ranked: run.ids[0]!, relevant: new Set(label.relevant_ids.map(String)) })
   }
   const metrics = rankingMetrics(rankings, k)
@@ -218,7 +226,7 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
     const tables: TableValidation[] = []
     for (const t of targets) {
       const measured = await measureTable(ctx, t)
-      const relevance = await measureRelevance(ctx, t, labels, measured.latency?.ef_search ?? 40)
+      const relevance = await measureRelevance(ctx, t, labels, measured.latency)
       tables.push({ ...measured, relevance, auto_embed: null })
     }
     const within = plan.criteria.auto_embed_within_seconds

@@ -1,0 +1,157 @@
+import type { Database } from '../../db/database.ts'
+import type { Target } from '../../db/target.ts'
+import type { Plan } from '../../plan/schema.ts'
+import {
+  PGVECTOR_DEFAULT,
+  percentiles,
+  recall,
+  runAt,
+  runExact,
+  type SearchQuery,
+  type SearchSetting,
+  type TimedRun,
+} from './measureSearch.ts'
+import type { QueryMeasurement } from './output.ts'
+import { recommendSetting, type SweepPoint } from './recommendSetting.ts'
+
+// One search query measured as the application runs it, claiming only what was measured: the
+// exact answers once; then, when a valid index can serve the query, hnsw.ef_search swept (and
+// iterative scan, for a filtered query the plain scan starves), with the planner's own choice of
+// scan recorded at each setting; then the recommended setting and pgvector's default, each over
+// several rounds, so the p95 that judges the latency criterion comes with its spread.
+
+/** On a table this small the planner rightly prefers an exact scan; the index must at least be able to serve the query. */
+export const SMALL_TABLE_ROWS = 10_000
+
+export interface QueryContext {
+  db: Database
+  plan: Plan
+  target: Target
+  rows: number
+  /** The valid index on the column that the query can use, or null. */
+  usableIndex: string | null
+  iterativeScan: boolean
+  signal: AbortSignal
+}
+
+const same = (a: SearchSetting, b: SearchSetting) => a.ef_search === b.ef_search && a.iterative_scan === b.iterative_scan
+const firstOf = (run: TimedRun, n: number): TimedRun => ({
+  ms: run.ms.slice(0, n),
+  ids: run.ids.slice(0, n),
+  distances: run.distances?.slice(0, n) ?? null,
+})
+
+/** The statements that apply a setting in the application's connections. */
+export function applyStatements(setting: SearchSetting): string[] {
+  return [
+    `SET hnsw.ef_search = ${setting.ef_search}`,
+    ...(setting.iterative_scan !== 'off' ? [`SET hnsw.iterative_scan = ${setting.iterative_scan}`] : []),
+  ]
+}
+
+export async function measureQuery(ctx: QueryContext, query: SearchQuery, vectors: string[]): Promise<QueryMeasurement> {
+  const { db, plan, target } = ctx
+  const v = plan.validate
+  const exactVectors = vectors.slice(0, v.exact_queries)
+  const exact = await runExact(db, query, exactVectors)
+
+  const point = async (setting: SearchSetting, forced: boolean): Promise<SweepPoint & { run: TimedRun }> => {
+    const run = await runAt(db, target.table, query, vectors, setting, forced)
+    const p = percentiles(run.ms)
+    return {
+      ...setting,
+      recall: recall(firstOf(run, exactVectors.length), exact),
+      p50: p.p50,
+      p95: p.p95,
+      scan: run.scan,
+      index_name: run.index_name,
+      forced,
+      run,
+    }
+  }
+  /** The setting over every round (a sweep run at the same setting counts as the first), pooled. */
+  const rounds = async (setting: SearchSetting, first?: SweepPoint & { run: TimedRun }) => {
+    const runs = first && !first.forced ? [first] : []
+    let last = first
+    while (runs.length < v.rounds && !(runs.length > 0 && ctx.signal.aborted)) runs.push((last = await point(setting, false)))
+    const pooled = percentiles(runs.flatMap((r) => r.run.ms))
+    return {
+      setting,
+      scan: last!.scan,
+      index_name: last!.index_name,
+      ...pooled,
+      rounds_p95: runs.map((r) => r.p95),
+      recall: runs[0]!.recall,
+    }
+  }
+  const base = {
+    name: query.name,
+    sql: query.sql,
+    limit: query.limit,
+    queries: vectors.length,
+    exact_queries: exactVectors.length,
+    rounds: v.rounds,
+    exact: percentiles(exact.ms),
+  }
+  if (!ctx.usableIndex) {
+    return {
+      ...base,
+      index_usable: false,
+      sweep: [],
+      recommended: null,
+      recall_target_reached: false,
+      why: 'no valid vector index on the column can serve this query: no recall or ef_search is claimed, and its latency is what the application gets today',
+      at_default: await rounds(PGVECTOR_DEFAULT),
+      at_recommended: null,
+      apply: [],
+    }
+  }
+  const candidates = [...v.ef_search_candidates].sort((a, b) => a - b)
+  await runAt(db, target.table, query, vectors.slice(0, 20), { ef_search: candidates.at(-1)!, iterative_scan: 'off' }) // warm-up
+  const goal = { indexName: ctx.usableIndex, limit: query.limit, recallTarget: v.recall_target }
+  const sweep: (SweepPoint & { run: TimedRun })[] = []
+  const sweepAll = async (iterative: SearchSetting['iterative_scan'], forced: boolean) => {
+    for (const ef of candidates) if (!ctx.signal.aborted) sweep.push(await point({ ef_search: ef, iterative_scan: iterative }, forced))
+  }
+  await sweepAll('off', false)
+  let recommendation = recommendSetting(sweep, goal)
+  // A filter that leaves few rows starves the plain scan (it returns at most ef_search rows
+  // before filtering): pgvector 0.8's iterative scan keeps going until LIMIT rows pass.
+  if (!recommendation.recall_target_reached && /\bwhere\b/i.test(query.sql) && ctx.iterativeScan) {
+    await sweepAll('relaxed_order', false)
+    recommendation = recommendSetting(sweep, goal)
+  }
+  let why = recommendation.why
+  if (!recommendation.setting && ctx.rows < SMALL_TABLE_ROWS && sweep.every((p) => p.scan !== 'index')) {
+    await sweepAll('off', true)
+    recommendation = recommendSetting(
+      sweep.filter((p) => p.forced),
+      goal,
+    )
+    why = `the planner prefers an exact sequential scan on ${ctx.rows.toLocaleString('en-US')} rows at every setting (exact, and fast at this size); measured with sequential scans disabled, for when the table grows: ${recommendation.why}`
+  }
+  const atDefault = await rounds(
+    PGVECTOR_DEFAULT,
+    sweep.find((p) => !p.forced && same(p, PGVECTOR_DEFAULT)),
+  )
+  const recommended = recommendation.setting
+  const atRecommended = !recommended
+    ? null
+    : same(recommended, PGVECTOR_DEFAULT)
+      ? atDefault
+      : await rounds(
+          recommended,
+          sweep.find((p) => !p.forced && same(p, recommended)),
+        )
+  return {
+    ...base,
+    index_usable: true,
+    sweep: sweep.map(({ run: _run, ...p }) => p),
+    recommended,
+    recall_target_reached: recommendation.recall_target_reached,
+    why,
+    at_default: atDefault,
+    at_recommended: atRecommended,
+    apply: recommended && !same(recommended, PGVECTOR_DEFAULT) ? applyStatements(recommended) : [],
+  }
+}

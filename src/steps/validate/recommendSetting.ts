@@ -1,0 +1,61 @@
+import type { SearchSetting } from './measureSearch.ts'
+
+// Which pgvector setting to recommend for a query, from what the sweep measured. Only a setting
+// the application can run as measured counts: at or above the query's LIMIT (HNSW returns at
+// most ef_search rows), and one at which the planner still uses the index (at a low ef_search it
+// may prefer a sequential scan, and then the recall and latency are the scan's, not the
+// index's). Of those, the smallest that reaches the recall target would sit on the edge: the
+// next one up is recommended, so the target holds as the data changes. A plain scan is
+// preferred to an iterative one.
+
+export interface SweepPoint extends SearchSetting {
+  recall: number
+  p50: number
+  p95: number
+  scan: 'index' | 'sequential' | 'other'
+  /** The vector index the planner used at this setting (the partitioned parent's name for a partitioned table). */
+  index_name: string | null
+  /** Measured with sequential scans disabled: what the index gives, not what the planner chose. */
+  forced: boolean
+}
+
+export interface Recommendation {
+  setting: SearchSetting | null
+  recall_target_reached: boolean
+  why: string
+}
+
+const describe = (p: SearchSetting) =>
+  `ef_search ${p.ef_search}${p.iterative_scan === 'off' ? '' : ` with iterative_scan ${p.iterative_scan}`}`
+
+export function recommendSetting(points: SweepPoint[], query: { indexName: string; limit: number; recallTarget: number }): Recommendation {
+  const eligible = points
+    .filter((p) => p.ef_search >= query.limit && p.index_name === query.indexName)
+    .sort((a, b) => Number(a.iterative_scan !== 'off') - Number(b.iterative_scan !== 'off') || a.ef_search - b.ef_search)
+  if (eligible.length === 0) {
+    return {
+      setting: null,
+      recall_target_reached: false,
+      why: `at no measured setting at or above the query's LIMIT ${query.limit} does the planner use ${query.indexName}: no recall or ef_search is claimed`,
+    }
+  }
+  const setting = (p: SweepPoint): SearchSetting => ({ ef_search: p.ef_search, iterative_scan: p.iterative_scan })
+  const firstMet = eligible.findIndex((p) => p.recall >= query.recallTarget)
+  if (firstMet < 0) {
+    const best = eligible.reduce((a, b) => (b.recall > a.recall ? b : a))
+    return {
+      setting: setting(best),
+      recall_target_reached: false,
+      why: `no setting reached recall ${query.recallTarget}; the best measured, ${describe(best)}, gave ${best.recall.toFixed(3)}`,
+    }
+  }
+  const met = eligible[firstMet]!
+  const margin = eligible.slice(firstMet + 1).find((p) => p.iterative_scan === met.iterative_scan && p.recall >= query.recallTarget)
+  return {
+    setting: setting(margin ?? met),
+    recall_target_reached: true,
+    why: margin
+      ? `${describe(met)} was the smallest to reach recall ${query.recallTarget} (${met.recall.toFixed(3)}); one step above it, ${describe(margin)} (${margin.recall.toFixed(3)}), keeps a margin`
+      : `${describe(met)} was the smallest to reach recall ${query.recallTarget} (${met.recall.toFixed(3)}), and the largest candidate measured: no margin is left among the candidates`,
+  }
+}
