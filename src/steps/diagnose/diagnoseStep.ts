@@ -6,7 +6,8 @@ import { readVectorColumns } from '../../db/catalog/readVectorColumns.ts'
 import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { Trigger } from '../../db/catalog/vocabulary.ts'
 import type { Queryable } from '../../db/database.ts'
-import { explainNearest } from '../../db/explainNearest.ts'
+import { explainQuery } from '../../db/catalog/explainQuery.ts'
+import { explainNearest, syntheticQueryVector } from '../../db/explainNearest.ts'
 import { type ColumnModel, readColumnModels } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { CAPTURE_TRIGGER } from '../../db/runnerSchema/objects.ts'
@@ -16,6 +17,7 @@ import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import type { Plan } from '../../plan/schema.ts'
 import type { Step } from '../step.ts'
 import { findFindings } from './findFindings.ts'
+import { judgeQueryShape } from './judgeQueryShape.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
 import { renderDiagnosis } from './renderDiagnosis.ts'
 import { scanSource } from './scanSource.ts'
@@ -95,6 +97,7 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
     const writing: Trigger[] = []
     const firing: DiagnoseOutput['side_effects']['triggers'] = []
     const queryPlans: QueryPlan[] = []
+    const appQueries: DiagnoseOutput['app_queries'] = []
     const record: RunnerRecord = {
       meta: (await readSchemaVersion(db, runnerSchema)).version > 0 ? runnerSchema.meta : null,
       models: await readColumnModels(db, runnerSchema),
@@ -111,6 +114,13 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       log(
         `  ${explained.table}: nearest-10 query is ${explained.scan === 'index' ? `an index scan (${explained.index_name})` : `a ${explained.scan} scan`}, ${explained.execution_ms.toFixed(1)} ms`,
       )
+      for (const q of t.plan.queries) {
+        const vector = (await t.someEmbedding(db)) ?? `[${syntheticQueryVector(t.vector.dimensions).join(',')}]`
+        const where = { table: t.name, column: t.plan.embedding_column, relation: t.table }
+        const shape = judgeQueryShape(q.sql, t.plan.distance)
+        appQueries.push({ ...(await explainQuery(db, q.sql, [vector, ...q.params], where)), name: q.name, ...shape })
+        log(`  ${t.name} ${q.name}: ${shape.verdict}`)
+      }
     }
     const measured = {
       database: { kind: db.kind, server_version: await readServerVersion(db) },
@@ -125,10 +135,16 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       },
       side_effects: { can_suppress_triggers: await canSuppressTriggers(db), triggers: firing },
       query_plans: queryPlans,
+      app_queries: appQueries,
       privileges: await readPrivileges(db, plan.target.runner_schema, plan.target.tables),
       source_references: plan.target.app_source ? scanSource(resolve(plan.target.app_source)) : [],
     }
-    writeArtifact('explain.txt', queryPlans.map((q) => `-- ${q.table}.${q.column}\n${q.sql}\n\n${q.plan}\n`).join('\n'))
+    writeArtifact(
+      'explain.txt',
+      [...queryPlans, ...appQueries]
+        .map((q) => `-- ${q.table}.${q.column}${'name' in q ? ` (${q.name})` : ''}\n${q.sql}\n\n${q.plan}\n`)
+        .join('\n'),
+    )
     return { ...measured, ...findFindings(plan, measured) }
   },
 

@@ -105,6 +105,10 @@ export const diagnoseOutputSchema = z.object({
     ),
   }),
   query_plans: z.array(queryPlanSchema),
+  /** The application's own queries from the plan, explained, and whether an index can serve each. */
+  app_queries: z
+    .array(queryPlanSchema.extend({ name: z.string(), servable: z.boolean(), filtered: z.boolean(), verdict: z.string() }))
+    .default([]),
   /** What the connected role may do that later batches need: per table, and for the runner's schema. */
   privileges: privilegesSchema,
   source_references: z.array(sourceReferenceSchema),

@@ -95,6 +95,19 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
       '```',
       '',
     ]),
+    ...(o.app_queries.length ? ["## The application's own queries (from the plan)", ''] : []),
+    ...o.app_queries.flatMap((q) => [
+      `### ${q.table} ${q.name}: ${q.scan} scan${q.index_name ? ` (${q.index_name})` : ''}, ${q.execution_ms.toFixed(1)} ms`,
+      '',
+      `${q.servable ? 'Servable' : '**Not servable by an index**'}: ${q.verdict}.`,
+      '',
+      '```',
+      q.sql,
+      '',
+      q.plan,
+      '```',
+      '',
+    ]),
   ]
   if (o.source_references.length) {
     lines.push(

@@ -143,6 +143,10 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
           recommended,
           sweep.find((p) => !p.forced && same(p, recommended)),
         )
+  const exactP95 = base.exact.p95
+  if (atRecommended && atRecommended.p95 > exactP95) {
+    why += `; the exact answer (index scans off) was faster here, p95 ${exactP95.toFixed(2)} ms against ${atRecommended.p95.toFixed(2)} ms${/\bwhere\b/i.test(query.sql) ? ": for a filter this selective, an index on the filter's columns (or a partial HNSW index per value) serves it better than the HNSW index on the whole table" : ''}`
+  }
   return {
     ...base,
     index_usable: true,
