@@ -21,6 +21,7 @@ const runs: [string, string[]][] = full
       ['chaos.ts', ['--runs', '20', '--rows', '10000']],
       ['workerChaos.ts', ['--seconds', '60', '--rate', '40', '--workers', '3']],
       ['reconcile.ts', ['--rows', '100000']],
+      ['partitionedWrites.ts', ['--partitions', '24', '--rows-per-partition', '10000']],
     ]
   : [
       ['relevance.ts', ['--rows', '2000']],
@@ -31,6 +32,7 @@ const runs: [string, string[]][] = full
       ['chaos.ts', ['--runs', '3', '--rows', '3000']],
       ['workerChaos.ts', ['--seconds', '20', '--rate', '40', '--workers', '3']],
       ['reconcile.ts', ['--rows', '20000']],
+      ['partitionedWrites.ts', ['--partitions', '12', '--rows-per-partition', '5000']],
     ]
 
 const client = new pg.Client({ connectionString: BENCH_SERVER })

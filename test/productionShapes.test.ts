@@ -132,6 +132,11 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     ).toHaveLength(3)
     expect(up.match(/ALTER INDEX "Event Log"."notes_embedding_hnsw" ATTACH PARTITION/g)).toHaveLength(3)
 
+    // Backfilled partition by partition, each with a position of its own in the checkpoint.
+    const progress = JSON.parse(readFileSync(join(session, 'batch-progress.json'), 'utf8'))
+    expect(Object.keys(progress.backfill.cursor.after)).toEqual(
+      ['01', '02', '03'].map((m) => `Event Log.notes "Event Log"."notes_2026_${m}"`),
+    )
     const validate = output<ValidateOutput>(session, '05-validate').tables[0]!
     expect(validate).toMatchObject({ rows: 300, nulls: 0 })
     // The application queries the parent: a Merge Append of the partitions' index scans, under the parent index's name.

@@ -22,6 +22,8 @@ export class Target {
   readonly name: string
   /** "public"."atoms" */
   readonly table: string
+  /** 'public.atoms', or for one partition 'public.atoms "public"."atoms_2026"': a checkpoint's and a progress line's name for it. */
+  readonly label: string
   /** "id" */
   readonly key: string
   /** "embedding" */
@@ -38,12 +40,24 @@ export class Target {
     readonly vector: { type: VectorType; dimensions: number } | null,
     /** Every column of the table as the catalog had it when resolved (checks and copies read these, not the catalog again). */
     readonly columns: TableColumn[],
+    /** The relation its SQL reads and writes, when not the plan's table itself: one leaf partition of it (see partition()). */
+    relation?: string,
   ) {
     this.name = `${plan.schema}.${plan.table}`
-    this.table = quoteQualified(plan.schema, plan.table)
+    this.table = relation ?? quoteQualified(plan.schema, plan.table)
+    this.label = relation ? `${this.name} ${relation}` : this.name
     this.key = quoteIdent(plan.key)
     this.embedding = quoteIdent(plan.embedding_column)
     this.textColumns = plan.text_columns.map(quoteIdent).join(', ')
+  }
+
+  /**
+   * The same target, reading and writing one leaf partition (quoted) directly: a write by key
+   * through a partitioned parent looks the key up in every partition, one through its partition
+   * in one. The queue and the metadata still name the parent.
+   */
+  partition(relation: string): Target {
+    return new Target(this.plan, this.keyType, this.embeddingType, this.vector, this.columns, relation)
   }
 
   /** The embedded text: the text columns joined by a space (concat_ws skips NULLs). */

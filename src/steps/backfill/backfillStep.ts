@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { CursorSpec } from '../../checkpoint/session.ts'
+import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import type { Target, TextRow } from '../../db/target.ts'
 import type { EmbeddingProvider } from '../../embeddings/provider.ts'
 import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors.ts'
@@ -138,9 +139,11 @@ async function embedPages(
 ): Promise<number> {
   const provider = ctx.embeddings()
   const positions = (cursor[phase] ??= {})
+  // A partition's position is its own: its keys are paged apart from its siblings'.
+  const at = t.label
   let writtenHere = 0
   for (;;) {
-    const rows = await readPage(positions[t.name] ?? null, ctx.plan.embedding.batch_size)
+    const rows = await readPage(positions[at] ?? null, ctx.plan.embedding.batch_size)
     if (rows.length === 0) return writtenHere
     // The batch in flight finishes on SIGINT, is written and checkpointed; the loop then stops.
     const result = await provider.embed(rows.map((r) => r.text))
@@ -149,7 +152,7 @@ async function embedPages(
     for (const f of result.failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
-    positions[t.name] = rows.at(-1)!.key
+    positions[at] = rows.at(-1)!.key
     writtenHere += written.length
     const counter = phase === 'after' ? cursor.written : (cursor.reembedded ??= {})
     counter[t.name] = (counter[t.name] ?? 0) + written.length
@@ -243,9 +246,13 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     const task = ctx.progress.start('backfill', Math.max(estimate.rows, done))
     const started = performance.now()
     const elapsed = () => cursor.seconds + (performance.now() - started) / 1000
-    const onBatch = (t: Target) => (rows: number) => task.update((done += rows), t.name)
+    const onBatch = (t: Target) => (rows: number) => task.update((done += rows), t.label)
     for (const t of targets) {
-      await embedPages(ctx, t, cursor, 'after', (after, limit) => t.readNullPage(db, after, limit), onBatch(t), elapsed)
+      // A partitioned table is backfilled partition by partition: each page read and written where its rows are.
+      const { partitioned, partitions } = await readPartitions(db, t.table)
+      const leaves = partitioned ? partitions.filter((p) => p.leaf).map((p) => t.partition(p.relation)) : [t]
+      for (const leaf of leaves)
+        await embedPages(ctx, leaf, cursor, 'after', (after, limit) => leaf.readNullPage(db, after, limit), onBatch(leaf), elapsed)
       // Vectors that are not this model's: another model's after --change-model, and those of unknown origin unless kept or adopted.
       const unknown = plan.embedding.unknown_vectors === 'reembed' ? await adoptUnknownOrigin(ctx, t) : { adopted: 0, reembed: false }
       if (unknown.adopted) (cursor.adopted ??= {})[t.name] = (cursor.adopted[t.name] ?? 0) + unknown.adopted
