@@ -137,8 +137,12 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     expect(Object.keys(progress.backfill.cursor.after)).toEqual(
       ['01', '02', '03'].map((m) => `Event Log.notes "Event Log"."notes_2026_${m}"`),
     )
+    const months = ['01', '02', '03'].map((m) => `Event Log.notes_2026_${m}`)
+    const diagnosed = output<DiagnoseOutput>(session, '01-diagnose').targets[0]!.partitions
+    expect(diagnosed).toEqual(months.map((table) => ({ table, rows: 100, nulls: 100 })))
     const validate = output<ValidateOutput>(session, '05-validate').tables[0]!
     expect(validate).toMatchObject({ rows: 300, nulls: 0 })
+    expect(validate.partitions).toEqual(months.map((table) => ({ table, rows: 100, nulls: 0 })))
     // The application queries the parent: a Merge Append of the partitions' index scans, under the parent index's name.
     expect(validate.explain.forced_index_name).toBe('notes_embedding_hnsw')
     // The backfill fired none of the application's triggers.

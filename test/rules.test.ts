@@ -124,6 +124,7 @@ function measured(
         rows,
         nulls: overrides.nulls ?? rows,
         origin: overrides.origin ?? null,
+        partitions: [],
       },
     ],
     side_effects: overrides.side_effects ?? { can_suppress_triggers: true, triggers: [] },
@@ -298,6 +299,7 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
     table: 'public.atoms',
     column: 'embedding',
     rows: 50_000,
+    partitions: [],
     nulls: 0,
     index: {
       name: 'atoms_embedding_hnsw',

@@ -101,6 +101,19 @@ export class Target {
     return countColumn(db, this.plan.schema, this.plan.table, this.plan.embedding_column)
   }
 
+  /**
+   * Rows and rows without an embedding in each relation that holds rows: the table itself, or
+   * each leaf partition of a partitioned one (a partition with no rows is absent).
+   */
+  async countsByPartition(db: Queryable): Promise<{ table: string; rows: number; nulls: number }[]> {
+    const { rows } = await db.query<{ table: string; rows: number; nulls: number }>(
+      `SELECT n.nspname || '.' || c.relname AS table, s.rows, s.nulls
+       FROM (SELECT tableoid, count(*)::int AS rows, (count(*) - count(${this.embedding}))::int AS nulls FROM ${this.table} GROUP BY tableoid) s
+       JOIN pg_class c ON c.oid = s.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY 1`,
+    )
+    return rows
+  }
+
   /** Rows without an embedding, and the bytes of their text: what a backfill will send. */
   async nullTextSize(db: Queryable): Promise<{ rows: number; bytes: number }> {
     const { rows } = await db.query<{ rows: number; bytes: number }>(

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { readExtension, readServerVersion } from '../../db/catalog/readExtension.ts'
+import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import { canSuppressTriggers, readPrivileges } from '../../db/catalog/readPrivileges.ts'
 import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../../db/catalog/readTriggers.ts'
 import { readVectorColumns } from '../../db/catalog/readVectorColumns.ts'
@@ -68,6 +69,7 @@ async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t:
     rows,
     nulls,
     origin,
+    partitions: (await readPartitions(db, t.table)).partitioned ? await t.countsByPartition(db) : [],
   }
   const triggers = await readTriggerDetails(db, schema, table)
   const writing: Trigger[] = triggers

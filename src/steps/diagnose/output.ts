@@ -75,6 +75,8 @@ export const targetColumnSchema = z.object({
       stale: z.number().int(),
     })
     .nullable(),
+  /** A partitioned table: rows and NULL embeddings in each leaf partition that holds rows. */
+  partitions: z.array(z.object({ table: z.string(), rows: z.number().int(), nulls: z.number().int() })).default([]),
 })
 export type TargetColumn = z.infer<typeof targetColumnSchema>
 

@@ -31,6 +31,16 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
         `| ${c.schema}.${c.table}.${c.column} | ${c.type}(${c.dimensions ?? '?'}) | ${n(c.rows)} | ${n(c.nulls)} | ${c.targeted ? 'yes' : 'no'} |`,
     ),
     '',
+    ...o.targets
+      .filter((t) => t.partitions.length)
+      .flatMap((t) => [
+        `### ${t.schema}.${t.table}: partitioned`,
+        '',
+        '| partition | rows | NULL |',
+        '| --- | --- | --- |',
+        ...t.partitions.map((p) => `| ${p.table} | ${n(p.rows)} | ${n(p.nulls)} |`),
+        '',
+      ]),
     '## Vector indexes',
     '',
     o.indexes.length === 0

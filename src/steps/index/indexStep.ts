@@ -93,14 +93,14 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
     { opclass: search.opclass, expression: search.expression, name },
     { replaceMismatched: plan.index.replace_mismatched, partitioned },
   )
-  const byTable = await rowsByTable(db, target)
+  const byTable = await target.countsByPartition(db)
   const planMax =
     db.kind === 'embedded'
       ? Math.min(plan.index.max_maintenance_work_mem_mb, EMBEDDED_MAX_BUILD_MB)
       : plan.index.max_maintenance_work_mem_mb
   // Each table's graph is built on its own: a partitioned table's largest partition sizes the memory.
   // Before the backfill few rows are embedded; a copy of this database that is filled (the migration's) needs the memory for all.
-  const largest = Math.max(1, ...[...byTable.values()].map((t) => t.embedded || t.rows))
+  const largest = Math.max(1, ...byTable.map((t) => t.rows - t.nulls || t.rows))
   const memory = sizeBuildMemory(
     estimateGraphMb(largest, vector.dimensions, half || vector.type === 'halfvec' ? 2 : 4, plan.index.m),
     planMax,
@@ -163,16 +163,6 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
         ]),
   ]
   return { target, search, decision, migration: { up, down }, memory, partitions: leaves }
-}
-
-/** Rows, and rows with an embedding, in each table that holds rows: the table itself, or each leaf partition. */
-async function rowsByTable(db: Database, target: Target): Promise<Map<string, { rows: number; embedded: number }>> {
-  const { rows } = await db.query<{ table: string; rows: number; embedded: number }>(
-    `SELECT n.nspname || '.' || c.relname AS table, s.rows, s.embedded
-     FROM (SELECT tableoid, count(*)::int AS rows, count(${target.embedding})::int AS embedded FROM ${target.table} GROUP BY tableoid) s
-     JOIN pg_class c ON c.oid = s.tableoid JOIN pg_namespace n ON n.oid = c.relnamespace`,
-  )
-  return new Map(rows.map((r) => [r.table, r]))
 }
 
 /** SQL up/down and the Alembic revision: the application keeps them whether the runner or Alembic applies them. */

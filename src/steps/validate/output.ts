@@ -69,6 +69,8 @@ export const tableValidationSchema = z.object({
     forced_index_name: z.string().nullable(),
     execution_ms: z.number(),
   }),
+  /** A partitioned table: rows and NULL embeddings in each leaf partition that holds rows. */
+  partitions: z.array(z.object({ table: z.string(), rows: z.number().int(), nulls: z.number().int() })).default([]),
   /** The plain nearest-10 query, ordered by the index's expression. */
   latency: queryMeasurementSchema.nullable(),
   /** The application's own queries from the plan, each measured as written. */

@@ -17,6 +17,10 @@ export function renderValidation(o: ValidateOutput): string {
   for (const t of o.tables) {
     lines.push(`## ${t.table}.${t.column}`, '')
     lines.push(`- rows ${t.rows.toLocaleString('en-US')}, NULL embeddings ${t.nulls}`)
+    if (t.partitions.length)
+      lines.push(
+        `- partitioned; NULL embeddings by partition: ${t.partitions.map((p) => `${p.table} ${p.nulls} of ${p.rows.toLocaleString('en-US')}`).join(', ')}; measured below as the application queries the parent`,
+      )
     lines.push(
       `- index ${t.index.name ?? 'none'}: ${t.index.valid ? 'valid HNSW' : '**not a valid HNSW index**'}, ${mb(t.index.size_bytes)}; shared_buffers ${mb(t.index.shared_buffers_bytes)} (${t.index.fits_shared_buffers ? 'fits' : '**does not fit**: queries will read from disk'}); ${t.index.prewarmed ? 'prewarmed with pg_prewarm' : 'warmed by queries only'}`,
     )

@@ -16,6 +16,7 @@ import { runWorker } from '../../pipeline/runWorker.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
+import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import { measureQuery } from './measureQuery.ts'
 import { PGVECTOR_DEFAULT, runAt, type SearchQuery } from './measureSearch.ts'
 import { type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
@@ -127,6 +128,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
       forced_index_name: forced.index_name,
       execution_ms: natural.execution_ms,
     },
+    partitions: (await readPartitions(db, t.table)).partitioned ? await t.countsByPartition(db) : [],
     latency,
     app_queries: appQueries,
   }
