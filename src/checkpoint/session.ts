@@ -168,8 +168,8 @@ export class Session {
     this.save()
   }
 
-  failBatch(id: string, error: string): void {
-    Object.assign(this.mutableBatch(id), { status: 'failed', ended_at: new Date().toISOString(), error })
+  failBatch(id: string, error: string, reportPath?: string): void {
+    Object.assign(this.mutableBatch(id), { status: 'failed', ended_at: new Date().toISOString(), error, report_path: reportPath })
     this.save()
   }
 

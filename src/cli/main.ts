@@ -53,11 +53,15 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   const registry = options.registry ?? defaultRegistry()
   const controller = new AbortController()
   let exitCode = 0
+  let command = ''
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) {
-      process.stderr.write(
-        `${lineBreak()}${logLine('warn', `${signal} again: exiting now; \`runner resume\` redoes the unit of work that was in flight`)}`,
-      )
+      // A session has a checkpoint to resume from; a worker's held jobs go to another worker.
+      const after =
+        command === 'worker'
+          ? 'the jobs it held are claimed by another worker once its heartbeat stops'
+          : '`runner resume` redoes the unit of work that was in flight'
+      process.stderr.write(`${lineBreak()}${logLine('warn', `${signal} again: exiting now; ${after}`)}`)
       process.exit(130)
     }
     process.stderr.write(
@@ -73,6 +77,9 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
     .showHelpAfterError('(run with --help for usage)')
+    .hook('preAction', (_program, action) => {
+      command = action.name()
+    })
 
   const startCommand = program
     .command('start')

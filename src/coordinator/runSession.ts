@@ -11,6 +11,7 @@ import type { Progress } from '../log/progress.ts'
 import { dependenciesOf, orderBatches } from '../plan/orderBatches.ts'
 import type { Batch, Plan } from '../plan/schema.ts'
 import { writeHtmlReport } from '../report/writeHtmlReport.ts'
+import { failedBatchReport, reviewOf } from '../report/verdict.ts'
 import { writeSummary } from '../report/writeSummary.ts'
 import { retryTransient } from '../retryTransient.ts'
 import type { StepOutputs } from '../steps/outputs.ts'
@@ -61,7 +62,7 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
     if (options.signal.aborted) throw interrupt(session, batch.id)
     if (!batch.guards.read_only && options.preflight.refusals.length > 0) {
       const refusal = new TargetError(describeRefusals(session.state.plan_path, options.preflight.refusals))
-      session.failBatch(batch.id, refusal.message)
+      session.failBatch(batch.id, refusal.message, writeFailedReport(session, batch, refusal.message))
       session.event('preflight_refused', { batch: batch.id, refusals: options.preflight.refusals })
       finish(options, outputs, 'failed')
       throw refusal
@@ -87,7 +88,7 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
     } catch (error) {
       if (error instanceof Interrupted) throw interrupt(session, batch.id)
       const message = errorMessage(error)
-      session.failBatch(batch.id, message)
+      session.failBatch(batch.id, message, writeFailedReport(session, batch, message))
       session.event('batch_failed', { batch: batch.id, error: message })
       log(`batch ${batch.id}: failed: ${message}`)
       finish(options, outputs, 'failed')
@@ -162,6 +163,10 @@ async function recordCompletion(
   log(`batch ${batch.id}: completed: ${summary}`)
 }
 
+function writeFailedReport(session: Session, batch: Batch, error: string): string {
+  return session.writeArtifact(join(session.batchDir(batch.id), 'report.md'), failedBatchReport(batch, error, session.dir))
+}
+
 function interrupt(session: Session, batchId: string): Interrupted {
   session.interruptBatch(batchId)
   session.event('interrupted', { batch: batchId })
@@ -177,9 +182,10 @@ function finish(options: RunOptions, outputs: Map<string, unknown>, status: 'com
     if (output !== undefined && step.criteria) criteria.push(...step.criteria(output))
   }
   session.finish(status, criteria)
-  writeSummary(session, plan)
   const byStep = new Map(plan.batches.flatMap((b) => (outputs.has(b.id) ? [[b.step, outputs.get(b.id)] as const] : [])))
-  writeHtmlReport(session, plan, byStep)
+  const review = reviewOf(session, byStep)
+  writeSummary(session, plan, review)
+  writeHtmlReport(session, plan, review)
   session.event('session_finished', { status, criteria_failed: criteria.filter((c) => !c.passed).map((c) => c.id) })
   return { status, criteria }
 }

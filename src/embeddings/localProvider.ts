@@ -115,7 +115,7 @@ export function createLocalProvider(options: LocalOptions): EmbeddingProvider & 
     async probe() {},
     estimateCost(texts) {
       const tokens = texts.reduce((sum, t) => sum + (t.toLowerCase().match(TOKEN)?.length ?? 0), 0)
-      return { tokens, usd: 0, tokenizer: 'words (the local provider is free)' }
+      return { tokens, usd: 0, tokenizer: 'words' }
     },
   }
 }

@@ -1,19 +1,26 @@
 import type { Session } from '../checkpoint/session.ts'
 import type { Plan } from '../plan/schema.ts'
+import { describeHeadline, type Review } from './verdict.ts'
 
-// summary.md: what a reviewer reads first. The success criteria as measured, what each batch
-// did, and where every artifact is.
+// summary.md: what a reviewer reads first. The verdict and the one next action, the story
+// before and after per column, the success criteria as measured, what each batch did, and
+// where every artifact is.
 
-export function writeSummary(session: Session, plan: Plan): string {
+export function writeSummary(session: Session, plan: Plan, review: Review): string {
   const { state } = session
   const criteria = state.criteria ?? []
   const hasValidate = plan.batches.some((b) => b.step === 'validate')
   const lines = [
     `# ${plan.title}`,
     '',
-    `Session \`${state.session_id}\` · status **${state.status}** · target: ${state.target ?? 'unknown'}`,
+    `**Verdict: ${review.verdict.title}.**`,
+    '',
+    `Next: ${review.verdict.next}.`,
+    '',
+    `Session \`${state.session_id}\` · status ${state.status} · target: ${state.target ?? 'unknown'}`,
     `Plan: \`${state.plan_path}\` (sha256 ${state.plan_sha256.slice(0, 12)}…)`,
     '',
+    ...(review.headlines.length ? ['## Before and after', '', ...review.headlines.map((h) => `- ${describeHeadline(h)}`), ''] : []),
     '## Success criteria',
     '',
   ]

@@ -23,7 +23,7 @@ export async function explainQuery(
         return explain(tx)
       })
     : await explain(db)
-  const plan = rows.map((r) => r['QUERY PLAN']).join('\n')
+  const plan = elideVectors(rows.map((r) => r['QUERY PLAN']).join('\n'))
   const { scan, index_name } = await readScan(db, where.relation, plan)
   const execution = Number(/Execution Time: ([\d.]+) ms/.exec(plan)?.[1] ?? Number.NaN)
   return { table: where.table, column: where.column, sql, plan, scan, index_name, execution_ms: execution }
@@ -59,4 +59,18 @@ async function indexRoots(db: Queryable, relation: string, names: string[]): Pro
     [relation, [...new Set(names)]],
   )
   return rows.map((r) => r.root)
+}
+
+const SHOWN_VALUES = 3
+
+/**
+ * A plan prints the query vector in full wherever it sorts or filters by it ('[0.0123,...]'::vector,
+ * 1536 values a line): kept to its first values and its length, so a plan stays readable and a
+ * session folder does not fill with vectors. Every plan the runner stores or prints passes here.
+ */
+export function elideVectors(text: string): string {
+  return text.replace(/'\[([^\]']*)\]'/g, (literal, body: string) => {
+    const values = body.split(',')
+    return values.length <= SHOWN_VALUES * 2 ? literal : `'[${values.slice(0, SHOWN_VALUES).join(',')},… ${values.length} values]'`
+  })
 }

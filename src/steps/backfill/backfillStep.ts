@@ -124,6 +124,15 @@ async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promis
   }
 }
 
+/** The estimate in one phrase: rows, tokens and price, and how it was counted; nothing to embed said as such. */
+function describeEstimate(e: BackfillOutput['estimate'], provider: string): string {
+  if (e.rows === 0) return 'nothing to embed'
+  const again = e.reembed_rows ? ` (${e.reembed_rows.toLocaleString('en-US')} of them to embed again)` : ''
+  const price =
+    provider === 'local' ? 'free (the local provider)' : e.usd === null ? 'price unknown for this model' : `$${e.usd.toFixed(4)}`
+  return `${e.rows.toLocaleString('en-US')} rows${again}, ~${e.tokens.toLocaleString('en-US')} tokens counted in ${e.tokenizer} on a sample of ${e.sampled_rows.toLocaleString('en-US')} rows, ${price}`
+}
+
 /** A page of rows to embed after a key: the NULL rows, or the rows whose vector is not this model's. */
 type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
 
@@ -231,9 +240,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       ctx.checkpoint.save(cursor)
     }
     const { estimate } = cursor
-    log(
-      `  cost estimate: ${estimate.rows.toLocaleString('en-US')} rows${estimate.reembed_rows ? ` (${estimate.reembed_rows.toLocaleString('en-US')} of them to embed again)` : ''}, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown for this model' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer}; sampled ${estimate.sampled_rows} rows)`,
-    )
+    log(`  cost estimate: ${describeEstimate(estimate, provider.name)}`)
     ctx.writeArtifact('cost-estimate.json', `${JSON.stringify(estimate, null, 2)}\n`)
     if (plan.embedding.budget_usd !== undefined && estimate.usd !== null && estimate.usd > plan.embedding.budget_usd) {
       throw new WorkError(
@@ -282,7 +289,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     const estimate = await estimateCost(ctx, ctx.targets)
     const lines = [
       `embeds with ${provider.name} ${provider.model} (${provider.dimensions} dimensions), ${ctx.plan.embedding.batch_size} texts a request, ${ctx.writes.suppressTriggers ? "the application's triggers kept quiet (session_replication_role = replica)" : "the application's triggers firing"}`,
-      `${estimate.rows.toLocaleString('en-US')} NULL rows, ~${estimate.tokens.toLocaleString('en-US')} tokens, ${estimate.usd === null ? 'price unknown' : `$${estimate.usd.toFixed(4)}`} (${estimate.tokenizer})`,
+      `cost estimate: ${describeEstimate(estimate, provider.name)}`,
     ]
     for (const t of ctx.targets) {
       const { rows, nulls } = await t.counts(ctx.db)
@@ -302,7 +309,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     [
       '## Backfill',
       '',
-      `Provider ${o.provider}, model ${o.model}. Estimated before the start: ${o.estimate.rows.toLocaleString('en-US')} rows, ~${o.estimate.tokens.toLocaleString('en-US')} tokens, ${o.estimate.usd === null ? 'price unknown' : `$${o.estimate.usd.toFixed(4)}`} (${o.estimate.tokenizer}).`,
+      `Provider ${o.provider}, model ${o.model}. Estimated before the start: ${describeEstimate(o.estimate, o.provider)}.`,
       '',
       "| table | NULL rows embedded | vectors not of this model, embedded again | unknown-origin vectors proved this model's | rows failed | rows still NULL |",
       '| --- | --- | --- | --- | --- | --- |',

@@ -20,7 +20,7 @@ import type { Step } from '../step.ts'
 import { findFindings } from './findFindings.ts'
 import { judgeQueryShape } from './judgeQueryShape.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
-import { renderDiagnosis } from './renderDiagnosis.ts'
+import { groupFindings, renderDiagnosis } from './renderDiagnosis.ts'
 import { scanSource } from './scanSource.ts'
 
 // Batch 1 of the seed: find out exactly why semantic search is broken, with evidence, and
@@ -157,8 +157,12 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
   },
 
   summarize(output) {
-    const errors = output.findings.filter((f) => f.severity === 'error')
-    return `${errors.length} errors (${[...new Set(errors.map((f) => f.code))].join(', ') || 'none'}); ${output.root_cause}`
+    // Findings are what the diagnosis found wrong in the database, not failures of the batch.
+    const problems = groupFindings(output.findings.filter((f) => f.severity === 'error'))
+    const found = problems.length
+      ? `found ${problems.length} kind(s) of problem to fix: ${problems.map((g) => `${g.code}${g.where.length ? ` (${g.where.length} column${g.where.length === 1 ? '' : 's'})` : ''}`).join(', ')}`
+      : 'found nothing to fix'
+    return `${found}; ${output.root_cause}`
   },
 
   details: renderDiagnosis,

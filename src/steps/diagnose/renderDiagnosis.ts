@@ -2,6 +2,24 @@ import type { DiagnoseOutput } from './output.ts'
 
 const n = (value: number) => value.toLocaleString('en-US')
 
+type Finding = DiagnoseOutput['findings'][number]
+
+/** Findings of one code together: 4 codes over 3 tables read as 4 rows, not 12 near-identical ones. */
+export function groupFindings(findings: Finding[]) {
+  const groups = new Map<
+    string,
+    { code: string; severity: Finding['severity']; where: string[]; evidence: string[]; recommendation: string }
+  >()
+  for (const f of findings) {
+    const where = f.table ? `${f.table}${f.column ? `.${f.column}` : ''}` : ''
+    const group = groups.get(f.code) ?? { code: f.code, severity: f.severity, where: [], evidence: [], recommendation: f.recommendation }
+    if (where && !group.where.includes(where)) group.where.push(where)
+    group.evidence.push(where ? `${where}: ${f.evidence}` : f.evidence)
+    groups.set(f.code, group)
+  }
+  return [...groups.values()]
+}
+
 /** The diagnosis as Markdown for report.md: tables of evidence, every figure from the output. */
 export function renderDiagnosis(o: DiagnoseOutput): string {
   const lines = [
@@ -11,12 +29,15 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     '## Findings',
     '',
-    '| severity | code | where | evidence | recommendation |',
-    '| --- | --- | --- | --- | --- |',
-    ...o.findings.map(
-      (f) =>
-        `| ${f.severity} | ${f.code} | ${f.table ? `${f.table}${f.column ? `.${f.column}` : ''}` : ''} | ${f.evidence} | ${f.recommendation} |`,
+    'One row per kind of finding, with every column it was found on; the evidence per column follows the table.',
+    '',
+    '| severity | code | found on | recommendation |',
+    '| --- | --- | --- | --- |',
+    ...groupFindings(o.findings).map(
+      (g) => `| ${g.severity} | ${g.code} | ${g.where.join(', ') || 'the database'} | ${g.recommendation} |`,
     ),
+    '',
+    ...groupFindings(o.findings).flatMap((g) => [`- ${g.code}: ${g.evidence.join('; ')}`]),
     '',
     `## Database`,
     '',
