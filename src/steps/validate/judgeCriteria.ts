@@ -63,7 +63,7 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
       const setting = `ef_search ${at.setting.ef_search}${at.setting.iterative_scan === 'off' ? '' : ` + iterative_scan ${at.setting.iterative_scan}`}`
       const applied = q.apply.length ? ` (apply: ${q.apply.join('; ')})` : ''
       const atDefault =
-        q.at_recommended && q.at_recommended !== q.at_default && q.apply.length
+        q.at_recommended && q.apply.length
           ? `; at pgvector's default ef_search 40: ${ms(q.at_default.p95)}, ${q.at_default.scan} scan${q.at_default.p95 > max ? ' (over the limit unless the setting is applied)' : ''}`
           : ''
       return `${t.table.split('.').pop()} ${q.name} ${ms(at.p95)} ${at.scan} scan at ${setting}${applied}${spread}${atDefault}`

@@ -54,9 +54,9 @@ export function renderValidation(o: ValidateOutput): string {
 const setting = (s: { ef_search: number; iterative_scan: string }) =>
   `ef_search ${s.ef_search}${s.iterative_scan === 'off' ? '' : `, iterative_scan ${s.iterative_scan}`}`
 
-function renderRun(label: string, r: QueryMeasurement['at_default'], indexUsable: boolean): string {
+function renderRun(label: string, r: QueryMeasurement['at_default']): string {
   const spread = r.rounds_p95.length > 1 ? ` (p95 of each round: ${r.rounds_p95.map(ms).join(', ')})` : ''
-  return `| ${label} | ${setting(r.setting)} | ${r.scan}${r.index_name ? ` (${r.index_name})` : ''} | ${indexUsable ? r.recall.toFixed(3) : 'not claimed'} | ${ms(r.p50)} | ${ms(r.p95)}${spread} | ${ms(r.p99)} |`
+  return `| ${label} | ${setting(r.setting)} | ${r.scan}${r.index_name ? ` (${r.index_name})` : ''} | ${r.scan === 'index' ? r.recall.toFixed(3) : 'not claimed (no index scan)'} | ${ms(r.p50)} | ${ms(r.p95)}${spread} | ${ms(r.p99)} |`
 }
 
 function renderQuery(q: QueryMeasurement): string[] {
@@ -73,8 +73,8 @@ function renderQuery(q: QueryMeasurement): string[] {
     '',
     '| measured at | setting | scan the planner chose | recall | p50 | p95 | p99 |',
     '| --- | --- | --- | --- | --- | --- | --- |',
-    renderRun("pgvector's default (nothing applied)", q.at_default, q.index_usable),
-    ...(q.at_recommended && q.at_recommended !== q.at_default ? [renderRun('the recommendation', q.at_recommended, q.index_usable)] : []),
+    renderRun("pgvector's default (nothing applied)", q.at_default),
+    ...(q.at_recommended && q.apply.length ? [renderRun('the recommendation', q.at_recommended)] : []),
     '',
     ...(q.sweep.length
       ? [
