@@ -8,6 +8,7 @@ const shared = {
   testTimeout: 120_000,
   hookTimeout: 120_000,
   pool: 'forks' as const,
+  globalSetup: ['test/globalSetup.ts'],
 }
 
 export default defineConfig({

@@ -22,6 +22,7 @@ const runs: [string, string[]][] = full
       ['workerChaos.ts', ['--seconds', '60', '--rate', '40', '--workers', '3']],
       ['reconcile.ts', ['--rows', '100000']],
       ['partitionedWrites.ts', ['--partitions', '24', '--rows-per-partition', '10000']],
+      ['startup.ts', ['--runs', '9']],
     ]
   : [
       ['relevance.ts', ['--rows', '2000']],
@@ -33,6 +34,7 @@ const runs: [string, string[]][] = full
       ['workerChaos.ts', ['--seconds', '20', '--rate', '40', '--workers', '3']],
       ['reconcile.ts', ['--rows', '20000']],
       ['partitionedWrites.ts', ['--partitions', '12', '--rows-per-partition', '5000']],
+      ['startup.ts', ['--runs', '5']],
     ]
 
 const client = new pg.Client({ connectionString: BENCH_SERVER })

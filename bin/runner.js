@@ -1,8 +1,11 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx, so `npm install` is the only setup step
-// and there is no build output that can go stale.
-import { register } from 'tsx/esm/api'
+// The compiled CLI (`npm run build`, which `npm install` runs through `prepare`): no TypeScript
+// compiler at run time. A package installed from the registry or a tarball ships dist/ built.
+import { existsSync } from 'node:fs'
 
-register()
-const { main } = await import('../src/cli/main.ts')
-process.exitCode = await main(process.argv.slice(2))
+const entry = new URL('../dist/cli/bin.js', import.meta.url)
+if (!existsSync(entry)) {
+  process.stderr.write('runner: not built yet: run `npm run build` in the runner folder (`npm install` runs it)\n')
+  process.exit(2)
+}
+await import(entry.href)

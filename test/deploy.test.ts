@@ -33,8 +33,13 @@ describe('deploy/', () => {
 
   it('the container copies what the bin needs, and its entrypoint is the bin itself', () => {
     const text = read('deploy/Containerfile')
-    for (const path of [...text.matchAll(/^COPY (\S+)/gm)].flatMap((m) => m[1]!.split(' ')))
-      expect(existsSync(join(root, path)), path).toBe(true)
+    // What is copied from the build context exists (a COPY --from takes the build stage's output).
+    const copied = [...text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(' '))
+    expect(copied).toEqual(expect.arrayContaining(['bin', 'plans', 'src', 'tsconfig.build.json']))
+    for (const path of copied) expect(existsSync(join(root, path)), path).toBe(true)
+    // The image runs the compiled CLI: the build stage's dist/, what bin/runner.js loads.
+    expect(text).toContain('COPY --from=build /src/dist ./dist')
+    expect(read('bin/runner.js')).toContain('../dist/cli/bin.js')
     expect(text).toContain('ENTRYPOINT ["node", "bin/runner.js"]')
     expect(existsSync(join(root, 'plans/feature-1.yaml'))).toBe(true)
   })

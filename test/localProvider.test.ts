@@ -66,7 +66,7 @@ describe('the local embedding provider', () => {
     const path = join(import.meta.dirname, '../.runner/test-cache/words.bin')
     rmSync(path, { force: true })
     const script = `import { loadWordVectors } from './src/embeddings/wordVectors.ts'
-      const w = loadWordVectors(${JSON.stringify(path)}); console.log(w.index.size, w.index.get('the'), w.index.has('marinara'))`
+      const w = loadWordVectors(${JSON.stringify(path)}); console.log(w.size, w.rowOf('the'), w.rowOf('marinara') !== undefined)`
     const { stdout } = await execa('node', ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: join(import.meta.dirname, '..'),
     })

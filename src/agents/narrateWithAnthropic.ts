@@ -1,4 +1,3 @@
-import Anthropic from '@anthropic-ai/sdk'
 import type { Batch } from '../plan/schema.ts'
 
 // The batch's agent explains, in words, what its step's output means. It may not state
@@ -25,6 +24,8 @@ export function inventedNumbers(narrative: string, measurements: string): string
 }
 
 export async function narrateWithAnthropic(request: NarrativeRequest): Promise<string> {
+  // Loaded only when narration was chosen: the SDK is the largest thing a run would load for nothing.
+  const { default: Anthropic } = await import('@anthropic-ai/sdk')
   const client = new Anthropic({ apiKey: request.apiKey, baseURL: request.baseURL, maxRetries: 2, timeout: 60_000 })
   const { batch } = request
   const message = await client.messages.create({

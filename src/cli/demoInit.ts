@@ -1,7 +1,6 @@
 import { dirname } from 'node:path'
 import type { Database } from '../db/database.ts'
-import { openEmbedded } from '../db/openEmbedded.ts'
-import { connectUrl } from '../db/openTarget.ts'
+import { connectUrl, openEmbeddedLazily } from '../db/openTarget.ts'
 import { demoLabelsPath, seedDemo } from '../demo/seedDemo.ts'
 import { UsageError } from '../errors.ts'
 import { log } from '../log/log.ts'
@@ -19,7 +18,7 @@ export async function demoInit(options: DemoInitOptions): Promise<number> {
   if (!Number.isInteger(rows) || rows < 1 || rows > 10_000_000) {
     throw new UsageError(`--rows: expected a whole number from 1 to 10000000, got "${options.rows}"`)
   }
-  const db: Database = options.database ? await connectUrl(options.database) : await openEmbedded(options.embeddedPath)
+  const db: Database = options.database ? await connectUrl(options.database) : await openEmbeddedLazily(options.embeddedPath)
   try {
     log(`target: ${db.description}`)
     const started = Date.now()

@@ -4,19 +4,13 @@ import type { SessionOptions } from '../checkpoint/sessionState.ts'
 import { databaseErrorCode, errorMessage, isTransient, RunnerError } from '../errors.ts'
 import { redactSecrets } from '../checkpoint/redactSecrets.ts'
 import { type LogFormat, lineBreak, logLine, setLogFormat } from '../log/log.ts'
-import { defaultRegistry } from '../steps/registry.ts'
+import { RUNNER_VERSION } from '../version.ts'
 import type { StepRegistry } from '../steps/step.ts'
-import { demoInit } from './demoInit.ts'
-import { pipelineUninstall } from './pipelineUninstall.ts'
-import { resume } from './resume.ts'
-import { start } from './start.ts'
-import { status } from './status.ts'
-import { targetStatus } from './targetStatus.ts'
-import { search } from './search.ts'
-import { worker } from './worker.ts'
 
 // Parses arguments and hands each command to its own function. Commands only throw; this is
-// the one place that prints an error and picks the exit code.
+// the one place that prints an error and picks the exit code. Each command's module is loaded
+// when that command runs: `--help` and `status` do not load the database drivers, the API SDKs,
+// PGlite or the word vectors (see bench/startup.ts).
 
 export interface MainOptions {
   /** Tests pass a registry with test steps; the shipped one has only real steps. */
@@ -50,7 +44,8 @@ function sessionOptions(opts: Record<string, unknown>): SessionOptions {
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   // Keys may live in a .env file, as in the seed's application.
   if (existsSync('.env')) process.loadEnvFile('.env')
-  const registry = options.registry ?? defaultRegistry()
+  // The steps (and the drivers and SDKs they use) load only for the commands that run them.
+  const registry = async () => options.registry ?? (await import('../steps/registry.ts')).defaultRegistry()
   const controller = new AbortController()
   let exitCode = 0
   let command = ''
@@ -76,6 +71,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description('Makes a broken pgvector semantic search work: diagnose, index, auto-embed, backfill, validate.')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
+    .version(RUNNER_VERSION, '-V, --version', "print the runner's version")
     .showHelpAfterError('(run with --help for usage)')
     .hook('preAction', (_program, action) => {
       command = action.name()
@@ -89,11 +85,12 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--json', 'print the outcome as JSON on stdout (session_dir, status, exit_code, criteria, pending)')
     .addOption(sessionsDir())
   withSessionOptions(startCommand).action(async (plan: string, opts) => {
+    const { start } = await import('./start.ts')
     exitCode = await start({
       planPath: plan,
       dryRun: Boolean(opts.dryRun),
       sessionsDir: opts.sessionsDir,
-      registry,
+      registry: await registry(),
       signal: controller.signal,
       options: sessionOptions(opts),
       json: Boolean(opts.json),
@@ -108,11 +105,12 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--json', 'print the outcome as JSON on stdout (session_dir, status, exit_code, criteria, pending)')
     .addOption(sessionsDir())
   withSessionOptions(resumeCommand).action(async (opts) => {
+    const { resume } = await import('./resume.ts')
     exitCode = await resume({
       sessionDir: opts.session,
       sessionsDir: opts.sessionsDir,
       allowPlanChange: Boolean(opts.allowPlanChange),
-      registry,
+      registry: await registry(),
       signal: controller.signal,
       options: sessionOptions(opts),
       json: Boolean(opts.json),
@@ -131,8 +129,12 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .addOption(sessionsDir())
     .action(async (plan: string | undefined, opts) => {
       exitCode = plan
-        ? await targetStatus({ planPath: plan, json: Boolean(opts.json), maxBacklogSeconds: opts.maxBacklogSeconds })
-        : await status({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, json: Boolean(opts.json) })
+        ? await (await import('./targetStatus.ts')).targetStatus({
+            planPath: plan,
+            json: Boolean(opts.json),
+            maxBacklogSeconds: opts.maxBacklogSeconds,
+          })
+        : await (await import('./status.ts')).status({ sessionDir: opts.session, sessionsDir: opts.sessionsDir, json: Boolean(opts.json) })
     })
 
   program
@@ -148,6 +150,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--concurrency <n>', 'batches in flight at once, sharing the provider rate budget', '1')
     .action(async (plan: string, opts) => {
       setLogFormat(opts.logFormat as LogFormat)
+      const { worker } = await import('./worker.ts')
       exitCode = await worker({
         planPath: plan,
         provider: opts.provider,
@@ -166,6 +169,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .description("remove the capture triggers and the runner's schema (embeddings are kept)")
     .argument('<plan>', 'the plan file')
     .action(async (plan: string) => {
+      const { pipelineUninstall } = await import('./pipelineUninstall.ts')
       exitCode = await pipelineUninstall(plan)
     })
 
@@ -180,6 +184,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .addOption(providerOption())
     .option('--json', 'print the hits as JSON on stdout')
     .action(async (text: string, opts) => {
+      const { search } = await import('./search.ts')
       exitCode = await search({
         query: text,
         planPath: opts.plan,
@@ -191,6 +196,15 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       })
     })
 
+  program
+    .command('init')
+    .description('write the starter plan (the seed feature, on the embedded demo by default) to plans/feature-1.yaml')
+    .option('--force', 'overwrite a plan already there')
+    .action(async (opts) => {
+      const { init } = await import('./init.ts')
+      exitCode = init({ force: Boolean(opts.force) })
+    })
+
   const demo = program.command('demo').description('the demo application, in its broken state')
   demo
     .command('init')
@@ -200,6 +214,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     .option('--embedded <dir>', 'the embedded database folder', '.runner/embedded')
     .option('--labels <file>', 'where to write the labelled queries (default: .runner/, named after the target, where validate finds them)')
     .action(async (opts) => {
+      const { demoInit } = await import('./demoInit.ts')
       exitCode = await demoInit({
         rows: opts.rows,
         database: opts.database ?? process.env.DATABASE_URL,

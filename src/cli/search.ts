@@ -46,7 +46,7 @@ export async function search(options: SearchOptions): Promise<number> {
         )
       }
     }
-    const provider = createProvider(plan, db.kind, log, process.env, options.provider)
+    const provider = await createProvider(plan, db.kind, log, process.env, options.provider)
     const started = performance.now()
     const [vector] = (await provider.embed([options.query])).vectors
     if (!vector) throw new UsageError('the query could not be embedded')

@@ -58,9 +58,9 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
       if (!(await waitForPipeline(installed, options.signal, log))) return 0
       await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
       const targets = await resolveTargets(db, plan, loaded.path)
-      const provider = createProvider(plan, db.kind, log, process.env, options.provider)
+      const provider = await createProvider(plan, db.kind, log, process.env, options.provider)
       monitor.providerRetries = () => (provider as { stats?: { retries: number } }).stats?.retries ?? 0
-      const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), () => provider), {
+      const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), async () => provider), {
         readOnly: true,
       })
       if (checked.refusals.length) throw new TargetError(describeRefusals(loaded.path, checked.refusals))

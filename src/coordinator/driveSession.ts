@@ -6,8 +6,7 @@ import { openTarget } from '../db/openTarget.ts'
 import { withTargetLock } from '../db/withTargetLock.ts'
 import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
-import { createProvider } from '../embeddings/createProvider.ts'
-import type { EmbeddingProvider } from '../embeddings/provider.ts'
+import { createProvider, providerSlot } from '../embeddings/createProvider.ts'
 import { UsageError } from '../errors.ts'
 import { acquireProcessLock } from '../processLock.ts'
 import type { Log } from '../log/log.ts'
@@ -144,22 +143,19 @@ async function drive(session: Session, plan: Plan, db: Database, common: Common)
 export async function runChecked(options: Omit<RunOptions, 'preflight' | 'embeddings'>): Promise<RunResult> {
   const { session, plan, db, log } = options
   const targets = await resolveTargets(db, plan, session.state.plan_path) // a plan that does not fit the database stops here, unchanged
-  let provider: EmbeddingProvider | undefined
-  const embeddings = () => {
-    if (!provider) {
-      provider = createProvider(plan, db.kind, log)
-      session.recordProvider(provider.name) // one model per column: a resume continues with this provider
-    }
-    return provider
-  }
+  const provider = providerSlot(async () => {
+    const created = await createProvider(plan, db.kind, log)
+    session.recordProvider(created.name) // one model per column: a resume continues with this provider
+    return created
+  })
   const left = new Set(plan.batches.filter((b) => session.batch(b.id).status !== 'completed').map((b) => b.step))
   const rs = runnerSchema(plan.target.runner_schema)
-  const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, left, embedsIn(left) ? embeddings : undefined), {
+  const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, left, embedsIn(left) ? provider.load : undefined), {
     readOnly: true,
   })
   if (checked.refusals.length)
     log(`preflight: ${checked.refusals.length} refusal(s); read-only batches run, then the session stops before its first change`)
-  return runSession({ ...options, preflight: checked, embeddings })
+  return runSession({ ...options, preflight: checked, embeddings: provider.get })
 }
 
 /** Whether batches of these steps call the embedding provider. */

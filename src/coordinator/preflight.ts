@@ -205,7 +205,7 @@ export async function preflight(
   targets: Target[],
   rs: RunnerSchema,
   steps: Set<StepName>,
-  provider: (() => EmbeddingProvider) | undefined,
+  provider: (() => Promise<EmbeddingProvider>) | undefined,
 ): Promise<PreflightResult> {
   const refusals: Refusal[] = []
   const refuse = (r: Refusal) => refusals.push(r)
@@ -215,7 +215,7 @@ export async function preflight(
   const { writes, triggers } = await checkTriggers(db, plan, targets, refuse)
   if (provider) {
     try {
-      const p = provider()
+      const p = await provider()
       await p.probe()
       if (p.dimensions !== plan.embedding.dimensions) {
         refuse({

@@ -1,11 +1,9 @@
 import { existsSync } from 'node:fs'
 import type { SessionOptions } from '../checkpoint/sessionState.ts'
-import { openEmbedded } from '../db/openEmbedded.ts'
-import { connectUrl, targetUrl } from '../db/openTarget.ts'
+import { connectUrl, targetUrl, openEmbeddedLazily } from '../db/openTarget.ts'
 import { runnerSchema } from '../db/runnerSchema/objects.ts'
 import { resolveTargets } from '../db/target.ts'
-import { createProvider } from '../embeddings/createProvider.ts'
-import type { EmbeddingProvider } from '../embeddings/provider.ts'
+import { createProvider, providerSlot } from '../embeddings/createProvider.ts'
 import type { Log } from '../log/log.ts'
 import { createProgress } from '../log/progress.ts'
 import type { LoadedPlan } from '../plan/loadPlan.ts'
@@ -43,18 +41,18 @@ export async function previewSession(loaded: LoadedPlan, registry: StepRegistry,
       refused: false,
     }
   }
-  const db = url ? await connectUrl(url) : await openEmbedded(plan.target.embedded.path)
+  const db = url ? await connectUrl(url) : await openEmbeddedLazily(plan.target.embedded.path)
   try {
     head.push(`target: ${db.description}`)
     const rs = runnerSchema(plan.target.runner_schema)
-    let provider: EmbeddingProvider | undefined
-    const embeddings = () => (provider ??= createProvider(plan, db.kind, log))
+    const provider = providerSlot(() => createProvider(plan, db.kind, log))
+    const embeddings = provider.get
     const steps = new Set(plan.batches.map((b) => b.step))
     return await db.transaction(
       async (tx) => {
         const view = readOnlyView(tx, db)
         const targets = await resolveTargets(view, plan, loaded.path)
-        const checked = await preflight(view, plan, targets, rs, steps, embedsIn(steps) ? embeddings : undefined)
+        const checked = await preflight(view, plan, targets, rs, steps, embedsIn(steps) ? provider.load : undefined)
         const lines = [
           ...head,
           checked.refusals.length ? describeRefusals(loaded.path, checked.refusals) : 'preflight: passed; the target can take the plan',

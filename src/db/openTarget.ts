@@ -1,10 +1,8 @@
-import { ensureEmbeddedDemo } from '../demo/seedDemo.ts'
 import { errorMessage, WorkError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import type { Plan } from '../plan/schema.ts'
 import { connectPostgres } from './connectPostgres.ts'
 import type { Database } from './database.ts'
-import { openEmbedded } from './openEmbedded.ts'
 
 // The plan decides the target: the URL in its database_url_env when that is set, the
 // embedded database otherwise. The runner always says which, without the password.
@@ -30,7 +28,14 @@ export async function openTarget(plan: Plan, log: Log, env: NodeJS.ProcessEnv = 
     return db
   }
   log(`target: embedded PostgreSQL in ${plan.target.embedded.path} ($${plan.target.database_url_env} is not set)`)
-  const db = await openEmbedded(plan.target.embedded.path)
+  const db = await openEmbeddedLazily(plan.target.embedded.path)
+  const { ensureEmbeddedDemo } = await import('../demo/seedDemo.ts')
   await ensureEmbeddedDemo(db, plan.target.embedded, log)
   return db
+}
+
+/** The embedded database, with PGlite (a WebAssembly PostgreSQL) loaded only when it is the target. */
+export async function openEmbeddedLazily(dataDir: string): Promise<Database> {
+  const { openEmbedded } = await import('./openEmbedded.ts')
+  return openEmbedded(dataDir)
 }

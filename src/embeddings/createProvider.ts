@@ -1,21 +1,21 @@
-import { UsageError } from '../errors.ts'
+import { UsageError, WorkError } from '../errors.ts'
 import type { Plan } from '../plan/schema.ts'
-import { createLocalProvider } from './localProvider.ts'
-import { createOpenAIProvider, requireOpenAIKey } from './openaiProvider.ts'
 import type { EmbeddingProvider } from './provider.ts'
 
 /**
  * The plan's provider. `auto` takes openai when OPENAI_API_KEY is set and local on the
  * embedded demo database; against a real database without a key it stops, because writing
  * another model's embeddings into an application's columns by accident is worse than stopping.
+ * Only the chosen provider's module is loaded (the OpenAI SDK and its tokenizer, or the word
+ * vectors' loader): a command that embeds nothing loads neither.
  */
-export function createProvider(
+export async function createProvider(
   plan: Plan,
   targetKind: 'postgres' | 'embedded',
   log: (m: string) => void,
   env: NodeJS.ProcessEnv = process.env,
   override?: 'local' | 'openai',
-): EmbeddingProvider {
+): Promise<EmbeddingProvider> {
   let choice = override ?? plan.embedding.provider
   if (choice === 'auto') {
     if (env.OPENAI_API_KEY) choice = 'openai'
@@ -29,8 +29,10 @@ export function createProvider(
   }
   if (choice === 'local') {
     log(`embedding provider: local (offline word vectors, ${plan.embedding.dimensions} dimensions; not ${plan.embedding.model})`)
+    const { createLocalProvider } = await import('./localProvider.ts')
     return createLocalProvider({ dimensions: plan.embedding.dimensions })
   }
+  const { createOpenAIProvider, requireOpenAIKey } = await import('./openaiProvider.ts')
   log(
     `embedding provider: openai ${plan.embedding.model} (${plan.embedding.dimensions} dimensions)${env.OPENAI_BASE_URL ? ` at ${env.OPENAI_BASE_URL}` : ''}`,
   )
@@ -44,4 +46,30 @@ export function createProvider(
     requestsPerMinute: plan.embedding.requests_per_minute,
     tokensPerMinute: plan.embedding.tokens_per_minute,
   })
+}
+
+/**
+ * A session's provider, created once when first needed (by the preflight, which turns a
+ * failure into a refusal) and then handed to the steps as it is.
+ */
+export function providerSlot(create: () => Promise<EmbeddingProvider>) {
+  let provider: EmbeddingProvider | undefined
+  let failure: unknown
+  return {
+    async load(): Promise<EmbeddingProvider> {
+      if (!provider) {
+        try {
+          provider = await create()
+        } catch (error) {
+          failure = error
+          throw error
+        }
+      }
+      return provider
+    },
+    get(): EmbeddingProvider {
+      if (provider) return provider
+      throw failure ?? new WorkError('the embedding provider was not created before a batch that embeds (please report it)')
+    },
+  }
 }

@@ -37,11 +37,12 @@ function normalize(values: Float64Array): Float64Array {
 export function semanticVector(tokens: string[], words: WordVectors): Float64Array {
   const out = new Float64Array(WORD_DIMENSIONS)
   for (const token of tokens) {
-    const row = words.index.get(token)
+    const row = words.rowOf(token)
     if (row === undefined) continue
     const frequency = 1 / ((row + 1) * ZIPF_H)
     const weight = SIF_A / (SIF_A + frequency)
-    for (let d = 0; d < WORD_DIMENSIONS; d++) out[d]! += weight * words.vectors[row * WORD_DIMENSIONS + d]!
+    const vector = words.vector(row)
+    for (let d = 0; d < WORD_DIMENSIONS; d++) out[d]! += weight * vector[d]!
   }
   let projection = 0
   for (let d = 0; d < WORD_DIMENSIONS; d++) projection += out[d]! * words.common[d]!

