@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
+import { versionBelow } from '../src/db/catalog/readExtension.ts'
 import { initDemo } from '../src/demo/initDemo.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { diagnoseStep } from '../src/steps/diagnose/diagnoseStep.ts'
@@ -88,6 +89,19 @@ describe.each(targetKinds)('index on %s', (kind) => {
     expect(atoms.maintenance_work_mem_mb).toBeGreaterThanOrEqual(64)
     expect(atoms.build_seconds).toBeGreaterThan(0)
     expect(atoms.query_ms_before).toBeGreaterThan(0)
+  })
+
+  it('builds without parallel workers on a pgvector with the parallel-build overflow, whatever the plan asks, and says why', async () => {
+    await db.exec('DROP INDEX messages_embedding_hnsw')
+    const version = (await db.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`)).rows[0]!.v
+    const messages = (await run(demoIndexPlan({ parallel_workers: 2 }))).indexes.find((i) => i.table === 'public.messages')!
+    if (versionBelow(version, '0.8.2')) {
+      expect(messages).toMatchObject({ action: 'created', parallel_workers: 0 })
+      expect(messages.parallel_note).toContain('CVE-2026-3172')
+      expect(messages.parallel_note).toContain('index.parallel_workers: 2 not applied')
+    } else {
+      expect(messages).toMatchObject({ action: 'created', parallel_workers: 2, parallel_note: null })
+    }
   })
 
   it('changes nothing on a second run', async () => {

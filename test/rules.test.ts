@@ -11,6 +11,8 @@ import { findFindings } from '../src/steps/diagnose/findFindings.ts'
 import { judgeQueryShape } from '../src/steps/diagnose/judgeQueryShape.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import { chooseIndexAction } from '../src/steps/index/chooseIndexAction.ts'
+import { chooseParallelWorkers } from '../src/steps/index/chooseParallelWorkers.ts'
+import { recommendBuildMemory, sizeBuildMemory } from '../src/steps/index/sizeBuildMemory.ts'
 import { recommendSetting, type SweepPoint } from '../src/steps/validate/recommendSetting.ts'
 import { judgeCriteria } from '../src/steps/validate/judgeCriteria.ts'
 import type { QueryMeasurement, TableValidation } from '../src/steps/validate/output.ts'
@@ -559,5 +561,46 @@ describe('judgeQueryShape', () => {
     const shape = judgeQueryShape(sql, 'cosine')
     expect([shape.servable, shape.filtered]).toEqual([servable, filtered])
     expect(shape.verdict).toContain(verdict)
+  })
+})
+
+describe('build settings', () => {
+  it.each([
+    ['0.8.0', 4, 0, true],
+    ['0.7.4', undefined, 0, true],
+    ['0.8.2', 4, 4, false],
+    ['0.8.6', undefined, undefined, false],
+    [null, 2, 2, false],
+  ] as const)('pgvector %s, plan %s: %s parallel workers, refused for the CVE: %s', (version, planned, workers, refused) => {
+    const choice = chooseParallelWorkers(version, planned)
+    expect(choice.workers).toBe(workers)
+    expect(choice.note !== null).toBe(refused)
+    if (refused) expect(choice.note).toContain('CVE-2026-3172')
+  })
+
+  it.each([
+    ['fits', sizeBuildMemory(500, 4096), 260, undefined],
+    [
+      'capped by the plan; half precision fits',
+      sizeBuildMemory(6000, 4096),
+      3200,
+      'raise index.max_maintenance_work_mem_mb to 6000, or set index.precision: half (a graph of about 3200 MB, which fits)',
+    ],
+    [
+      'capped by the plan; half precision does not fit either',
+      sizeBuildMemory(9000, 4096),
+      4700,
+      'raise index.max_maintenance_work_mem_mb to 9000, or set index.precision: half (about 4700 MB)',
+    ],
+    [
+      'capped by the machine, already half precision',
+      sizeBuildMemory(3000, 4096, 2000),
+      null,
+      'give the server more free memory (about 3000 MB for the build)',
+    ],
+  ] as const)('memory: %s', (_name, memory, half, advice) => {
+    const text = recommendBuildMemory(memory, half)
+    if (advice === undefined) expect(text).toBeUndefined()
+    else expect(text).toContain(advice)
   })
 })

@@ -3,6 +3,7 @@ import { freemem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { serverIsLocal } from '../../db/catalog/readSettings.ts'
+import { readExtension } from '../../db/catalog/readExtension.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import { isListedInPgIndexes, readIndexScans, readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
@@ -18,7 +19,8 @@ import { buildIndex } from './buildIndex.ts'
 import { chooseIndexAction, type IndexDecision, servesQuery } from './chooseIndexAction.ts'
 import { type BuiltIndex, type IndexOutput, indexOutputSchema } from './output.ts'
 import { renderIndexes } from './renderIndexes.ts'
-import { type BuildMemory, estimateGraphMb, sizeBuildMemory } from './sizeBuildMemory.ts'
+import { chooseParallelWorkers } from './chooseParallelWorkers.ts'
+import { type BuildMemory, estimateGraphMb, recommendBuildMemory, sizeBuildMemory } from './sizeBuildMemory.ts'
 import {
   alembicHead,
   alembicRevision,
@@ -43,6 +45,8 @@ interface Planned {
   /** What the batch runs for this column, in order; the migration holds the same. */
   migration: IndexMigration
   memory: BuildMemory
+  /** How to make the graph fit, when it does not. */
+  memoryAdvice: string | undefined
   /** A partitioned table: the index of each leaf partition, attached to the one on the parent. */
   partitions: { table: string; index: string; reused: boolean }[]
 }
@@ -50,6 +54,8 @@ interface Planned {
 interface Built {
   seconds: number
   parallelWorkers: number
+  /** Why the build ran without parallel workers, when the runner chose that. */
+  parallelNote: string | null
 }
 
 function indexName(table: string, column: string, half: boolean): string {
@@ -101,11 +107,9 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   // Each table's graph is built on its own: a partitioned table's largest partition sizes the memory.
   // Before the backfill few rows are embedded; a copy of this database that is filled (the migration's) needs the memory for all.
   const largest = Math.max(1, ...byTable.map((t) => t.rows - t.nulls || t.rows))
-  const memory = sizeBuildMemory(
-    estimateGraphMb(largest, vector.dimensions, half || vector.type === 'halfvec' ? 2 : 4, plan.index.m),
-    planMax,
-    freeMb,
-  )
+  const halfWide = half || vector.type === 'halfvec'
+  const memory = sizeBuildMemory(estimateGraphMb(largest, vector.dimensions, halfWide ? 2 : 4, plan.index.m), planMax, freeMb)
+  const memoryAdvice = recommendBuildMemory(memory, halfWide ? null : estimateGraphMb(largest, vector.dimensions, 2, plan.index.m))
   const using = `USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})`
   const concurrently = db.kind === 'postgres'
   const drop = (i: VectorIndex) =>
@@ -162,7 +166,7 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
           `DROP INDEX${concurrently && !partitioned ? ' CONCURRENTLY' : ''} IF EXISTS ${quoteQualified(target.plan.schema, decision.name)}`,
         ]),
   ]
-  return { target, search, decision, migration: { up, down }, memory, partitions: leaves }
+  return { target, search, decision, migration: { up, down }, memory, memoryAdvice, partitions: leaves }
 }
 
 /** SQL up/down and the Alembic revision: the application keeps them whether the runner or Alembic applies them. */
@@ -211,11 +215,14 @@ async function runAlembic(ctx: StepContext, revisionFile: string): Promise<void>
 async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<string, Built>> {
   const { db, plan, log } = ctx
   const built = new Map<string, Built>()
+  const parallel = chooseParallelWorkers((await readExtension(db)).installed_version, plan.index.parallel_workers)
+  if (parallel.note && planned.some((p) => p.migration.up.some((s) => s.build))) log(`  ${parallel.note}`)
   for (const p of planned) {
     if (p.migration.up.length === 0) continue
     log(
       `  ${p.target.name}.${p.target.plan.embedding_column}: ${p.decision.reason}; maintenance_work_mem ${p.memory.chosenMb} MB for an estimated ${p.memory.estimatedMb} MB graph${p.memory.cappedBy ? `, capped by ${p.memory.cappedBy}` : ''}`,
     )
+    if (p.memoryAdvice) log(`  ${p.memoryAdvice}`)
     let seconds = 0
     let parallelWorkers = 0
     for (const statement of p.migration.up) {
@@ -228,14 +235,14 @@ async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<str
         db,
         statement.build.table,
         statement.sql,
-        { maintenanceWorkMemMb: statement.build.maintenanceWorkMemMb, parallelWorkers: plan.index.parallel_workers },
+        { maintenanceWorkMemMb: statement.build.maintenanceWorkMemMb, parallelWorkers: parallel.workers },
         ctx.progress,
       )
       log(`  built the index on ${statement.build.table} in ${result.seconds.toFixed(1)} s`)
       seconds += result.seconds
       parallelWorkers = result.parallelWorkers
     }
-    built.set(p.decision.name, { seconds, parallelWorkers })
+    built.set(p.decision.name, { seconds, parallelWorkers, parallelNote: parallel.note })
   }
   return built
 }
@@ -283,6 +290,8 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
     estimated_graph_mb: p.memory.estimatedMb,
     memory_capped_by: p.memory.cappedBy ?? null,
     parallel_workers: built?.parallelWorkers ?? null,
+    parallel_note: built?.parallelNote ?? null,
+    memory_advice: p.memoryAdvice ?? null,
     build_seconds: built?.seconds ?? null,
     size_bytes: found.size_bytes,
     rows_indexed: rows - nulls,

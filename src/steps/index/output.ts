@@ -18,6 +18,10 @@ export const builtIndexSchema = z.object({
   estimated_graph_mb: z.number().nullable(),
   memory_capped_by: z.string().nullable(),
   parallel_workers: z.number().int().nullable(),
+  /** Why the build ran without parallel workers (a pgvector release with the parallel-build overflow). */
+  parallel_note: z.string().nullable().default(null),
+  /** How to make the graph fit in memory, when the plan's cap or the machine left it too little. */
+  memory_advice: z.string().nullable().default(null),
   build_seconds: z.number().nullable(),
   size_bytes: z.number().int(),
   /** Rows with an embedding when measured: HNSW does not index NULLs, so an index built before the backfill holds few. */

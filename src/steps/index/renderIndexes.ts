@@ -22,7 +22,7 @@ export function renderIndexes(o: IndexOutput): string {
       : []),
     ...o.indexes.map(
       (i) =>
-        `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed. Queries must order by \`${i.search.expression} ${i.search.operator} $1::${i.search.cast_type}\`. Definition: \`${i.definition}\``,
+        `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed.${i.memory_advice ? ` **Memory**: ${i.memory_advice}.` : ''}${i.parallel_note ? ` ${i.parallel_note}.` : ''} Queries must order by \`${i.search.expression} ${i.search.operator} $1::${i.search.cast_type}\`. Definition: \`${i.definition}\``,
     ),
     '',
     ...o.indexes
