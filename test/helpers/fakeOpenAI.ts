@@ -30,6 +30,8 @@ export interface FakeOpenAI {
   tokensPerMinute?: number
   /** Requests received so far, counted on arrival (requests counts them when answered). */
   arrived: number
+  /** When each request arrived (epoch ms), in order. */
+  arrivals: number[]
   /** Added to every answer, to make timing windows in tests wide enough. */
   delayMs: number
   /** Requests being answered right now, and the most there ever were at once. */
@@ -59,6 +61,7 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     requests: [],
     tokensPerMinute: options.tokensPerMinute,
     arrived: 0,
+    arrivals: [],
     delayMs: 0,
   }
   // The tokens-per-minute limit as a bucket refilled continuously, as OpenAI describes its limits.
@@ -75,6 +78,7 @@ export async function startFakeOpenAI(options: { tokensPerMinute?: number } = {}
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
     fake.arrived++
+    fake.arrivals.push(Date.now())
     fake.inFlight++
     fake.maxInFlight = Math.max(fake.maxInFlight, fake.inFlight)
     res.once('close', () => fake.inFlight--)

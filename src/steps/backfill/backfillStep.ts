@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { CursorSpec } from '../../checkpoint/session.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import type { Target, TextRow } from '../../db/target.ts'
-import type { EmbeddingProvider } from '../../embeddings/provider.ts'
+import type { EmbeddingProvider, EmbedResult } from '../../embeddings/provider.ts'
 import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors.ts'
 import { bindColumnModels, rebindColumnModel } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
@@ -136,7 +136,14 @@ function describeEstimate(e: BackfillOutput['estimate'], provider: string): stri
 /** A page of rows to embed after a key: the NULL rows, or the rows whose vector is not this model's. */
 type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
 
-/** Embeds one table's rows page by page from the cursor of this phase, saving the cursor after every batch. */
+/**
+ * Embeds one table's rows page by page from the cursor of this phase. The two stages overlap:
+ * while batch N is written (the database's work, on the server's core), batch N+1 is read and
+ * embedded (the provider's, here or remote); the cursor is saved once a batch is written. A
+ * crash redoes what was in flight: the batch being embedded, and the batch being written if
+ * its transaction had not committed (rows it wrote are no longer NULL, so they are not read
+ * again): at most two batches.
+ */
 async function embedPages(
   ctx: StepContext<Cursor>,
   t: Target,
@@ -150,12 +157,9 @@ async function embedPages(
   const positions = (cursor[phase] ??= {})
   // A partition's position is its own: its keys are paged apart from its siblings'.
   const at = t.label
+  let readFrom = positions[at] ?? null
   let writtenHere = 0
-  for (;;) {
-    const rows = await readPage(positions[at] ?? null, ctx.plan.embedding.batch_size)
-    if (rows.length === 0) return writtenHere
-    // The batch in flight finishes on SIGINT, is written and checkpointed; the loop then stops.
-    const result = await provider.embed(rows.map((r) => r.text))
+  const write = async (rows: TextRow[], result: EmbedResult) => {
     const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
     const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model, ctx.writes)
     for (const f of result.failures) {
@@ -168,8 +172,25 @@ async function embedPages(
     cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + result.failures.length
     ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
     onBatch(rows.length)
-    if (ctx.signal.aborted) throw new Interrupted()
   }
+  let writing: Promise<void> | undefined
+  try {
+    for (;;) {
+      const rows = await readPage(readFrom, ctx.plan.embedding.batch_size)
+      if (rows.length === 0) break
+      readFrom = rows.at(-1)!.key
+      const result = await provider.embed(rows.map((r) => r.text))
+      await writing // one write in flight at a time: the cursor advances in order
+      writing = write(rows, result)
+      writing.catch(() => {}) // awaited below or in finally; a failure must not go unhandled meanwhile
+      // On SIGINT the batches in flight finish, are written and checkpointed; the loop then stops.
+      if (ctx.signal.aborted) break
+    }
+  } finally {
+    await writing
+  }
+  if (ctx.signal.aborted) throw new Interrupted()
+  return writtenHere
 }
 
 const SAME_MODEL_COSINE = 0.99
