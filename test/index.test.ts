@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
 import { versionBelow } from '../src/db/catalog/readExtension.ts'
+import { explainQuery } from '../src/db/catalog/explainQuery.ts'
+import { resolveTargets } from '../src/db/target.ts'
 import { initDemo } from '../src/demo/initDemo.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
+import { planSchema } from '../src/plan/schema.ts'
 import { diagnoseStep } from '../src/steps/diagnose/diagnoseStep.ts'
 import { indexStep } from '../src/steps/index/indexStep.ts'
 import type { IndexOutput } from '../src/steps/index/output.ts'
@@ -164,8 +167,45 @@ describe.each(targetKinds)('index on %s', (kind) => {
       cast_type: 'halfvec(1536)',
       operator: '<=>',
       opclass: 'halfvec_cosine_ops',
+      query: '$1::halfvec(1536)',
     })
     expect(atoms.definition).toMatch(/hnsw \(\(\(embedding\)::halfvec\(1536\)\) halfvec_cosine_ops\)/)
     expect((await db.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'atoms_embedding_hnsw'`)).rows).toEqual([])
+  })
+
+  it('indexes the binary quantization, and the re-ranking query is the one EXPLAIN shows using it', async () => {
+    const o = await run(demoIndexPlan({ precision: 'binary', replace_mismatched: true }))
+    const atoms = o.indexes[0]!
+    expect(atoms).toMatchObject({ name: 'atoms_embedding_hnsw_binary', valid: true, explain_index: 'atoms_embedding_hnsw_binary' })
+    expect(atoms.definition).toMatch(/hnsw \(\(\(?binary_quantize\(embedding\)\)?::bit\(1536\)\) bit_hamming_ops\)/)
+    expect(atoms.search).toMatchObject({
+      opclass: 'bit_hamming_ops',
+      operator: '<~>',
+      rerank: { operator: '<=>', cast_type: 'vector(1536)', factor: 10 },
+    })
+    // The application's query as the runner builds it: candidates from the binary index, re-ranked by the full vector.
+    const [target] = await resolveTargets(db, planSchema.parse(demoIndexPlan({ precision: 'binary' })))
+    const sql = target!.nearestSql(target!.search('binary', 10))
+    const query = (await db.query<{ v: string }>('SELECT embedding::text AS v FROM atoms WHERE embedding IS NOT NULL ORDER BY id LIMIT 1'))
+      .rows[0]!.v
+    const explained = await explainQuery(
+      db,
+      sql,
+      [query, 10],
+      { table: 'public.atoms', column: 'embedding', relation: target!.table },
+      { forceIndex: true },
+    )
+    expect(explained.index_name).toBe('atoms_embedding_hnsw_binary')
+    expect(explained.plan).toMatch(/<~> '[01]{16}… 1536 bits'::bit\(1536\)/) // the quantized query vector, elided like a vector
+    expect(explained.plan, explained.plan).toMatch(/Sort Key: \(+c\.embedding <=> /)
+    const { rows } = await db.query<{ key: string; distance: number }>(sql, [query, 10])
+    expect(rows).toHaveLength(10)
+    const distances = rows.map((r) => r.distance)
+    expect(distances).toEqual([...distances].sort((a, b) => a - b))
+    const exact = await db.query<{ d: number }>('SELECT (embedding <=> $1::vector)::float8 AS d FROM atoms WHERE id = $2', [
+      query,
+      rows[3]!.key,
+    ])
+    expect(rows[3]!.distance).toBeCloseTo(exact.rows[0]!.d, 6) // the full vector's distance, not the Hamming one
   })
 })

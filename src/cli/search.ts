@@ -54,7 +54,7 @@ export async function search(options: SearchOptions): Promise<number> {
     log(`embedded the query in ${embeddingMs.toFixed(1)} ms`)
     const found: { table: string; ms: number; hits: { key: string; distance: number | null; text: string }[] }[] = []
     for (const t of targets) {
-      const sql = t.nearestSql(t.search(plan.index.precision), { withText: true })
+      const sql = t.nearestSql(t.search(plan.index.precision, plan.index.rerank_factor), { withText: true })
       const rows = await withSettings(db, efSearch === undefined ? {} : { 'hnsw.ef_search': efSearch }, async (session) => {
         const queryStarted = performance.now()
         const result = await session.query<{ key: string; distance: number | null; text: string }>(sql, [`[${vector.join(',')}]`, k])

@@ -82,7 +82,8 @@ async function checkTable(
       problem: `is ${t.embeddingType} but the plan's model ${plan.embedding.model} gives ${plan.embedding.dimensions} dimensions`,
     })
   } else if (steps.has('index')) {
-    const indexed = plan.index.precision === 'half' || t.vector.type === 'halfvec' ? 'halfvec' : 'vector'
+    const indexed =
+      plan.index.precision === 'binary' ? 'bit' : plan.index.precision === 'half' || t.vector.type === 'halfvec' ? 'halfvec' : 'vector'
     if (t.vector.dimensions > MAX_INDEXABLE_DIMENSIONS[indexed]) {
       refuse({
         path: 'index.precision',

@@ -4,7 +4,7 @@ import { readTableColumns } from './catalog/readTableColumns.ts'
 import type { TableColumn, VectorType } from './catalog/vocabulary.ts'
 import type { Queryable } from './database.ts'
 import { quoteIdent, quoteQualified } from './quote.ts'
-import { searchExpression, type SearchExpression } from './searchExpression.ts'
+import { type Precision, searchExpression, type SearchExpression } from './searchExpression.ts'
 
 // A target table of the plan, resolved against the database: its identifiers quoted once by
 // the driver's escaping, its key and vector types read from the catalog. It owns every piece
@@ -82,9 +82,9 @@ export class Target {
   }
 
   /** What queries order by and the index is built on, at the given precision. */
-  search(precision: 'full' | 'half'): SearchExpression {
+  search(precision: Precision, rerankFactor?: number): SearchExpression {
     const { type, dimensions } = this.requireVector()
-    return searchExpression(this.plan.embedding_column, dimensions, type, this.plan.distance, precision)
+    return searchExpression(this.plan.embedding_column, dimensions, type, this.plan.distance, precision, rerankFactor)
   }
 
   /**
@@ -92,9 +92,15 @@ export class Target {
    * query the runner times, explains or answers with is this one.
    */
   nearestSql(search: SearchExpression, options: NearestOptions = {}): string {
-    const distance = `${search.expression} ${search.operator} $1::${search.castType}`
-    const text = options.withText ? `, ${this.text()} AS text` : ''
-    return `SELECT ${this.key}::text AS key, (${distance})::float8 AS distance${text} FROM ${this.table} ORDER BY ${distance} LIMIT $2`
+    const distance = `${search.expression} ${search.operator} ${search.query}`
+    if (!search.rerank) {
+      const text = options.withText ? `, ${this.text()} AS text` : ''
+      return `SELECT ${this.key}::text AS key, (${distance})::float8 AS distance${text} FROM ${this.table} ORDER BY ${distance} LIMIT $2`
+    }
+    // The index's candidates by Hamming distance, then the nearest of them by the full vector (pgvector's re-ranking).
+    const exact = `c.${this.embedding} ${search.rerank.operator} $1::${search.rerank.castType}`
+    const text = options.withText ? `, ${this.text('c')} AS text` : ''
+    return `SELECT c.${this.key}::text AS key, (${exact})::float8 AS distance${text} FROM (SELECT * FROM ${this.table} ORDER BY ${distance} LIMIT $2 * ${search.rerank.factor}) c ORDER BY ${exact} LIMIT $2`
   }
 
   async counts(db: Queryable): Promise<{ rows: number; nulls: number }> {

@@ -24,5 +24,5 @@ export function distanceOfOperatorClass(opclass: string): Distance | undefined {
   return undefined
 }
 
-/** pgvector can index `vector` up to 2,000 dimensions with HNSW, `halfvec` up to 4,000. */
-export const MAX_INDEXABLE_DIMENSIONS: Record<VectorType, number> = { vector: 2000, halfvec: 4000 }
+/** pgvector can index `vector` up to 2,000 dimensions with HNSW, `halfvec` up to 4,000, `bit` up to 64,000. */
+export const MAX_INDEXABLE_DIMENSIONS: Record<VectorType | 'bit', number> = { vector: 2000, halfvec: 4000, bit: 64000 }

@@ -134,7 +134,13 @@ const indexSchema = z
     m: z.number().int().min(2).max(100).default(16),
     ef_construction: z.number().int().min(4).max(1000).default(64),
     max_maintenance_work_mem_mb: z.number().int().positive().default(4096),
-    precision: z.enum(['full', 'half']).default('full'),
+    /**
+     * full: the vectors as they are; half: a halfvec cast (half the size, up to 4,000 dims);
+     * binary: binary_quantize to bits (32x smaller), its candidates re-ranked by the full vector.
+     */
+    precision: z.enum(['full', 'half', 'binary']).default('full'),
+    /** With precision binary: rows the index returns per row asked for, re-ranked by the full vector. */
+    rerank_factor: z.number().int().min(1).max(100).default(10),
     /** max_parallel_maintenance_workers for the build; the server's setting when not given. */
     parallel_workers: z.number().int().min(0).max(64).optional(),
     /** Replace an existing valid index that does not match (wrong operator class, wrong options). */

@@ -69,8 +69,10 @@ const SHOWN_VALUES = 3
  * session folder does not fill with vectors. Every plan the runner stores or prints passes here.
  */
 export function elideVectors(text: string): string {
-  return text.replace(/'\[([^\]']*)\]'/g, (literal, body: string) => {
-    const values = body.split(',')
-    return values.length <= SHOWN_VALUES * 2 ? literal : `'[${values.slice(0, SHOWN_VALUES).join(',')},… ${values.length} values]'`
-  })
+  return text
+    .replace(/'\[([^\]']*)\]'/g, (literal, body: string) => {
+      const values = body.split(',')
+      return values.length <= SHOWN_VALUES * 2 ? literal : `'[${values.slice(0, SHOWN_VALUES).join(',')},… ${values.length} values]'`
+    })
+    .replace(/'([01]{64,})'::bit/g, (_literal, bits: string) => `'${bits.slice(0, 16)}… ${bits.length} bits'::bit`) // a binary-quantized query
 }

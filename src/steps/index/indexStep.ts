@@ -58,8 +58,8 @@ interface Built {
   parallelNote: string | null
 }
 
-function indexName(table: string, column: string, half: boolean): string {
-  return fitIdentifier(`${table}_${column}_hnsw${half ? '_half' : ''}`)
+function indexName(table: string, column: string, suffix: '' | '_half' | '_binary'): string {
+  return fitIdentifier(`${table}_${column}_hnsw${suffix}`)
 }
 
 async function machineFreeMb(db: Database): Promise<number | undefined> {
@@ -82,15 +82,16 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   const { plan, db } = ctx
   const where = `${target.name}.${target.plan.embedding_column}`
   const vector = target.requireVector()
-  const search = target.search(plan.index.precision)
-  const indexedType = search.castType.startsWith('halfvec') ? 'halfvec' : 'vector'
+  const search = target.search(plan.index.precision, plan.index.rerank_factor)
+  const indexedType = search.castType.startsWith('halfvec') ? 'halfvec' : search.castType.startsWith('bit') ? 'bit' : 'vector'
   if (vector.dimensions > MAX_INDEXABLE_DIMENSIONS[indexedType]) {
     throw new TargetError(
       `${where} has ${vector.dimensions} dimensions; HNSW on ${indexedType} takes at most ${MAX_INDEXABLE_DIMENSIONS[indexedType]}${indexedType === 'vector' ? ' (set index.precision: half in the plan)' : ''}`,
     )
   }
   const half = indexedType === 'halfvec' && vector.type === 'vector'
-  const name = indexName(target.plan.table, target.plan.embedding_column, half)
+  const suffix = indexedType === 'bit' ? '_binary' : half ? '_half' : ''
+  const name = indexName(target.plan.table, target.plan.embedding_column, suffix)
   const column = (schema: string, table: string) => ({ schema, table, column: target.plan.embedding_column })
   const { partitioned, partitions } = await readPartitions(db, target.table)
   const existing = await readVectorIndexes(db, [], column(target.plan.schema, target.plan.table))
@@ -107,9 +108,10 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   // Each table's graph is built on its own: a partitioned table's largest partition sizes the memory.
   // Before the backfill few rows are embedded; a copy of this database that is filled (the migration's) needs the memory for all.
   const largest = Math.max(1, ...byTable.map((t) => t.rows - t.nulls || t.rows))
-  const halfWide = half || vector.type === 'halfvec'
-  const memory = sizeBuildMemory(estimateGraphMb(largest, vector.dimensions, halfWide ? 2 : 4, plan.index.m), planMax, freeMb)
-  const memoryAdvice = recommendBuildMemory(memory, halfWide ? null : estimateGraphMb(largest, vector.dimensions, 2, plan.index.m))
+  // Bytes a dimension takes in the graph: a bit for binary, two for halfvec, four for vector.
+  const width = indexedType === 'bit' ? 0.125 : indexedType === 'halfvec' ? 2 : 4
+  const memory = sizeBuildMemory(estimateGraphMb(largest, vector.dimensions, width, plan.index.m), planMax, freeMb)
+  const memoryAdvice = recommendBuildMemory(memory, width === 4 ? estimateGraphMb(largest, vector.dimensions, 2, plan.index.m) : null)
   const using = `USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})`
   const concurrently = db.kind === 'postgres'
   const drop = (i: VectorIndex) =>
@@ -133,7 +135,7 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
       const indexOf = new Map([[target.table, rootIndex]])
       const attaches: string[] = []
       for (const p of partitions) {
-        const own = indexName(p.table, target.plan.embedding_column, half)
+        const own = indexName(p.table, target.plan.embedding_column, suffix)
         const onPartition = await readVectorIndexes(db, [], column(p.schema, p.table))
         // A leaf's index that already serves the query (an earlier run's, or the application's) is attached as it is.
         const serving = p.leaf ? onPartition.find((i) => i.valid && servesQuery(i, search)) : undefined
@@ -284,7 +286,16 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
     action: p.decision.action,
     reason: p.decision.reason,
     definition: found.definition,
-    search: { expression: p.search.expression, cast_type: p.search.castType, operator: p.search.operator, opclass: p.search.opclass },
+    search: {
+      expression: p.search.expression,
+      cast_type: p.search.castType,
+      operator: p.search.operator,
+      opclass: p.search.opclass,
+      query: p.search.query,
+      ...(p.search.rerank
+        ? { rerank: { operator: p.search.rerank.operator, cast_type: p.search.rerank.castType, factor: p.search.rerank.factor } }
+        : {}),
+    },
     concurrently: db.kind === 'postgres',
     maintenance_work_mem_mb: built ? p.memory.chosenMb : null,
     estimated_graph_mb: p.memory.estimatedMb,

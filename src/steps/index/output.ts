@@ -12,7 +12,16 @@ export const builtIndexSchema = z.object({
   reason: z.string(),
   definition: z.string(),
   /** What queries must ORDER BY for the planner to use this index, and the query vector's type. */
-  search: z.object({ expression: z.string(), cast_type: z.string(), operator: z.string(), opclass: z.string() }),
+  search: z.object({
+    expression: z.string(),
+    cast_type: z.string(),
+    operator: z.string(),
+    opclass: z.string(),
+    /** The query vector's side of the ORDER BY; absent in outputs of runners before binary precision: $1::cast_type. */
+    query: z.string().optional(),
+    /** Binary precision: candidates re-ranked by the full vector. */
+    rerank: z.object({ operator: z.string(), cast_type: z.string(), factor: z.number().int() }).optional(),
+  }),
   concurrently: z.boolean(),
   maintenance_work_mem_mb: z.number().nullable(),
   estimated_graph_mb: z.number().nullable(),

@@ -16,7 +16,7 @@ export interface BuildMemory {
  * index of 781 MB: ~7.8 KB a row against the ~6.2 KB this formula gives for vector and lists,
  * so a 1.4x margin covers tuple headers and page overhead.
  */
-export function estimateGraphMb(rows: number, dimensions: number, bytesPerDimension: 2 | 4, m: number): number {
+export function estimateGraphMb(rows: number, dimensions: number, bytesPerDimension: 0.125 | 2 | 4, m: number): number {
   const perElement = dimensions * bytesPerDimension + 8 + 2 * m * 10 + m * 10 * (1 / Math.log(m)) + 64
   return Math.ceil((rows * perElement * 1.4) / (1024 * 1024))
 }

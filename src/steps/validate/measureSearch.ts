@@ -26,6 +26,8 @@ export interface SearchQuery {
   params: (vector: string) => unknown[]
   /** Its LIMIT: an ef_search below it cannot return that many rows. */
   limit: number
+  /** The query whose answers are exact, when not this one with index scans off (a re-ranked binary search: the full vectors' nearest). */
+  exactSql?: string
 }
 
 /** The pgvector settings a query runs with. */
@@ -83,7 +85,8 @@ export async function runAt(
 
 /** The exact answers: index and bitmap scans off for the session, the same query otherwise. */
 export async function runExact(db: Database, query: SearchQuery, vectors: string[]): Promise<TimedRun> {
-  return withSettings(db, { enable_indexscan: 'off', enable_bitmapscan: 'off' }, (session) => timeQueries(session, query, vectors))
+  const exact = query.exactSql ? { ...query, sql: query.exactSql } : query
+  return withSettings(db, { enable_indexscan: 'off', enable_bitmapscan: 'off' }, (session) => timeQueries(session, exact, vectors))
 }
 
 /**

@@ -49,15 +49,32 @@ function labelsFor(ctx: Ctx): { path: string | null; labels: Label[] } {
 /** The search the index batch built for, or the plan's own when no index batch ran. */
 function searchOf(ctx: Ctx, t: Target): { search: SearchExpression; builtName?: string } {
   const built = ctx.inputs.index?.indexes.find((i) => i.table === t.name && i.column === t.plan.embedding_column)
-  if (!built) return { search: t.search(ctx.plan.index.precision) }
-  const { expression, cast_type, operator, opclass } = built.search
-  return { search: { expression, castType: cast_type, operator, opclass }, builtName: built.name }
+  if (!built) return { search: t.search(ctx.plan.index.precision, ctx.plan.index.rerank_factor) }
+  const { expression, cast_type, operator, opclass, query, rerank } = built.search
+  return {
+    search: {
+      expression,
+      castType: cast_type,
+      operator,
+      opclass,
+      query: query ?? `$1::${cast_type}`,
+      ...(rerank ? { rerank: { operator: rerank.operator, castType: rerank.cast_type, factor: rerank.factor } } : {}),
+    },
+    builtName: built.name,
+  }
 }
 
 /** The application's searches on a table: the plan's own queries, and the plain nearest-10 ordered by the index's expression. */
 function queriesOf(t: Target, search: SearchExpression): { nearest: SearchQuery; app: SearchQuery[] } {
   return {
-    nearest: { name: 'nearest-10', sql: t.nearestSql(search), params: (vector) => [vector, 10], limit: 10 },
+    nearest: {
+      name: 'nearest-10',
+      sql: t.nearestSql(search),
+      params: (vector) => [vector, 10],
+      limit: 10,
+      // Binary candidates re-ranked are measured against the full vectors' true nearest.
+      ...(search.rerank ? { exactSql: t.nearestSql(t.search('full')) } : {}),
+    },
     app: t.plan.queries.map((q) => ({
       name: q.name,
       sql: q.sql,
