@@ -16,7 +16,7 @@ describe.skipIf(!serverUrl)('the whole plan under SIGKILL at random moments (rea
       expect(r.unparsableStateReads).toBe(0)
       expect(r.leftoverProbeRows).toBe(0)
       // A kill loses what was in flight: the batch being embedded, and the one being written if it had not committed.
-      expect(r.repeatedProviderCalls).toBeLessThanOrEqual(2 * r.kills * r.batchSize)
+      expect(r.repeatedProviderCalls).toBeLessThanOrEqual(2 * r.kills * r.batchSize + r.requeuedByValidate)
     }, 300_000)
   }
 })

@@ -20,6 +20,7 @@ export interface ChaosResult {
   validIndexesPerTable: number[]
   queueDuplicates: number
   repeatedProviderCalls: number
+  requeuedByValidate: number
   batchSize: number
   unparsableStateReads: number
   leftoverProbeRows: number
@@ -124,6 +125,8 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
       validIndexesPerTable,
       queueDuplicates,
       repeatedProviderCalls: repeated,
+      // The auto-embedding check queues one existing row per table again, on purpose, each time validate runs.
+      requeuedByValidate: 3 * (state.batches.find((b: any) => b.step === 'validate' || b.id === 'validate')?.attempts ?? 0),
       batchSize,
       unparsableStateReads: unparsable,
       leftoverProbeRows,
