@@ -3,7 +3,6 @@
 // parent (the key alone cannot prune: every partition is joined) against through the leaf
 // partition that holds the rows (what the backfill does), in the same run, on the same rows.
 //   npx tsx bench/partitionedWrites.ts [--partitions 24] [--rows-per-partition 10000] [--batches 20]
-import pg from 'pg'
 import { connectPostgres } from '../src/db/connectPostgres.ts'
 import { bindColumnModels } from '../src/db/runnerSchema/columnModels.ts'
 import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
@@ -11,7 +10,7 @@ import { resolveTargets } from '../src/db/target.ts'
 import { installPipeline } from '../src/pipeline/installPipeline.ts'
 import { writeEmbeddings } from '../src/pipeline/writeEmbeddings.ts'
 import { planSchema } from '../src/plan/schema.ts'
-import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const partitions = arg('--partitions', 24)
@@ -22,11 +21,7 @@ const DIMS = 16
 const log = (m: string) => process.stderr.write(`${m}\n`)
 
 const name = 'bench_partitioned_writes'
-const admin = new pg.Client({ connectionString: BENCH_SERVER })
-await admin.connect()
-await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-await admin.query(`CREATE DATABASE ${name}`)
-await admin.end()
+await freshBenchDatabase(name)
 const db = await connectPostgres(urlFor(name))
 log(`generating ${partitions} partitions x ${perPartition.toLocaleString('en-US')} rows ...`)
 await db.exec(`CREATE EXTENSION vector;

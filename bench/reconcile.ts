@@ -2,14 +2,13 @@
 // with its recorded hash, by key in chunks), and its effect on a concurrent insert load,
 // against the same load with no sweep, in the same run.
 //   npx tsx bench/reconcile.ts [--rows 100000] [--chunk 5000] [--seconds 10]
-import pg from 'pg'
 import { connectPostgres } from '../src/db/connectPostgres.ts'
 import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
 import { resolveTargets } from '../src/db/target.ts'
 import { installPipeline } from '../src/pipeline/installPipeline.ts'
 import { queueStaleRows } from '../src/pipeline/queue.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
-import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
 import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,11 +21,7 @@ const seconds = arg('--seconds', 10)
 const log = (m: string) => process.stderr.write(`${m}\n`)
 
 const name = 'bench_reconcile'
-const admin = new pg.Client({ connectionString: BENCH_SERVER })
-await admin.connect()
-await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-await admin.query(`CREATE DATABASE ${name}`)
-await admin.end()
+await freshBenchDatabase(name)
 const db = await connectPostgres(urlFor(name))
 const planPath = join(tmpdir(), 'bench-reconcile.yaml')
 writeFileSync(

@@ -6,10 +6,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import pg from 'pg'
 import { stringify } from 'yaml'
 import { loadPlan } from '../src/plan/loadPlan.ts'
-import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const runs = arg('--runs', 7)
@@ -39,11 +38,7 @@ const bin = join(root, 'bin/runner.js')
 // A demo on the real server with its embeddings, for `search`; and the embedded demo.
 log('preparing the demo on the server and embedded (local provider) ...')
 const name = 'bench_startup'
-const admin = new pg.Client({ connectionString: BENCH_SERVER })
-await admin.connect()
-await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-await admin.query(`CREATE DATABASE ${name}`)
-await admin.end()
+await freshBenchDatabase(name)
 const shipped = structuredClone(loadPlan(join(root, 'plans/feature-1.yaml')).plan) as any
 shipped.target.embedded = { path: join(work, 'embedded'), demo_rows: 500 }
 shipped.embedding.provider = 'local'

@@ -10,7 +10,7 @@ import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
 import { resolveTargets } from '../src/db/target.ts'
 import { createTarget, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { fakeVector, startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
-import { testPlan, writePlan } from './helpers/plans.ts'
+import { testPlan, writePlan, chainedBatches } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
 import { waitFor } from './helpers/waitFor.ts'
 
@@ -239,10 +239,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   })
 
   it('a backfill killed with SIGKILL at a random moment, then resumed, ends with 0 NULL and at most the two batches in flight repeated', async () => {
-    const p = plan({}, [
-      { id: 'pipeline', title: 'Pipeline', agent: 'fastapi-backend-expert', step: 'pipeline' },
-      { id: 'backfill', title: 'Backfill', agent: 'vector-search-engineer', step: 'backfill', depends_on: ['pipeline'] },
-    ])
+    const p = plan({}, chainedBatches('pipeline', 'backfill'))
     const planPath = writePlan(dir, p, 'backfill.yaml')
     await db.exec(`INSERT INTO docs (id, title, body) SELECT g, 'row ' || g, 'text' FROM generate_series(1, 3000) g`)
     fake.delayMs = 30
@@ -270,10 +267,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
   })
 
   it('embeds the next batch while the previous one is written, and writes them in order', async () => {
-    const p = plan({}, [
-      { id: 'pipeline', title: 'Pipeline', agent: 'fastapi-backend-expert', step: 'pipeline' },
-      { id: 'backfill', title: 'Backfill', agent: 'vector-search-engineer', step: 'backfill', depends_on: ['pipeline'] },
-    ])
+    const p = plan({}, chainedBatches('pipeline', 'backfill'))
     // Each write made slow (0.3 s) and logged at its start and end, by statement triggers that fire
     // even under session_replication_role = replica (ENABLE ALWAYS), chosen to fire on purpose.
     ;(p.target as any).application_triggers = 'fire'

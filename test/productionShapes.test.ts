@@ -8,7 +8,7 @@ import type { IndexOutput } from '../src/steps/index/output.ts'
 import type { ValidateOutput } from '../src/steps/validate/output.ts'
 import { DIMS } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
-import { writePlan } from './helpers/plans.ts'
+import { chainedBatches, writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
 
 // Production shapes on the real server: a table partitioned by time, indexes already on the
@@ -51,26 +51,7 @@ function partitionedPlan(extra: Record<string, unknown> = {}) {
     worker: { poll_ms: 100 },
     validate: { latency_queries: 20, exact_queries: 10 },
     criteria: { relevance_recall_at_k: null },
-    batches: [
-      {
-        id: 'diagnose',
-        title: 'D',
-        agent: 'vector-search-engineer',
-        step: 'diagnose',
-        guards: { read_only: true, writes_embeddings: false },
-      },
-      {
-        id: 'index',
-        title: 'I',
-        agent: 'database-reliability-engineer',
-        step: 'index',
-        depends_on: ['diagnose'],
-        guards: { writes_embeddings: false },
-      },
-      { id: 'pipeline', title: 'P', agent: 'fastapi-backend-expert', step: 'pipeline', depends_on: ['index'] },
-      { id: 'backfill', title: 'B', agent: 'vector-search-engineer', step: 'backfill', depends_on: ['pipeline'] },
-      { id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate', depends_on: ['backfill'] },
-    ],
+    batches: chainedBatches('diagnose', 'index', 'pipeline', 'backfill', 'validate'),
     ...extra,
   }
 }
@@ -270,24 +251,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
       criteria: { relevance_recall_at_k: null, auto_embed_within_seconds: null, latency_p95_ms_max: null },
     })
     plan.target.tables = [{ ...docsTable, queries: [{ name: 'by tenant', sql: byTenant, params: ['rare'] }] }] as any
-    plan.batches = [
-      {
-        id: 'diagnose',
-        title: 'D',
-        agent: 'vector-search-engineer',
-        step: 'diagnose',
-        guards: { read_only: true, writes_embeddings: false },
-      },
-      {
-        id: 'index',
-        title: 'I',
-        agent: 'database-reliability-engineer',
-        step: 'index',
-        depends_on: ['diagnose'],
-        guards: { writes_embeddings: false },
-      },
-      { id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate', depends_on: ['index'] },
-    ] as any
+    plan.batches = chainedBatches('diagnose', 'index', 'validate') as any
     const sessions = join(dir, 'sessions-filtered')
     const ran = await run(['start', writePlan(dir, plan, 'filtered.yaml'), '--sessions-dir', sessions])
     expect(ran.exitCode, ran.all).toBe(0)
@@ -357,7 +321,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
       },
     })
     plan.target.tables = [docsTable] as any
-    plan.batches = [{ id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate' }] as any
+    plan.batches = chainedBatches('validate') as any
     const sessions = join(dir, 'sessions-no-index')
     const ran = await run(['start', writePlan(dir, plan, 'no-index.yaml'), '--sessions-dir', sessions])
     expect(ran.all).not.toContain('recall 1.000')
@@ -390,7 +354,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     const rowsBefore = await snapshot()
     // The validate batch again, with a worker of its own: the check by requeue.
     const again = partitionedPlan()
-    again.batches = [{ id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate' }] as any
+    again.batches = chainedBatches('validate') as any
     const checked = await run([
       'start',
       writePlan(dir, again, 'counters-2.yaml'),
@@ -417,10 +381,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
         criteria: { relevance_recall_at_k: null, auto_embed_within_seconds: null, latency_p95_ms_max: null },
       })
       plan.target.tables = [docsTable] as any
-      plan.batches = [
-        { id: 'index', title: 'I', agent: 'database-reliability-engineer', step: 'index', guards: { writes_embeddings: false } },
-        { id: 'validate', title: 'V', agent: 'pytest-test-master', step: 'validate', depends_on: ['index'] },
-      ] as any
+      plan.batches = chainedBatches('index', 'validate') as any
       const sessions = join(dir, `sessions-binary-${factor}`)
       const ran = await run(['start', writePlan(dir, plan, `binary-${factor}.yaml`), '--sessions-dir', sessions])
       expect(ran.exitCode, ran.all).toBe(0)

@@ -46,3 +46,13 @@ export async function ensureBenchDatabase(name: string, rows: number, dimensions
     await db.end()
   }
 }
+
+/** A database of this name on the benchmark server, dropped first if it exists; its URL. */
+export async function freshBenchDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: BENCH_SERVER })
+  await admin.connect()
+  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
+  await admin.end()
+  return urlFor(name)
+}

@@ -1,5 +1,6 @@
 import { quoteIdent, quoteQualified } from '../../src/db/quote.ts'
 import type { Database } from '../../src/db/database.ts'
+import { chainedBatches } from './plans.ts'
 
 // Application schemas unlike the demo, for the do-no-harm tests: other schema names (quoted,
 // mixed case), uuid, identity and text keys, varchar text columns, an updated_at trigger and
@@ -135,26 +136,7 @@ export function planFor(s: AppShape, extra: Record<string, unknown> = {}) {
     worker: { poll_ms: 100, ...((extra.worker as object) ?? {}) },
     validate: { latency_queries: 10, exact_queries: 5, ...((extra.validate as object) ?? {}) },
     criteria: { relevance_recall_at_k: null, latency_p95_ms_max: null, ...((extra.criteria as object) ?? {}) },
-    batches: [
-      {
-        id: 'diagnose',
-        title: 'Diagnose',
-        agent: 'vector-search-engineer',
-        step: 'diagnose',
-        guards: { read_only: true, writes_embeddings: false },
-      },
-      {
-        id: 'index',
-        title: 'Index',
-        agent: 'database-reliability-engineer',
-        step: 'index',
-        depends_on: ['diagnose'],
-        guards: { writes_embeddings: false },
-      },
-      { id: 'pipeline', title: 'Pipeline', agent: 'fastapi-backend-expert', step: 'pipeline', depends_on: ['index'] },
-      { id: 'backfill', title: 'Backfill', agent: 'vector-search-engineer', step: 'backfill', depends_on: ['pipeline'] },
-      { id: 'validate', title: 'Validate', agent: 'pytest-test-master', step: 'validate', depends_on: ['backfill'] },
-    ],
+    batches: chainedBatches('diagnose', 'index', 'pipeline', 'backfill', 'validate'),
     ...Object.fromEntries(Object.entries(extra).filter(([k]) => !['target', 'embedding', 'worker', 'validate', 'criteria'].includes(k))),
   }
 }

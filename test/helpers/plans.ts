@@ -26,3 +26,25 @@ export function writePlan(dir: string, plan: unknown, name = 'plan.yaml'): strin
   writeFileSync(path, typeof plan === 'string' ? plan : stringify(plan))
   return path
 }
+
+const AGENTS = {
+  diagnose: 'vector-search-engineer',
+  index: 'database-reliability-engineer',
+  pipeline: 'fastapi-backend-expert',
+  backfill: 'vector-search-engineer',
+  validate: 'pytest-test-master',
+} as const
+type StepName = keyof typeof AGENTS
+
+/** Batches of these steps, each depending on the one before, with the guards the shipped plan gives them. */
+export function chainedBatches(...steps: StepName[]) {
+  return steps.map((step, i) => ({
+    id: step,
+    title: step,
+    agent: AGENTS[step],
+    step,
+    depends_on: i === 0 ? [] : [steps[i - 1]!],
+    ...(step === 'diagnose' ? { guards: { read_only: true, writes_embeddings: false } } : {}),
+    ...(step === 'index' ? { guards: { writes_embeddings: false } } : {}),
+  }))
+}

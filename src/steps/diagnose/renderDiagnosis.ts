@@ -116,28 +116,14 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     "## The application's search query (EXPLAIN ANALYZE)",
     '',
-    ...o.query_plans.flatMap((q) => [
-      `### ${q.table}.${q.column}: ${q.scan} scan, ${q.execution_ms.toFixed(1)} ms`,
-      '',
-      '```',
-      q.sql,
-      '',
-      q.plan,
-      '```',
-      '',
-    ]),
+    ...o.query_plans.flatMap((q) => [`### ${q.table}.${q.column}: ${q.scan} scan, ${q.execution_ms.toFixed(1)} ms`, '', ...explained(q)]),
     ...(o.app_queries.length ? ["## The application's own queries (from the plan)", ''] : []),
     ...o.app_queries.flatMap((q) => [
       `### ${q.table} ${q.name}: ${q.scan} scan${q.index_name ? ` (${q.index_name})` : ''}, ${q.execution_ms.toFixed(1)} ms`,
       '',
       `${q.servable ? 'Servable' : '**Not servable by an index**'}: ${q.verdict}.`,
       '',
-      '```',
-      q.sql,
-      '',
-      q.plan,
-      '```',
-      '',
+      ...explained(q),
     ]),
   ]
   if (o.source_references.length) {
@@ -149,4 +135,9 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     )
   }
   return lines.join('\n')
+}
+
+/** A query and its EXPLAIN ANALYZE, as one code block. */
+function explained(q: { sql: string; plan: string }): string[] {
+  return ['```', q.sql, '', q.plan, '```', '']
 }
