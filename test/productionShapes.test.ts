@@ -91,6 +91,8 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
 
   it('a table partitioned by time: each partition indexed concurrently and attached, every row embedded, later partitions captured', async () => {
     await createPartitionedApp(db, ['2026-01', '2026-02', '2026-03'])
+    // The application's own index on one partition: not the runner's to attach (a later drop of the parent's index would take it along).
+    await db.exec(`CREATE INDEX app_january ON "Event Log"."notes_2026_01" USING hnsw (embedding vector_cosine_ops)`)
     const updatedBefore = (await db.query(`SELECT id, updated_at::text FROM "Event Log".notes ORDER BY id`)).rows
     const sessions = join(dir, 'sessions-partitioned')
     const planPath = writePlan(dir, partitionedPlan(), 'partitioned.yaml')
@@ -106,6 +108,10 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
       ['Event Log.notes_2026_03', 'notes_2026_03_embedding_hnsw', true],
     ])
     expect(index.size_bytes).toBe(index.partitions.reduce((s, p) => s + p.size_bytes, 0))
+    const { rows: appIndex } = await db.query<{ attached: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = '"Event Log".app_january'::regclass) AS attached`,
+    )
+    expect(appIndex).toEqual([{ attached: false }])
     const up = readFileSync(join(session, 'batches/02-index/migration.up.sql'), 'utf8')
     expect(up).toContain('CREATE INDEX IF NOT EXISTS "notes_embedding_hnsw" ON ONLY "Event Log"."notes"')
     expect(

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { serverIsLocal } from '../../db/catalog/readSettings.ts'
 import { readExtension } from '../../db/catalog/readExtension.ts'
-import { readPartitions } from '../../db/catalog/readPartitions.ts'
+import { type Partition, readPartitions } from '../../db/catalog/readPartitions.ts'
 import { isListedInPgIndexes, readIndexScans, readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
 import type { Database } from '../../db/database.ts'
@@ -58,7 +58,9 @@ interface Built {
   parallelNote: string | null
 }
 
-function indexName(table: string, column: string, suffix: '' | '_half' | '_binary'): string {
+type IndexSuffix = '' | '_half' | '_binary'
+
+function indexName(table: string, column: string, suffix: IndexSuffix): string {
   return fitIdentifier(`${table}_${column}_hnsw${suffix}`)
 }
 
@@ -90,7 +92,7 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
     )
   }
   const half = indexedType === 'halfvec' && vector.type === 'vector'
-  const suffix = indexedType === 'bit' ? '_binary' : half ? '_half' : ''
+  const suffix: IndexSuffix = indexedType === 'bit' ? '_binary' : half ? '_half' : ''
   const name = indexName(target.plan.table, target.plan.embedding_column, suffix)
   const column = (schema: string, table: string) => ({ schema, table, column: target.plan.embedding_column })
   const { partitioned, partitions } = await readPartitions(db, target.table)
@@ -121,42 +123,23 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   const up: IndexSql[] = decision.dropBefore.map((i) => ({ sql: drop(i) }))
   const leaves: Planned['partitions'] = []
   if (decision.action !== 'kept') {
-    const rootIndex = quoteQualified(target.plan.schema, decision.name)
     if (!partitioned) {
       up.push({
         sql: `CREATE INDEX${concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(decision.name)} ON ${target.table} ${using}`,
         build: build(target.table),
       })
     } else {
-      // CREATE INDEX CONCURRENTLY is refused on a partitioned table. Instead: the parent's index
-      // ON ONLY (invalid, empty), each leaf's built concurrently (no partition is locked for
-      // writes while its graph builds), then each attached; the parent's turns valid with the last.
-      up.push({ sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(decision.name)} ON ONLY ${target.table} ${using}` })
-      const indexOf = new Map([[target.table, rootIndex]])
-      const attaches: string[] = []
-      for (const p of partitions) {
-        const own = indexName(p.table, target.plan.embedding_column, suffix)
-        const onPartition = await readVectorIndexes(db, [], column(p.schema, p.table))
-        // A leaf's index that already serves the query (an earlier run's, or the application's) is attached as it is.
-        const serving = p.leaf ? onPartition.find((i) => i.valid && servesQuery(i, search)) : undefined
-        const partitionIndex = quoteQualified(p.schema, serving?.name ?? own)
-        indexOf.set(p.relation, partitionIndex)
-        if (!serving) {
-          const leftover = p.leaf ? onPartition.find((i) => i.name === own && !i.valid) : undefined
-          if (leftover) up.push({ sql: drop(leftover) })
-          up.push(
-            p.leaf
-              ? {
-                  sql: `CREATE INDEX${concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(own)} ON ${p.relation} ${using}`,
-                  build: build(p.relation),
-                }
-              : { sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(own)} ON ONLY ${p.relation} ${using}` },
-          )
-        }
-        if (p.leaf) leaves.push({ table: `${p.schema}.${p.table}`, index: serving?.name ?? own, reused: Boolean(serving) })
-        attaches.unshift(`ALTER INDEX ${indexOf.get(p.parent)} ATTACH PARTITION ${partitionIndex}`) // deepest first
-      }
-      up.push(...attaches.map((sql) => ({ sql })))
+      const planned = await partitionedStatements(db, target, partitions, {
+        name: decision.name,
+        suffix,
+        using,
+        search,
+        concurrently,
+        build,
+        drop,
+      })
+      up.push(...planned.up)
+      leaves.push(...planned.leaves)
     }
   }
   up.push(...decision.dropAfter.map((i) => ({ sql: drop(i) })))
@@ -169,6 +152,55 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
         ]),
   ]
   return { target, search, decision, migration: { up, down }, memory, memoryAdvice, partitions: leaves }
+}
+
+/**
+ * CREATE INDEX CONCURRENTLY is refused on a partitioned table. Instead: the parent's index ON
+ * ONLY (invalid, empty), each leaf's built concurrently (no partition is locked for writes while
+ * its graph builds), then each attached, deepest first; the parent's turns valid with the last.
+ * A leaf index of the runner's own from an earlier run is attached as it is; anyone else's is
+ * left alone (attached, a later DROP of the parent's index would take it along).
+ */
+async function partitionedStatements(
+  db: Database,
+  target: Target,
+  partitions: Partition[],
+  index: {
+    name: string
+    suffix: IndexSuffix
+    using: string
+    search: SearchExpression
+    concurrently: boolean
+    build: (table: string) => IndexSql['build']
+    drop: (i: VectorIndex) => string
+  },
+): Promise<{ up: IndexSql[]; leaves: Planned['partitions'] }> {
+  const up: IndexSql[] = [{ sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(index.name)} ON ONLY ${target.table} ${index.using}` }]
+  const leaves: Planned['partitions'] = []
+  const indexOf = new Map([[target.table, quoteQualified(target.plan.schema, index.name)]])
+  const attaches: string[] = []
+  for (const p of partitions) {
+    const own = indexName(p.table, target.plan.embedding_column, index.suffix)
+    const onPartition = await readVectorIndexes(db, [], { schema: p.schema, table: p.table, column: target.plan.embedding_column })
+    const earlier = p.leaf ? onPartition.find((i) => i.name === own && i.valid && servesQuery(i, index.search)) : undefined
+    indexOf.set(p.relation, quoteQualified(p.schema, own))
+    if (!earlier) {
+      const leftover = p.leaf ? onPartition.find((i) => i.name === own && !i.valid) : undefined
+      if (leftover) up.push({ sql: index.drop(leftover) })
+      up.push(
+        p.leaf
+          ? {
+              sql: `CREATE INDEX${index.concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(own)} ON ${p.relation} ${index.using}`,
+              build: index.build(p.relation),
+            }
+          : { sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(own)} ON ONLY ${p.relation} ${index.using}` },
+      )
+    }
+    if (p.leaf) leaves.push({ table: `${p.schema}.${p.table}`, index: own, reused: Boolean(earlier) })
+    attaches.unshift(`ALTER INDEX ${indexOf.get(p.parent)} ATTACH PARTITION ${indexOf.get(p.relation)}`)
+  }
+  up.push(...attaches.map((sql) => ({ sql })))
+  return { up, leaves }
 }
 
 /** SQL up/down and the Alembic revision: the application keeps them whether the runner or Alembic applies them. */

@@ -41,7 +41,7 @@ export const builtIndexSchema = z.object({
   explain_index: z.string().nullable(),
   query_ms_before: z.number().nullable(),
   query_ms_after: z.number(),
-  /** A partitioned table: each leaf partition's index, attached to the one on the parent. */
+  /** A partitioned table: each leaf partition's index, attached to the one on the parent (reused: an earlier run's, attached as it was). */
   partitions: z
     .array(z.object({ table: z.string(), index: z.string(), reused: z.boolean(), valid: z.boolean(), size_bytes: z.number().int() }))
     .default([]),

@@ -36,7 +36,7 @@ export function renderIndexes(o: IndexOutput): string {
         '| --- | --- | --- | --- |',
         ...i.partitions.map(
           (p) =>
-            `| ${p.table} | ${p.index}${p.reused ? ' (already there, attached)' : ''} | ${p.valid ? 'yes' : '**no**'} | ${mb(p.size_bytes)} |`,
+            `| ${p.table} | ${p.index}${p.reused ? ' (built by an earlier run, attached)' : ''} | ${p.valid ? 'yes' : '**no**'} | ${mb(p.size_bytes)} |`,
         ),
         '',
       ]),
