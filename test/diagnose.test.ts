@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { connectPostgres } from '../src/db/connectPostgres.ts'
 import type { Database } from '../src/db/database.ts'
@@ -181,6 +182,26 @@ describe.each(targetKinds)('diagnose on %s', (kind) => {
 })
 
 describe.skipIf(!serverUrl)('diagnose changes nothing (real server)', () => {
+  it("is not stopped by another session's temporary table with a vector column, and does not list it", async () => {
+    const target = await createTarget('postgres')
+    const owner = await target.open()
+    const other = new pg.Client({ connectionString: target.url })
+    try {
+      await initDemo(owner, 100)
+      // An application session's scratch table: invisible to other sessions, and not the application's data.
+      await other.connect()
+      await other.query('CREATE TEMP TABLE scratch (id int, embedding vector(1536)); INSERT INTO scratch VALUES (1, NULL)')
+      const result = await runInProcess(demoDiagnosePlan(), owner, registry)
+      expect(result.status, result.session.state.batches[0]!.error).toBe('completed')
+      const columns = (result.outputs.diagnose as DiagnoseOutput).vector_columns.map((c) => `${c.table}.${c.column}`)
+      expect(columns).toEqual(['atoms.embedding', 'messages.embedding', 'topics.embedding'])
+    } finally {
+      await other.end()
+      await owner.close()
+      await target.drop()
+    }
+  })
+
   it('succeeds as a role that can only read, and leaves the table statistics unchanged', async () => {
     const target = await createTarget('postgres')
     const owner = await target.open()
