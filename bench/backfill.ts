@@ -13,6 +13,9 @@ import { loadPlan } from '../src/plan/loadPlan.ts'
 import { createLocalProvider } from '../src/embeddings/localProvider.ts'
 import { percentiles } from '../src/steps/validate/measureSearch.ts'
 import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { buildCli } from './lib/buildCli.ts'
+
+await buildCli()
 
 const rows = Number(process.argv[process.argv.indexOf('--rows') + 1] ?? 0) || 100_000
 const name = `runner_bench_backfill_${rows}`

@@ -3,6 +3,8 @@
 // The chaos run makes its databases on the server the tests use; default to the local one.
 process.env.TEST_DATABASE_URL ??= process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const { chaosRun } = await import('../test/helpers/chaosRun.ts')
+const { buildCli } = await import('./lib/buildCli.ts')
+await buildCli() // the chaos runs spawn the compiled CLI
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const runs = arg('--runs', 20)

@@ -7,6 +7,9 @@ import { execa } from 'execa'
 import pg from 'pg'
 import { stringify } from 'yaml'
 import { ensureBenchDatabase } from './lib/benchDatabase.ts'
+import { buildCli } from './lib/buildCli.ts'
+
+await buildCli()
 
 const rows = Number(process.argv[process.argv.indexOf('--rows') + 1] ?? 0) || 100_000
 const dims = 1536

@@ -9,6 +9,9 @@ import { execa } from 'execa'
 import { stringify } from 'yaml'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
+import { buildCli } from './lib/buildCli.ts'
+
+await buildCli()
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const runs = arg('--runs', 7)
@@ -31,7 +34,6 @@ async function medianOf(command: string[], env?: Record<string, string>, cwd?: s
   return { ms: median(samples.map((s) => s.ms)), mb: median(samples.map((s) => s.mb)) }
 }
 
-await execa('npm', ['run', 'build'], { cwd: root })
 const work = mkdtempSync(join(tmpdir(), 'bench-startup-'))
 const bin = join(root, 'bin/runner.js')
 

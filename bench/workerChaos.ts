@@ -11,6 +11,9 @@ import pg from 'pg'
 import { stringify } from 'yaml'
 import { startFakeOpenAI } from '../test/helpers/fakeOpenAI.ts'
 import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { buildCli } from './lib/buildCli.ts'
+
+await buildCli()
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const seconds = arg('--seconds', 20)
