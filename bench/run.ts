@@ -23,6 +23,7 @@ const runs: [string, string[]][] = full
       ['reconcile.ts', ['--rows', '100000']],
       ['partitionedWrites.ts', ['--partitions', '24', '--rows-per-partition', '10000']],
       ['startup.ts', ['--runs', '9']],
+      ['scale.ts', ['--rows', '1000000']],
     ]
   : [
       ['relevance.ts', ['--rows', '2000']],
@@ -35,6 +36,7 @@ const runs: [string, string[]][] = full
       ['reconcile.ts', ['--rows', '20000']],
       ['partitionedWrites.ts', ['--partitions', '12', '--rows-per-partition', '5000']],
       ['startup.ts', ['--runs', '5']],
+      ['scale.ts', ['--rows', '20000']],
     ]
 
 const client = new pg.Client({ connectionString: BENCH_SERVER })

@@ -72,7 +72,7 @@ process.stdout.write(
   [
     `## The whole plan at ${rows.toLocaleString('en-US')} rows x 1536: backfill-first, local provider, --with-worker`,
     '',
-    `Exit code ${run.exitCode}; session status ${state.status}. Demo set-up (not part of the plan): ${initSeconds.toFixed(0)} s.`,
+    `Exit code ${run.exitCode}; session status ${state.status}. Demo set-up (not part of the plan): ${initSeconds.toFixed(1)} s.`,
     '',
     '| batch | status | seconds |',
     '| --- | --- | --- |',

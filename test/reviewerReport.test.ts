@@ -91,6 +91,11 @@ describe('what reviewers read (embedded demo, rendered in Chromium)', () => {
     const p50s = validation.tables.map((t) => `${(t.latency!.at_recommended ?? t.latency!.at_default).p50.toFixed(1)} ms`)
     expect(await page.locator('#headline .p50').allTextContents()).toEqual(p50s)
     expect(await page.locator('#headline tr').count()).toBe(1 + validation.tables.length)
+    // The next action: each query's measured setting, said where that query runs (tables may differ), or nothing to do.
+    const next = (await page.locator('#verdict p').textContent())!
+    const settings = validation.tables.filter((t) => t.latency!.apply.length)
+    for (const t of settings) expect(next).toContain(`${t.table} nearest-10 ${t.latency!.apply.join('; ')}`)
+    if (settings.length === 0) expect(next).toContain('nothing')
     // Every batch's report is in the page, with its EXPLAIN plans.
     expect(await page.locator('details[id^="batch-"]').count()).toBe(5)
     expect(await page.locator('#batch-validate pre').count()).toBeGreaterThan(0)

@@ -342,6 +342,34 @@ describe('judgeCriteria', () => {
       ['explain_uses_index'],
     ],
     [
+      "a sequential scan at pgvector's default, an index scan at the recommended setting",
+      [
+        table({
+          explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 50 },
+          latency: measurement({
+            at_default: { ...run(50), scan: 'sequential', index_name: null },
+            at_recommended: run(2, 64),
+            apply: ['SET hnsw.ef_search = 64'],
+          }),
+        }),
+      ],
+      [],
+    ],
+    [
+      'a sequential scan at the recommended setting too, on a large table',
+      [
+        table({
+          explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 50 },
+          latency: measurement({
+            at_default: { ...run(50), scan: 'sequential', index_name: null },
+            at_recommended: { ...run(45, 64), scan: 'sequential', index_name: null },
+            apply: ['SET hnsw.ef_search = 64'],
+          }),
+        }),
+      ],
+      ['explain_uses_index'],
+    ],
+    [
       'a sequential scan on a small table whose index can serve',
       [table({ rows: 500, explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 1 } })],
       [],

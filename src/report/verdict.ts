@@ -38,10 +38,15 @@ export function decideVerdict(state: SessionState, sessionDir: string, validatio
   const criteria = state.criteria ?? []
   const failed = criteria.filter((c) => !c.passed && !c.pending)
   const pending = criteria.filter((c) => !c.passed && c.pending)
-  const settings = [
-    ...new Set((validation?.tables ?? []).flatMap((t) => (t.latency ? [t.latency, ...t.app_queries] : []).flatMap((q) => q.apply))),
-  ]
-  const apply = settings.length ? `; in the application's connections apply \`${settings.join('; ')}\` (the measured setting)` : ''
+  // Each query has its own measured setting (tables differ): said per query, to set where that query runs.
+  const settings = (validation?.tables ?? []).flatMap((t) =>
+    (t.latency ? [t.latency, ...t.app_queries] : [])
+      .filter((q) => q.apply.length)
+      .map((q) => `${t.table} ${q.name} \`${q.apply.join('; ')}\``),
+  )
+  const apply = settings.length
+    ? `; apply the measured settings where each query runs (SET LOCAL in its transaction): ${settings.join(', ')}`
+    : ''
   if (failed.length)
     return {
       kind: 'not_met',
