@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { OWNERSHIP_NEEDED } from '../src/db/catalog/readPrivileges.ts'
 import { connectPostgres } from '../src/db/connectPostgres.ts'
 import type { Database } from '../src/db/database.ts'
 import { initDemo } from '../src/demo/initDemo.ts'
@@ -231,7 +232,7 @@ describe.skipIf(!serverUrl)('diagnose changes nothing (real server)', () => {
       // ...and it says which rights the later batches would miss.
       const missing = result.outputs.diagnose.findings.filter((f: any) => f.code === 'MISSING_PRIVILEGES')
       expect(missing.map((f: any) => f.evidence)).toContain(
-        `role ${role} lacks on public.atoms: ownership (CREATE INDEX and CREATE TRIGGER need the table owner); UPDATE (the backfill and the worker write embeddings)`,
+        `role ${role} lacks on public.atoms: ${OWNERSHIP_NEEDED}; UPDATE (the backfill and the worker write embeddings)`,
       )
     } finally {
       await owner.close()

@@ -8,6 +8,8 @@ import type { IndexOutput } from '../src/steps/index/output.ts'
 import type { ValidateOutput } from '../src/steps/validate/output.ts'
 import { DIMS } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
+import { connectPostgres } from '../src/db/connectPostgres.ts'
+import pg from 'pg'
 import { chainedBatches, writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
 
@@ -401,5 +403,39 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     const reranked = await recallWith(50)
     expect(alone).toBeLessThan(0.6)
     expect(reranked).toBeGreaterThan(alone + 0.2)
+  })
+
+  it('refuses before any change, as a role that is not a superuser, a partitioned table with a partition it does not own', async () => {
+    const owner = `runner_owner_${process.pid}`
+    const other = `runner_other_${process.pid}`
+    const admin = await connectPostgres(serverUrl!)
+    try {
+      await admin.exec(`DROP ROLE IF EXISTS ${owner}; DROP ROLE IF EXISTS ${other}; CREATE ROLE ${owner} LOGIN; CREATE ROLE ${other};
+        GRANT SET ON PARAMETER session_replication_role TO ${owner}`)
+      await db.exec(`GRANT CREATE ON DATABASE ${pg.escapeIdentifier(new URL(url).pathname.slice(1))} TO ${owner}`)
+      await createPartitionedApp(db, ['2026-01', '2026-02', '2026-03'])
+      await db.exec(`ALTER SCHEMA "Event Log" OWNER TO ${owner}; ALTER TABLE "Event Log".notes OWNER TO ${owner};
+        ALTER TABLE "Event Log".notes_2026_01 OWNER TO ${owner}; ALTER TABLE "Event Log".notes_2026_02 OWNER TO ${owner};
+        ALTER TABLE "Event Log".notes_2026_03 OWNER TO ${other}`)
+      const asOwner = new URL(url)
+      asOwner.username = owner
+      const refused = await run(
+        ['start', writePlan(dir, partitionedPlan(), 'not-owner.yaml'), '--sessions-dir', join(dir, 'sessions-not-owner')],
+        {
+          DATABASE_URL: asOwner.toString(),
+        },
+      )
+      expect(refused.exitCode, refused.all).toBe(2)
+      expect(refused.stderr).toContain('on a partitioned table, of every partition')
+      // Nothing was built or installed: no index on any partition, no runner schema.
+      const { rows } = await db.query<{ n: number }>(
+        `SELECT ((SELECT count(*) FROM pg_indexes WHERE indexdef ILIKE '%hnsw%') + (SELECT count(*) FROM pg_namespace WHERE nspname = 'runner'))::int AS n`,
+      )
+      expect(rows).toEqual([{ n: 0 }])
+    } finally {
+      await db.exec(`REASSIGN OWNED BY ${owner}, ${other} TO postgres; DROP OWNED BY ${owner}, ${other}`)
+      await admin.exec(`DROP ROLE IF EXISTS ${owner}; DROP ROLE IF EXISTS ${other}`)
+      await admin.close()
+    }
   })
 })

@@ -1,5 +1,11 @@
 import { countRepeatedKeys, readKeyUniqueness } from '../db/catalog/readKeyUniqueness.ts'
-import { readPrivileges, canSuppressTriggers, hasDatabasePrivilege, readRelationKind } from '../db/catalog/readPrivileges.ts'
+import {
+  canSuppressTriggers,
+  hasDatabasePrivilege,
+  OWNERSHIP_NEEDED,
+  readPrivileges,
+  readRelationKind,
+} from '../db/catalog/readPrivileges.ts'
 import { readExtension } from '../db/catalog/readExtension.ts'
 import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../db/catalog/readTriggers.ts'
 import type { Queryable } from '../db/database.ts'
@@ -101,7 +107,7 @@ async function checkRights(db: Queryable, plan: Plan, rs: RunnerSchema, steps: S
     const missing = [
       !table.select && 'SELECT',
       !table.update && (steps.has('backfill') || steps.has('pipeline')) && 'UPDATE (the backfill and the worker write embeddings)',
-      !table.owner && buildsOrInstalls && 'ownership (CREATE INDEX and CREATE TRIGGER need the table owner)',
+      !table.owner && buildsOrInstalls && OWNERSHIP_NEEDED,
     ].filter(Boolean)
     if (missing.length) {
       refuse({

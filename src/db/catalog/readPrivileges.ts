@@ -1,9 +1,13 @@
 import type { Queryable } from '../database.ts'
 import type { Privileges } from './vocabulary.ts'
 
+/** What a role that is not the owner lacks, said the same way by the diagnosis and the preflight. */
+export const OWNERSHIP_NEEDED =
+  'ownership (CREATE INDEX and CREATE TRIGGER need the table owner; on a partitioned table, of every partition)'
+
 /**
  * The rights later batches need: CREATE INDEX and CREATE TRIGGER need the table's owner (or a
- * member of its role), the backfill needs UPDATE, and the runner's schema needs CREATE on the
+ * member of its role), of each partition too for a partitioned table, the backfill needs UPDATE, and the runner's schema needs CREATE on the
  * database unless it exists already and is usable.
  */
 export async function readPrivileges(
@@ -18,7 +22,11 @@ export async function readPrivileges(
     [runnerSchema],
   )
   const { rows } = await db.query<Privileges['tables'][number]>(
-    `SELECT n.nspname || '.' || c.relname AS table, pg_has_role(c.relowner, 'MEMBER') AS owner,
+    `SELECT n.nspname || '.' || c.relname AS table,
+            -- a partitioned table's indexes are built on each partition: each must be the role's too
+            pg_has_role(c.relowner, 'MEMBER') AND NOT EXISTS (
+              SELECT 1 FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid WHERE NOT pg_has_role(pc.relowner, 'MEMBER')
+            ) AS owner,
             has_table_privilege(c.oid, 'SELECT') AS select, has_table_privilege(c.oid, 'UPDATE') AS update,
             has_table_privilege(c.oid, 'TRIGGER') AS trigger
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

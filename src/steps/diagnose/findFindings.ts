@@ -1,3 +1,4 @@
+import { OWNERSHIP_NEEDED } from '../../db/catalog/readPrivileges.ts'
 import { versionBelow } from '../../db/catalog/readExtension.ts'
 import { distanceOfOperatorClass, MAX_INDEXABLE_DIMENSIONS, operatorClass, OPERATORS } from '../../db/vectorOps.ts'
 import type { Plan } from '../../plan/schema.ts'
@@ -233,7 +234,7 @@ const privilegesRule: Rule = (plan, m, add) => {
   const { privileges } = m
   for (const t of privileges.tables) {
     const missing = [
-      !t.owner && 'ownership (CREATE INDEX and CREATE TRIGGER need the table owner)',
+      !t.owner && OWNERSHIP_NEEDED,
       !t.update && 'UPDATE (the backfill and the worker write embeddings)',
       !t.select && 'SELECT',
     ].filter(Boolean)
