@@ -48,6 +48,21 @@ describe.each(targetKinds)('database interface on %s', (kind) => {
     expect(rows.map((r) => r.id)).toEqual([1, 2])
   })
 
+  it('takes vectors as one vector[] parameter, to float4 precision', async () => {
+    const vectors = [[1, -2.5, 0], [0.1, 1e-8, 3.4e38], [Math.PI], Array.from({ length: 1536 }, (_, i) => Math.sin(i))]
+    const { rows } = await db.query<{ values: number[] }>(
+      'SELECT v::real[]::float8[] AS values FROM unnest($1::vector[]) WITH ORDINALITY AS u(v, n) ORDER BY n',
+      [await db.vectorArray(vectors)],
+    )
+    expect(rows.map((r) => r.values.map(Number))).toEqual(vectors.map((v) => v.map(Math.fround)))
+    // On the server they travel in binary: the same bytes as pgvector's own binary output (vector_send).
+    if (kind === 'postgres') {
+      const { rows: sent } = await db.query<{ bytes: Buffer }>('SELECT vector_send($1::vector) AS bytes', ['[1,-2.5,0]'])
+      const param = (await db.vectorArray([[1, -2.5, 0]])) as Buffer
+      expect(param.subarray(24)).toEqual(sent[0]!.bytes)
+    }
+  })
+
   it('refuses writes inside a read-only transaction', async () => {
     await expect(db.transaction((tx) => tx.query('DELETE FROM things'), { readOnly: true })).rejects.toThrow(/read-only transaction/)
     const { rows } = await db.transaction((tx) => tx.query<{ n: number }>('SELECT count(*) AS n FROM things'), { readOnly: true })

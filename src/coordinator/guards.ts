@@ -14,6 +14,7 @@ export function readOnlyView(tx: Queryable, base: Database): Database {
     exec: (sql) => tx.exec(sql),
     transaction: (work) => work(tx),
     withSession: (work) => work(tx),
+    vectorArray: (vectors) => base.vectorArray(vectors),
     listen: () => Promise.reject(new Error('a read_only batch cannot LISTEN')),
     close: () => Promise.resolve(),
   }

@@ -2,6 +2,7 @@ import pg from 'pg'
 import { parse } from 'pg-connection-string'
 import pgvector from 'pgvector'
 import { backoffMs } from '../retryTransient.ts'
+import { encodeVectorArray, vectorArrayLiteral } from './vectorBinary.ts'
 import type { Database, Listener, Queryable, QueryResult, TransactionOptions } from './database.ts'
 
 // Type parsers for the whole pool, set once: bigint counts arrive as numbers, as they do from
@@ -81,10 +82,16 @@ export async function connectPostgres(url: string, options: { applicationName?: 
   pool.on('error', () => {})
   // Fail early, with a clear cause, when the server is not there. Without the extension there
   // are no vector types yet: the diagnosis reports that.
-  const { rows } = await pool.query<{ typname: string; oid: number }>(
-    `SELECT typname, oid::int AS oid FROM pg_type WHERE typname IN ('vector', 'halfvec')`,
-  )
-  for (const row of rows) vectorOids.set(row.oid, pgvector.fromSql)
+  const readVectorTypes = async () =>
+    (
+      await pool.query<{ typname: string; oid: number }>(
+        `SELECT t.typname, t.oid::int AS oid FROM pg_type t JOIN pg_extension e ON e.extnamespace = t.typnamespace AND e.extname = 'vector'
+         WHERE t.typname IN ('vector', 'halfvec')`,
+      )
+    ).rows
+  const types = await readVectorTypes()
+  for (const row of types) vectorOids.set(row.oid, pgvector.fromSql)
+  let vectorOid = types.find((r) => r.typname === 'vector')?.oid
   const pooled = wrap(pool)
 
   return {
@@ -114,6 +121,11 @@ export async function connectPostgres(url: string, options: { applicationName?: 
           await client.query('RESET ALL').catch(() => {})
         }
       })
+    },
+    async vectorArray(vectors) {
+      // The extension may have been created after this pool was opened (a demo's set-up does so).
+      vectorOid ??= (await readVectorTypes()).find((r) => r.typname === 'vector')?.oid
+      return vectorOid === undefined ? vectorArrayLiteral(vectors) : encodeVectorArray(vectors, vectorOid)
     },
     listen: (channel, onNotify) => listenWithReconnect(config, channel, onNotify),
     async close() {

@@ -24,6 +24,8 @@ export interface Database extends Queryable {
   /** Which database this is, exactly: user@host:port/database, or the embedded folder. Compared, never shown redacted. */
   readonly fingerprint: string
   transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>
+  /** Vectors as one parameter for `$n::vector[]`: binary to the server (vectorBinary.ts), text to the embedded database. */
+  vectorArray(vectors: number[][]): Promise<unknown>
   /**
    * One connection for the duration of work, outside any transaction: for session settings
    * (SET maintenance_work_mem) and statements that refuse a transaction block (CREATE INDEX

@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { PGlite, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'
 import { acquireProcessLock } from '../processLock.ts'
+import { vectorArrayLiteral } from './vectorBinary.ts'
 import type { Database, Queryable, QueryResult } from './database.ts'
 
 // The embedded PostgreSQL (PGlite: PostgreSQL compiled to WASM, with pgvector). Its data lives
@@ -56,6 +57,7 @@ export async function openEmbedded(dataDir: string): Promise<Database> {
         await db.exec('RESET ALL')
       }
     },
+    vectorArray: async (vectors) => vectorArrayLiteral(vectors),
     async listen(channel, onNotify) {
       // One process, one backend: the connection cannot be lost apart from the database itself.
       const unlisten = await db.listen(channel, onNotify)
