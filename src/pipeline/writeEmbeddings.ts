@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { Database } from '../db/database.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
@@ -13,6 +14,10 @@ import type { Target } from '../db/target.ts'
 // parsed back by the server, the same write ran at a third of the rate at the backfill's batch
 // size, and a binary COPY into a staging table then one UPDATE join at two thirds of it
 // (bench/writePaths.ts).
+//
+// The backfill saves each embedded batch in the runner's schema before it asks the provider
+// for the next one (stageEmbeddings), and the transaction that writes the batch deletes it: a
+// batch embedded is never embedded again, whatever ends the run (writeStaged replays it).
 //
 // The application's triggers do not fire on these writes when the policy says so:
 // session_replication_role = replica for this transaction only.
@@ -52,15 +57,23 @@ export function writeStatement(rs: RunnerSchema, target: Target, source: string)
    SELECT row_key FROM updated`
 }
 
-/** Runs a write statement in a transaction of its own, under the policy; the keys written. */
-export async function runWrite(db: Pick<Database, 'transaction'>, sql: string, params: unknown[], policy: WritePolicy): Promise<string[]> {
+/** Runs a write statement in a transaction of its own, under the policy, removing the staged batch it writes; the keys written. */
+export async function runWrite(
+  db: Pick<Database, 'transaction'>,
+  sql: string,
+  params: unknown[],
+  policy: WritePolicy,
+  staged?: { rs: RunnerSchema; batch: string },
+): Promise<string[]> {
   return db.transaction(async (tx) => {
     if (policy.suppressTriggers) await tx.exec('SET LOCAL session_replication_role = replica')
     const { rows } = await tx.query<{ row_key: string }>(sql, params)
+    if (staged) await tx.query(`DELETE FROM ${staged.rs.staging} WHERE batch = $1`, [staged.batch])
     return rows.map((r) => r.row_key)
   })
 }
 
+/** Writes one batch; `staged`, the name stageEmbeddings gave it, is removed in the same transaction. */
 export async function writeEmbeddings(
   db: Pick<Database, 'transaction' | 'vectorArray'>,
   rs: RunnerSchema,
@@ -68,6 +81,7 @@ export async function writeEmbeddings(
   rows: EmbeddedRow[],
   model: string,
   policy: WritePolicy,
+  staged?: string,
 ): Promise<string[]> {
   if (rows.length === 0) return []
   const source =
@@ -84,7 +98,47 @@ export async function writeEmbeddings(
       model,
     ],
     policy,
+    staged === undefined ? undefined : { rs, batch: staged },
   )
+}
+
+/** Saves an embedded batch in the runner's schema, committed when this returns; the name writeEmbeddings removes it by. */
+export async function stageEmbeddings(
+  db: Pick<Database, 'query' | 'vectorArray'>,
+  rs: RunnerSchema,
+  target: Target,
+  rows: EmbeddedRow[],
+  model: string,
+): Promise<string> {
+  const batch = randomUUID()
+  await db.query(
+    `INSERT INTO ${rs.staging} (batch, table_name, model, keys, hashes, vectors) VALUES ($1, $2, $3, $4::text[], $5::text[], $6::vector[])`,
+    [batch, target.name, model, rows.map((r) => r.key), rows.map((r) => r.hash), await db.vectorArray(rows.map((r) => r.vector))],
+  )
+  return batch
+}
+
+/**
+ * Writes the batches a run that ended early had embedded and saved but not written, oldest
+ * first, with the checks of every write (a row whose text changed since, or vectors of a model
+ * the column is no longer bound to, are left out); each leaves the staging table as it is written.
+ */
+export async function writeStaged(
+  db: Pick<Database, 'query' | 'transaction'>,
+  rs: RunnerSchema,
+  target: Target,
+  policy: WritePolicy,
+): Promise<{ batches: number; written: number }> {
+  const { rows: batches } = await db.query<{ batch: string }>(`SELECT batch FROM ${rs.staging} WHERE table_name = $1 ORDER BY staged_at`, [
+    target.name,
+  ])
+  const source = `SELECT u.key, u.hash, s.model, u.embedding FROM ${rs.staging} s, unnest(s.keys, s.hashes, s.vectors) AS u(key, hash, embedding) WHERE s.batch = $3`
+  let written = 0
+  for (const { batch } of batches) {
+    const sql = writeStatement(rs, target, source)
+    written += (await runWrite(db, sql, [target.name, target.plan.embedding_column, batch], policy, { rs, batch })).length
+  }
+  return { batches: batches.length, written }
 }
 
 /** Of these rows, the keys whose embedding of their current text by this model is written already (the runner's metadata says so). */

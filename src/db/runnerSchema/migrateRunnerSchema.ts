@@ -43,8 +43,12 @@ export async function migrateRunnerSchema(db: Pick<Database, 'transaction'>, rs:
     )`)
     const found = await readSchemaVersion(tx, rs)
     if (found.version > found.latest) throw newerThanKnown(rs, found)
+    const { rows: vector } = await tx.query<{ type: string | null }>(
+      `SELECT format('%I.vector', n.nspname) AS type FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`,
+    )
+    const database = { vectorType: vector[0]?.type ?? null }
     for (const migration of MIGRATIONS.filter((m) => m.version > found.version)) {
-      await tx.exec(migration.sql(rs.ident))
+      await tx.exec(migration.sql(rs.ident, database))
       await tx.query(`INSERT INTO ${rs.migrations} (version, description) VALUES ($1, $2)`, [migration.version, migration.description])
     }
     // Only a schema the runner created itself is ever dropped by uninstall.

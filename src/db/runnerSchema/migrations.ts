@@ -1,3 +1,5 @@
+import { TargetError } from '../../errors.ts'
+
 // The runner's schema, as an ordered list of migrations. Each runs once per target database,
 // in a transaction, and is recorded in schema_migrations; a release that changes the queue
 // adds a migration here and never edits one that has shipped. `s` is the quoted schema name.
@@ -8,7 +10,8 @@
 export interface Migration {
   version: number
   description: string
-  sql(s: string): string
+  /** `vectorType`: pgvector's vector type, qualified and quoted, or null without the extension. */
+  sql(s: string, database: { vectorType: string | null }): string
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -93,6 +96,29 @@ CREATE TABLE ${s}.workers (
     // heartbeat renews its own jobs' leases: without this both read the whole queue, which is
     // largest exactly when a backlog builds. Held jobs are few (workers x batch size).
     sql: (s) => `CREATE INDEX embedding_queue_locked_by ON ${s}.embedding_queue (locked_by) WHERE locked_by IS NOT NULL;`,
+  },
+  {
+    version: 5,
+    description: 'the batches the backfill has embedded and not yet written',
+    // The backfill saves each embedded batch here (one row, committed) before it asks for the
+    // next, and deletes it in the transaction that writes it: a crash loses only the batch being
+    // embedded, and the next run writes what it finds here first. UNLOGGED: no WAL for what is
+    // only in transit (a server crash empties it; those rows are embedded again). EXTERNAL:
+    // floats do not compress, and trying would cost time on every batch.
+    sql: (s, { vectorType }) => {
+      if (!vectorType) throw new TargetError("the runner's schema needs the vector extension, which this database does not have")
+      return `
+CREATE UNLOGGED TABLE ${s}.embedding_staging (
+  batch text PRIMARY KEY,
+  table_name text NOT NULL,
+  model text NOT NULL,
+  keys text[] NOT NULL,
+  hashes text[] NOT NULL,
+  vectors ${vectorType}[] NOT NULL,
+  staged_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE ${s}.embedding_staging ALTER COLUMN vectors SET STORAGE EXTERNAL;`
+    },
   },
 ]
 

@@ -16,8 +16,19 @@ export const CREATED_TABLE = 'created_objects'
 export const MODELS_TABLE = 'column_models'
 /** The workers running against this database, with their heartbeats. */
 export const WORKERS_TABLE = 'workers'
+/** Embedded vectors on their way into the application's table (the backfill's two-step write). */
+export const STAGING_TABLE = 'embedding_staging'
 /** The tables of the runner's schema, in the order uninstall drops them. */
-export const RUNNER_TABLES = [QUEUE_TABLE, FAILED_TABLE, META_TABLE, MODELS_TABLE, WORKERS_TABLE, CREATED_TABLE, MIGRATIONS_TABLE] as const
+export const RUNNER_TABLES = [
+  QUEUE_TABLE,
+  FAILED_TABLE,
+  META_TABLE,
+  STAGING_TABLE,
+  MODELS_TABLE,
+  WORKERS_TABLE,
+  CREATED_TABLE,
+  MIGRATIONS_TABLE,
+] as const
 
 /** BEFORE INSERT OR UPDATE OF the text columns: nulls the stale embedding and queues the row. */
 export const CAPTURE_TRIGGER = 'runner_enqueue_embedding'
@@ -39,6 +50,7 @@ export interface RunnerSchema {
   created: string
   models: string
   workers: string
+  staging: string
   /** The NOTIFY channel the capture triggers wake the workers on. */
   channel: string
   /** The capture trigger function of one target table, qualified and quoted. */
@@ -58,6 +70,7 @@ export function runnerSchema(name: string): RunnerSchema {
     created: qualified(CREATED_TABLE),
     models: qualified(MODELS_TABLE),
     workers: qualified(WORKERS_TABLE),
+    staging: qualified(STAGING_TABLE),
     channel: `${name}_embedding`,
     captureFunction: (t) => qualified(captureFunctionName(t)),
   }

@@ -7,15 +7,18 @@ import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors
 import { bindColumnModels, rebindColumnModel } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
-import { writeEmbeddings } from '../../pipeline/writeEmbeddings.ts'
+import { type EmbeddedRow, stageEmbeddings, writeEmbeddings, writeStaged } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
 // nothing written during the backfill is missed. Pages through NULL rows by key (never
-// OFFSET), embeds a batch, writes it in one statement, and saves its cursor after each batch:
-// a resume after a crash redoes at most the batch in flight.
+// OFFSET), embeds a batch, saves it in the runner's schema, and writes it in one statement
+// while the next is embedded; the cursor is saved after each write. A resume writes whatever
+// was saved and not written first, so a crash repeats at most the batch being embedded.
 
 const MAX_LISTED_FAILURES = 100
+/** Batches between two VACUUMs of the staging table (each batch leaves ~1.5 MB dead at 256 x 1536). */
+const VACUUM_STAGING_EVERY = 64
 const COST_SAMPLE_ROWS = 1000
 
 const estimateSchema = z.object({
@@ -139,10 +142,10 @@ type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
 /**
  * Embeds one table's rows page by page from the cursor of this phase. The two stages overlap:
  * while batch N is written (the database's work, on the server's core), batch N+1 is read and
- * embedded (the provider's, here or remote); the cursor is saved once a batch is written. A
- * crash redoes what was in flight: the batch being embedded, and the batch being written if
- * its transaction had not committed (rows it wrote are no longer NULL, so they are not read
- * again): at most two batches.
+ * embedded (the provider's, here or remote), then saved in the runner's schema before anything
+ * else is asked of the provider; the cursor is saved once a batch is written. A crash loses
+ * only the batch being embedded: saved ones are written by the next run (writeLeftovers), and
+ * written ones are no longer read.
  */
 async function embedPages(
   ctx: StepContext<Cursor>,
@@ -159,19 +162,20 @@ async function embedPages(
   const at = t.label
   let readFrom = positions[at] ?? null
   let writtenHere = 0
-  const write = async (rows: TextRow[], result: EmbedResult) => {
-    const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-    const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model, ctx.writes)
+  let batches = 0
+  const write = async (rows: TextRow[], result: EmbedResult, embedded: EmbeddedRow[], staged: string | undefined) => {
+    const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model, ctx.writes, staged)
     for (const f of result.failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
     positions[at] = rows.at(-1)!.key
     writtenHere += written.length
-    const counter = phase === 'after' ? cursor.written : (cursor.reembedded ??= {})
-    counter[t.name] = (counter[t.name] ?? 0) + written.length
+    countWritten(cursor, phase, t, written.length)
     cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + result.failures.length
     ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
     onBatch(rows.length)
+    // Each written batch leaves its saved copy dead in the staging table's storage: reclaimed as it goes.
+    if (++batches % VACUUM_STAGING_EVERY === 0) await ctx.db.exec(`VACUUM ${ctx.runnerSchema.staging}`)
   }
   let writing: Promise<void> | undefined
   try {
@@ -180,8 +184,10 @@ async function embedPages(
       if (rows.length === 0) break
       readFrom = rows.at(-1)!.key
       const result = await provider.embed(rows.map((r) => r.text))
+      const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
+      const staged = embedded.length ? await stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model) : undefined
       await writing // one write in flight at a time: the cursor advances in order
-      writing = write(rows, result)
+      writing = write(rows, result, embedded, staged)
       writing.catch(() => {}) // awaited below or in finally; a failure must not go unhandled meanwhile
       // On SIGINT the batches in flight finish, are written and checkpointed; the loop then stops.
       if (ctx.signal.aborted) break
@@ -191,6 +197,21 @@ async function embedPages(
   }
   if (ctx.signal.aborted) throw new Interrupted()
   return writtenHere
+}
+
+function countWritten(cursor: Cursor, phase: 'after' | 'foreign_after', t: Target, written: number): void {
+  const counter = phase === 'after' ? cursor.written : (cursor.reembedded ??= {})
+  counter[t.name] = (counter[t.name] ?? 0) + written
+}
+
+/** Batches an earlier run embedded and saved but did not write: written now, before anything is read or embedded. */
+async function writeLeftovers(ctx: StepContext<Cursor>, t: Target, cursor: Cursor): Promise<void> {
+  const { batches, written } = await writeStaged(ctx.db, ctx.runnerSchema, t, ctx.writes)
+  if (batches === 0) return
+  // Counted with the NULL rows: which phase saved them is not recorded, and nearly always it is that one.
+  countWritten(cursor, 'after', t, written)
+  ctx.checkpoint.save(cursor)
+  ctx.log(`  ${t.name}: ${written} embeddings saved by the run that ended early written now, not embedded again`)
 }
 
 const SAME_MODEL_COSINE = 0.99
@@ -256,6 +277,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     await bindModels(ctx, targets, provider)
 
     const cursor: Cursor = ctx.checkpoint.load() ?? { after: {}, written: {}, failures: [], failedCount: {}, seconds: 0 }
+    for (const t of targets) await writeLeftovers(ctx, t, cursor)
     if (!cursor.estimate) {
       cursor.estimate = await estimateCost(ctx, targets)
       ctx.checkpoint.save(cursor)
