@@ -395,6 +395,11 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
       expect(ran.exitCode, ran.all).toBe(0)
       const nearest = output<ValidateOutput>(sessionOf(sessions), '02-validate').tables[0]!.latency!
       expect(nearest.sweep.filter((p) => !p.forced).every((p) => p.index_name === 'docs_embedding_hnsw_binary')).toBe(true)
+      // The index must hand over 10 x factor candidates: that LIMIT is swept when the plan's candidates stop short of it,
+      // and nothing below it is recommended.
+      expect(nearest.limit).toBe(10 * factor)
+      expect(nearest.sweep.some((p) => p.ef_search >= 10 * factor)).toBe(true)
+      if (nearest.recommended) expect(nearest.recommended.ef_search).toBeGreaterThanOrEqual(10 * factor)
       return Math.max(...nearest.sweep.map((p) => p.recall))
     }
     // 16 bits cannot order 30,000 rows: the Hamming order alone misses most of the true nearest

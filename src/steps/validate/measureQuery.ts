@@ -106,9 +106,14 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
       apply: [],
     }
   }
-  const candidates = [...v.ef_search_candidates].sort((a, b) => a - b)
+  // HNSW hands over at most ef_search rows: the LIMIT itself is swept when no candidate reaches it
+  // (a binary index's re-ranked query asks for k x rerank_factor), up to pgvector's maximum, 1,000.
+  const reach = Math.min(query.limit, 1000)
+  const candidates = [...new Set([...v.ef_search_candidates, ...(v.ef_search_candidates.some((ef) => ef >= reach) ? [] : [reach])])].sort(
+    (a, b) => a - b,
+  )
   await runAt(db, target.table, query, vectors.slice(0, 20), { ef_search: candidates.at(-1)!, iterative_scan: 'off' }) // warm-up
-  const goal = { indexName: ctx.usableIndex, limit: query.limit, recallTarget: v.recall_target }
+  const goal = { indexName: ctx.usableIndex, limit: reach, recallTarget: v.recall_target }
   const sweep: (SweepPoint & { run: TimedRun })[] = []
   const sweepAll = async (iterative: SearchSetting['iterative_scan'], forced: boolean) => {
     for (const ef of candidates) if (!ctx.signal.aborted) sweep.push(await point({ ef_search: ef, iterative_scan: iterative }, forced))

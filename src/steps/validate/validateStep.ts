@@ -71,7 +71,8 @@ function queriesOf(t: Target, search: SearchExpression): { nearest: SearchQuery;
       name: 'nearest-10',
       sql: t.nearestSql(search),
       params: (vector) => [vector, 10],
-      limit: 10,
+      // What the index must hand over: 10, or for a binary index the 10 x rerank_factor candidates re-ranked.
+      limit: 10 * (search.rerank?.factor ?? 1),
       // Binary candidates re-ranked are measured against the full vectors' true nearest.
       ...(search.rerank ? { exactSql: t.nearestSql(t.search('full')) } : {}),
     },
