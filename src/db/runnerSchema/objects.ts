@@ -16,7 +16,7 @@ export const CREATED_TABLE = 'created_objects'
 export const MODELS_TABLE = 'column_models'
 /** The workers running against this database, with their heartbeats. */
 export const WORKERS_TABLE = 'workers'
-/** Embedded vectors on their way into the application's table (the backfill's two-step write). */
+/** Batches the backfill has embedded and not yet written: a crash does not embed them again. */
 export const STAGING_TABLE = 'embedding_staging'
 /** The tables of the runner's schema, in the order uninstall drops them. */
 export const RUNNER_TABLES = [
