@@ -59,7 +59,10 @@ export function errorMessage(error: unknown): string {
 // Everything else (a bad plan, an SQL error in the 42xxx class, missing rights) is permanent.
 const TRANSIENT_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '40001', '40P01', '53300'])
 const TRANSIENT_NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'])
-const TRANSIENT_MESSAGES = /Connection terminated|terminating connection|the database system is (starting up|shutting down)/i
+// (node-postgres says "Client has encountered a connection error and is not queryable" of a
+// pooled connection the server closed, when a query reaches it before the pool drops it.)
+const TRANSIENT_MESSAGES =
+  /Connection terminated|terminating connection|the database system is (starting up|shutting down)|encountered a connection error and is not queryable/i
 
 /** A failure that another try may not meet: a lost connection, a restarting server, a lost race. */
 export function isTransient(error: unknown): boolean {

@@ -476,6 +476,7 @@ describe('errors and retries', () => {
     ['serialization failure (40001)', Object.assign(new Error('could not serialize access'), { code: '40001' }), true],
     ['connection refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }), true],
     ['pg: connection terminated', new Error('Connection terminated unexpectedly'), true],
+    ['pg: a pooled connection the server closed', new Error('Client has encountered a connection error and is not queryable'), true],
     ['undefined column (42703)', Object.assign(new Error('column "x" does not exist'), { code: '42703' }), false],
     ['permission denied (42501)', Object.assign(new Error('permission denied for table atoms'), { code: '42501' }), false],
     ["one of the runner's own errors, whatever it says", new TargetError('Connection terminated is in this message'), false],
