@@ -1,3 +1,5 @@
+import pgvector from 'pgvector'
+
 // Vectors as one binary query parameter of type vector[], so that nothing is printed or parsed
 // as text: formatting 1,536 floats a row as text cost the backfill 130 µs a row of the thread
 // that also embeds (bench/results.md, "Backfill writes"). PostgreSQL's binary array form
@@ -34,7 +36,7 @@ export function encodeVectorArray(vectors: number[][], vectorOid: number): Buffe
   return out
 }
 
-/** The text form of the same vector[] (an array literal of vector literals), for a database that takes parameters as text. */
+/** The text form of the same vector[] (an array literal of pgvector's literals), for a database that takes parameters as text. */
 export function vectorArrayLiteral(vectors: number[][]): string {
-  return `{${vectors.map((v) => `"[${v.join(',')}]"`).join(',')}}`
+  return `{${vectors.map((v) => `"${pgvector.toSql(v)}"`).join(',')}}`
 }

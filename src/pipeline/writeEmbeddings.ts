@@ -132,10 +132,13 @@ export async function writeStaged(
   const { rows: batches } = await db.query<{ batch: string }>(`SELECT batch FROM ${rs.staging} WHERE table_name = $1 ORDER BY staged_at`, [
     target.name,
   ])
-  const source = `SELECT u.key, u.hash, s.model, u.embedding FROM ${rs.staging} s, unnest(s.keys, s.hashes, s.vectors) AS u(key, hash, embedding) WHERE s.batch = $3`
+  const sql = writeStatement(
+    rs,
+    target,
+    `SELECT u.key, u.hash, s.model, u.embedding FROM ${rs.staging} s, unnest(s.keys, s.hashes, s.vectors) AS u(key, hash, embedding) WHERE s.batch = $3`,
+  )
   let written = 0
   for (const { batch } of batches) {
-    const sql = writeStatement(rs, target, source)
     written += (await runWrite(db, sql, [target.name, target.plan.embedding_column, batch], policy, { rs, batch })).length
   }
   return { batches: batches.length, written }
