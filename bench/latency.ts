@@ -100,6 +100,8 @@ const lines = [
 for (const c of configs) {
   for (const other of configs) if (other.index !== c.index) await db.query(`DROP INDEX IF EXISTS ${other.index}`)
   await db.query(`SET maintenance_work_mem = '${buildMb}MB'`)
+  // As the runner builds on this server's pgvector 0.8.0 (CVE-2026-3172: no parallel HNSW builds before 0.8.2).
+  await db.query('SET max_parallel_maintenance_workers = 0')
   let started = performance.now()
   const built = Number((await db.query('SELECT count(*) AS n FROM pg_class WHERE relname = $1', [c.index])).rows[0].n) === 0
   await db.query(c.create)
@@ -142,7 +144,7 @@ for (const c of configs.slice(1)) await db.query(`DROP INDEX IF EXISTS ${c.index
 await db.end()
 lines.push(
   '',
-  `${queryCount} queries per row, each a cluster centre plus fresh noise (not a row of the table); maintenance_work_mem ${buildMb} MB for the builds. Command: \`npx tsx bench/latency.ts --rows ${rows} --queries ${queryCount}${buildMb === 1024 ? '' : ` --build-mb ${buildMb}`}\``,
+  `${queryCount} queries per row, each a cluster centre plus fresh noise (not a row of the table); maintenance_work_mem ${buildMb} MB and no parallel workers for the builds. Command: \`npx tsx bench/latency.ts --rows ${rows} --queries ${queryCount}${buildMb === 1024 ? '' : ` --build-mb ${buildMb}`}\``,
   '',
 )
 process.stdout.write(`${lines.join('\n')}\n`)

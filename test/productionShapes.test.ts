@@ -399,7 +399,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
       // and nothing below it is recommended.
       expect(nearest.limit).toBe(10 * factor)
       expect(nearest.sweep.some((p) => p.ef_search >= 10 * factor)).toBe(true)
-      if (nearest.recommended) expect(nearest.recommended.ef_search).toBeGreaterThanOrEqual(10 * factor)
+      expect(nearest.recommended?.ef_search).toBeGreaterThanOrEqual(10 * factor)
       return Math.max(...nearest.sweep.map((p) => p.recall))
     }
     // 16 bits cannot order 30,000 rows: the Hamming order alone misses most of the true nearest

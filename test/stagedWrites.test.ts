@@ -4,7 +4,7 @@ import { bindColumnModels } from '../src/db/runnerSchema/columnModels.ts'
 import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
 import { resolveTargets, type Target } from '../src/db/target.ts'
 import { installPipeline } from '../src/pipeline/installPipeline.ts'
-import { stageEmbeddings, writeEmbeddings, writeStaged } from '../src/pipeline/writeEmbeddings.ts'
+import { stageEmbeddings, writeStaged, writeStagedBatch } from '../src/pipeline/writeEmbeddings.ts'
 import { planSchema } from '../src/plan/schema.ts'
 import { createTarget, targetKinds, type TestTarget } from './helpers/databases.ts'
 
@@ -72,7 +72,7 @@ describe.each(targetKinds)('staged writes on %s', (kind) => {
     expect(await staged()).toEqual([batch])
     expect(await count(`SELECT count(*)::int AS n FROM "Shop"."Items" WHERE embedding IS NOT NULL`)).toBe(0)
 
-    expect((await writeEmbeddings(db, rs, t, rows, MODEL, policy, batch)).sort()).toEqual([...current.keys()].sort())
+    expect((await writeStagedBatch(db, rs, t, batch, policy)).sort()).toEqual([...current.keys()].sort())
     expect(await rowsOf()).toEqual([...current.keys()].sort().map((code) => ({ code, e: `[${vectorOf(code).join(',')}]` })))
     expect(await staged()).toEqual([])
   })
@@ -81,10 +81,14 @@ describe.each(targetKinds)('staged writes on %s', (kind) => {
     const current = await hashes()
     const rows = [...current].map(([key, hash]) => ({ key, hash, vector: vectorOf(key) }))
     const batch = await stageEmbeddings(db, rs, t, rows, MODEL)
-    await expect(writeEmbeddings(db, rs, t, [{ ...rows[0]!, vector: [1, 2, 3] }], MODEL, policy, batch)).rejects.toThrow(
-      /expected 4 dimensions, not 3/,
-    )
+    // The application refuses the write (a trigger that fires even under the runner's replica role).
+    await db.exec(`CREATE FUNCTION "Shop".refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'refused by the application'; END$$;
+      CREATE TRIGGER refuse BEFORE UPDATE ON "Shop"."Items" FOR EACH ROW EXECUTE FUNCTION "Shop".refuse();
+      ALTER TABLE "Shop"."Items" ENABLE ALWAYS TRIGGER refuse`)
+    await expect(writeStagedBatch(db, rs, t, batch, policy)).rejects.toThrow(/refused by the application/)
+    await db.exec('DROP TRIGGER refuse ON "Shop"."Items"; DROP FUNCTION "Shop".refuse()')
     expect(await staged()).toEqual([batch])
+    expect(await count(`SELECT count(*)::int AS n FROM "Shop"."Items" WHERE embedding IS NOT NULL`)).toBe(0)
 
     expect(await writeStaged(db, rs, t, policy)).toEqual({ batches: 1, written: 3 })
     expect(await rowsOf()).toEqual([...current.keys()].sort().map((code) => ({ code, e: `[${vectorOf(code).join(',')}]` })))

@@ -3,14 +3,15 @@ import { vectorBytes, writeVector } from '../../src/db/vectorBinary.ts'
 // For bench/writePaths.ts, the alternative the runner measured and did not take: rows in
 // PostgreSQL's binary COPY format (the COPY page of its manual, "Binary Format"): a signature,
 // flags and an extension length, then each row as its field count and each field as its
-// length and bytes, then -1. A text field is its UTF-8; a number[] is a pgvector vector in its
-// binary form (src/db/vectorBinary.ts).
+// length and bytes, then -1. A text field is its UTF-8; a bigint is an int8; a number[] is a
+// pgvector vector in its binary form (src/db/vectorBinary.ts).
 
-export type CopyField = string | number[]
+export type CopyField = string | bigint | number[]
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1')
 
-const fieldLength = (field: CopyField): number => (typeof field === 'string' ? Buffer.byteLength(field) : vectorBytes(field))
+const fieldLength = (field: CopyField): number =>
+  typeof field === 'string' ? Buffer.byteLength(field) : typeof field === 'bigint' ? 8 : vectorBytes(field)
 
 /** One buffer holding every row, ready for `COPY ... FROM STDIN WITH (FORMAT binary)`. */
 export function encodeCopyBinary(rows: CopyField[][]): Buffer {
@@ -22,7 +23,9 @@ export function encodeCopyBinary(rows: CopyField[][]): Buffer {
     at = out.writeInt16BE(row.length, at)
     for (const field of row) {
       at = out.writeInt32BE(fieldLength(field), at)
-      at = typeof field === 'string' ? at + out.write(field, at, 'utf8') : writeVector(out, at, field)
+      if (typeof field === 'string') at += out.write(field, at, 'utf8')
+      else if (typeof field === 'bigint') at = out.writeBigInt64BE(field, at)
+      else at = writeVector(out, at, field)
     }
   }
   out.writeInt16BE(-1, at)

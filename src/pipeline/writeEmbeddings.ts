@@ -16,8 +16,9 @@ import type { Target } from '../db/target.ts'
 // (bench/writePaths.ts).
 //
 // The backfill saves each embedded batch in the runner's schema before it asks the provider
-// for the next one (stageEmbeddings), and the transaction that writes the batch deletes it: a
-// batch embedded is never embedded again, whatever ends the run (writeStaged replays it).
+// for the next one (stageEmbeddings), then writes it from there (writeStagedBatch), in a
+// transaction that deletes it: a batch embedded is never embedded again, whatever ends the
+// run (writeStaged writes what an earlier run left), and its vectors cross the wire once.
 //
 // The application's triggers do not fire on these writes when the policy says so:
 // session_replication_role = replica for this transaction only.
@@ -73,7 +74,7 @@ export async function runWrite(
   })
 }
 
-/** Writes one batch; `staged`, the name stageEmbeddings gave it, is removed in the same transaction. */
+/** Writes one batch, its vectors sent with the statement (the worker's write). */
 export async function writeEmbeddings(
   db: Pick<Database, 'transaction' | 'vectorArray'>,
   rs: RunnerSchema,
@@ -81,7 +82,6 @@ export async function writeEmbeddings(
   rows: EmbeddedRow[],
   model: string,
   policy: WritePolicy,
-  staged?: string,
 ): Promise<string[]> {
   if (rows.length === 0) return []
   const source =
@@ -98,7 +98,6 @@ export async function writeEmbeddings(
       model,
     ],
     policy,
-    staged === undefined ? undefined : { rs, batch: staged },
   )
 }
 
@@ -118,6 +117,18 @@ export async function stageEmbeddings(
   return batch
 }
 
+/** Writes one saved batch from the staging table (`batch`, the name stageEmbeddings gave it), removing it in the same transaction. */
+export async function writeStagedBatch(
+  db: Pick<Database, 'transaction'>,
+  rs: RunnerSchema,
+  target: Target,
+  batch: string,
+  policy: WritePolicy,
+): Promise<string[]> {
+  const source = `SELECT u.key, u.hash, s.model, u.embedding FROM ${rs.staging} s, unnest(s.keys, s.hashes, s.vectors) AS u(key, hash, embedding) WHERE s.batch = $3`
+  return runWrite(db, writeStatement(rs, target, source), [target.name, target.plan.embedding_column, batch], policy, { rs, batch })
+}
+
 /**
  * Writes the batches a run that ended early had embedded and saved but not written, oldest
  * first, with the checks of every write (a row whose text changed since, or vectors of a model
@@ -132,15 +143,8 @@ export async function writeStaged(
   const { rows: batches } = await db.query<{ batch: string }>(`SELECT batch FROM ${rs.staging} WHERE table_name = $1 ORDER BY staged_at`, [
     target.name,
   ])
-  const sql = writeStatement(
-    rs,
-    target,
-    `SELECT u.key, u.hash, s.model, u.embedding FROM ${rs.staging} s, unnest(s.keys, s.hashes, s.vectors) AS u(key, hash, embedding) WHERE s.batch = $3`,
-  )
   let written = 0
-  for (const { batch } of batches) {
-    written += (await runWrite(db, sql, [target.name, target.plan.embedding_column, batch], policy, { rs, batch })).length
-  }
+  for (const { batch } of batches) written += (await writeStagedBatch(db, rs, target, batch, policy)).length
   return { batches: batches.length, written }
 }
 

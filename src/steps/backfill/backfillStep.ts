@@ -7,14 +7,15 @@ import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors
 import { bindColumnModels, rebindColumnModel } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
-import { type EmbeddedRow, stageEmbeddings, writeEmbeddings, writeStaged } from '../../pipeline/writeEmbeddings.ts'
+import { stageEmbeddings, writeStaged, writeStagedBatch } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
 // nothing written during the backfill is missed. Pages through NULL rows by key (never
-// OFFSET), embeds a batch, saves it in the runner's schema, and writes it in one statement
-// while the next is embedded; the cursor is saved after each write. A resume writes whatever
-// was saved and not written first, so a crash repeats at most the batch being embedded.
+// OFFSET), embeds a batch, saves it in the runner's schema, and writes it from there in one
+// statement while the next is read and embedded; the cursor is saved after each write. A
+// resume writes whatever was saved and not written first, so a crash repeats at most the
+// batch being embedded.
 
 const MAX_LISTED_FAILURES = 100
 /** Batches between two VACUUMs of the staging table (each batch leaves ~1.5 MB dead at 256 x 1536). */
@@ -141,11 +142,11 @@ type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
 
 /**
  * Embeds one table's rows page by page from the cursor of this phase. The two stages overlap:
- * while batch N is written (the database's work, on the server's core), batch N+1 is read and
- * embedded (the provider's, here or remote), then saved in the runner's schema before anything
- * else is asked of the provider; the cursor is saved once a batch is written. A crash loses
- * only the batch being embedded: saved ones are written by the next run (writeLeftovers), and
- * written ones are no longer read.
+ * while batch N is written (the database's work, on the server's core), batch N+1 is embedded
+ * (the provider's, here or remote) and the page after it read, then batch N+1 is saved in the
+ * runner's schema before anything else is asked of the provider; the cursor is saved once a
+ * batch is written. A crash loses only the batch being embedded: saved ones are written by the
+ * next run (writeLeftovers), and written ones are no longer read.
  */
 async function embedPages(
   ctx: StepContext<Cursor>,
@@ -163,8 +164,8 @@ async function embedPages(
   let readFrom = positions[at] ?? null
   let writtenHere = 0
   let batches = 0
-  const write = async (rows: TextRow[], result: EmbedResult, embedded: EmbeddedRow[], staged: string | undefined) => {
-    const written = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model, ctx.writes, staged)
+  const write = async (rows: TextRow[], result: EmbedResult, staged: string | undefined) => {
+    const written = staged === undefined ? [] : await writeStagedBatch(ctx.db, ctx.runnerSchema, t, staged, ctx.writes)
     for (const f of result.failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
@@ -178,22 +179,31 @@ async function embedPages(
     if (++batches % VACUUM_STAGING_EVERY === 0) await ctx.db.exec(`VACUUM ${ctx.runnerSchema.staging}`)
   }
   let writing: Promise<void> | undefined
+  // Pages are keyed past the last one read, so the next can be read before this one is written.
+  const read = (after: string | null) => {
+    const page = readPage(after, ctx.plan.embedding.batch_size)
+    page.catch(() => {}) // awaited by the loop, or dropped when it stops; a failure must not go unhandled meanwhile
+    return page
+  }
+  let nextPage = read(readFrom)
   try {
     for (;;) {
-      const rows = await readPage(readFrom, ctx.plan.embedding.batch_size)
+      const rows = await nextPage
       if (rows.length === 0) break
       readFrom = rows.at(-1)!.key
+      nextPage = read(readFrom)
       const result = await provider.embed(rows.map((r) => r.text))
       const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
       const staged = embedded.length ? await stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model) : undefined
       await writing // one write in flight at a time: the cursor advances in order
-      writing = write(rows, result, embedded, staged)
+      writing = write(rows, result, staged)
       writing.catch(() => {}) // awaited below or in finally; a failure must not go unhandled meanwhile
       // On SIGINT the batches in flight finish, are written and checkpointed; the loop then stops.
       if (ctx.signal.aborted) break
     }
   } finally {
     await writing
+    await nextPage.catch(() => {}) // its connection back in the pool before the step ends
   }
   if (ctx.signal.aborted) throw new Interrupted()
   return writtenHere
