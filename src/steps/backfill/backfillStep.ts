@@ -164,15 +164,17 @@ async function embedPages(
   let readFrom = positions[at] ?? null
   let writtenHere = 0
   let batches = 0
-  const write = async (rows: TextRow[], result: EmbedResult, staged: string | undefined) => {
+  // Takes the failures, not the vectors: those are in the staging table, and held here past the
+  // write they would outlive the young generation and cost the garbage collector a copy each.
+  const write = async (rows: TextRow[], failures: EmbedResult['failures'], staged: string | undefined) => {
     const written = staged === undefined ? [] : await writeStagedBatch(ctx.db, ctx.runnerSchema, t, staged, ctx.writes)
-    for (const f of result.failures) {
+    for (const f of failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
     positions[at] = rows.at(-1)!.key
     writtenHere += written.length
     countWritten(cursor, phase, t, written.length)
-    cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + result.failures.length
+    cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + failures.length
     ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
     onBatch(rows.length)
     // Each written batch leaves its saved copy dead in the staging table's storage: reclaimed as it goes.
@@ -196,7 +198,7 @@ async function embedPages(
       const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
       const staged = embedded.length ? await stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model) : undefined
       await writing // one write in flight at a time: the cursor advances in order
-      writing = write(rows, result, staged)
+      writing = write(rows, result.failures, staged)
       writing.catch(() => {}) // awaited below or in finally; a failure must not go unhandled meanwhile
       // On SIGINT the batches in flight finish, are written and checkpointed; the loop then stops.
       if (ctx.signal.aborted) break
