@@ -12,6 +12,7 @@ import { stringify } from 'yaml'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { createLocalProvider } from '../src/embeddings/localProvider.ts'
 import { percentiles } from '../src/steps/validate/measureSearch.ts'
+import { describeStages } from '../src/steps/backfill/backfillStep.ts'
 import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
 import { buildCli } from './lib/buildCli.ts'
 
@@ -127,6 +128,8 @@ const lines = [
   `| with the HNSW indexes built first (the seed's order) | ${indexed.estimate.rows} | ${indexed.seconds.toFixed(1)} | ${rate(indexed).toFixed(0)} | ${(rate(indexed) / rate(bare)).toFixed(2)} |`,
   '',
   `The bound for an overlapped backfill without an index, both stages measured bare in this run, overlapped as the backfill runs them: while the local provider embedded the same texts at ${embedRate.toFixed(0)} texts/s on one core, \`UPDATE ... FROM\` a staging table wrote the same vectors at ${writeRate.toFixed(0)} rows/s; the slower, ${bound.toFixed(0)}/s, is the bound. The backfill without an index reached ${((100 * rate(bare)) / bound).toFixed(0)}% of it (target 80%).`,
+  '',
+  `Where the backfill without an index spent its time (from its session's output): ${describeStages(bare.stages, bare.seconds)}`,
   '',
   `Insert-to-embedding latency, one \`runner worker\`, 200 inserts one at a time (polled every ms): p50 ${d.p50.toFixed(1)} ms, p95 ${d.p95.toFixed(1)} ms, p99 ${d.p99.toFixed(1)} ms.`,
   '',

@@ -314,7 +314,8 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
       ALTER TABLE docs ENABLE ALWAYS TRIGGER write_started, ENABLE ALWAYS TRIGGER write_ended;
       INSERT INTO docs (id, title, body) SELECT g, 'row ' || g, 'text' FROM generate_series(1, 500) g`)
     const planPath = writePlan(dir, p, 'overlap.yaml')
-    const run = await runCli(['start', planPath, '--sessions-dir', join(dir, `sessions-${Date.now()}`)], { env: env() })
+    const sessions = join(dir, `sessions-${Date.now()}`)
+    const run = await runCli(['start', planPath, '--sessions-dir', sessions], { env: env() })
     expect(run.exitCode, run.all).toBe(0)
     expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
     const { rows: log } = await db.query<{ at: Date; what: string; n: string | null }>('SELECT at, what, n FROM write_log ORDER BY at')
@@ -331,5 +332,13 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     const batchRequests = fake.arrivals.slice(-5)
     const askedEarly = writes.slice(0, 4).filter((w, k) => batchRequests[k + 1]! < w.end)
     expect(askedEarly, JSON.stringify({ writes, arrivals: fake.arrivals })).toHaveLength(4)
+    // Where the time went: four of the five 0.3 s writes were waited for before the next could
+    // start, and the session says that the database, not the provider, set the pace.
+    const session = join(sessions, readdirSync(sessions)[0]!)
+    const output = JSON.parse(readFileSync(join(session, 'batches/02-backfill/output.json'), 'utf8'))
+    expect(output.stages.writing).toBeGreaterThan(0.9)
+    expect(output.stages.writing).toBeGreaterThan(output.stages.embedding)
+    expect(Object.values(output.stages as Record<string, number>).reduce((a, b) => a + b)).toBeLessThanOrEqual(output.seconds)
+    expect(readFileSync(join(session, 'batches/02-backfill/report.md'), 'utf8')).toContain('the database set the pace')
   })
 })

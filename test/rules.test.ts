@@ -7,6 +7,7 @@ import { isTransient, TargetError } from '../src/errors.ts'
 import { applySessionOptions } from '../src/coordinator/applySessionOptions.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { backoffMs } from '../src/retryTransient.ts'
+import { describeStages } from '../src/steps/backfill/backfillStep.ts'
 import { findFindings } from '../src/steps/diagnose/findFindings.ts'
 import { judgeQueryShape } from '../src/steps/diagnose/judgeQueryShape.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
@@ -631,5 +632,20 @@ describe('build settings', () => {
     const text = recommendBuildMemory(memory, half)
     if (advice === undefined) expect(text).toBeUndefined()
     else expect(text).toContain(advice)
+  })
+})
+
+describe("describeStages (where the backfill's time went)", () => {
+  it('says the provider set the pace when the loop waited on it more than on the database', () => {
+    const line = describeStages({ reading: 0.5, embedding: 30, saving: 6, writing: 2 }, 40)!
+    expect(line).toContain('waiting for the provider 30.0 s (75%)')
+    expect(line).toContain('bookkeeping 1.5 s (4%)')
+    expect(line).toContain('the provider set the pace')
+  })
+  it('says the database set the pace when saving, writing and reading together outweigh the provider', () => {
+    expect(describeStages({ reading: 1, embedding: 10, saving: 4, writing: 6 }, 22)).toContain('the database set the pace')
+  })
+  it('says nothing for a backfill from before the stages were measured', () => {
+    expect(describeStages(undefined, 12)).toBeNull()
   })
 })

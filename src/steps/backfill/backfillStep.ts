@@ -32,6 +32,13 @@ const estimateSchema = z.object({
   sampled_rows: z.number().int(),
 })
 const failureSchema = z.object({ table: z.string(), key: z.string(), reason: z.string() })
+/**
+ * Seconds the loop spent waiting on each stage: for the next page, for the provider, for a
+ * batch to be saved, for the previous batch's write. Which of them is largest says what set
+ * the pace (a faster provider tier, or the database); the rest of the time is bookkeeping.
+ */
+const stagesSchema = z.object({ reading: z.number(), embedding: z.number(), saving: z.number(), writing: z.number() })
+type Stages = z.infer<typeof stagesSchema>
 
 const outputSchema = z.object({
   provider: z.string(),
@@ -51,6 +58,7 @@ const outputSchema = z.object({
   ),
   failures: z.array(failureSchema),
   seconds: z.number(),
+  stages: stagesSchema.optional(),
 })
 export type BackfillOutput = z.infer<typeof outputSchema>
 
@@ -66,6 +74,7 @@ const cursorSchema = z.object({
   foreign_after: z.record(z.string(), z.string().nullable()).optional(),
   reembedded: z.record(z.string(), z.number().int()).optional(),
   adopted: z.record(z.string(), z.number().int()).optional(),
+  stages: stagesSchema.optional(),
 })
 type Cursor = z.infer<typeof cursorSchema>
 const cursorSpec: CursorSpec<Cursor> = { version: 1, schema: cursorSchema }
@@ -137,6 +146,19 @@ function describeEstimate(e: BackfillOutput['estimate'], provider: string): stri
   return `${e.rows.toLocaleString('en-US')} rows${again}, ~${e.tokens.toLocaleString('en-US')} tokens counted in ${e.tokenizer} on a sample of ${e.sampled_rows.toLocaleString('en-US')} rows, ${price}`
 }
 
+/** Where the loop's time went, and which stage set the pace; null for an output from before it was measured. */
+export function describeStages(stages: Stages | undefined, seconds: number): string | null {
+  if (!stages || seconds <= 0) return null
+  const part = (label: string, s: number) => `${label} ${s.toFixed(1)} s (${Math.round((100 * s) / seconds)}%)`
+  const database = stages.saving + stages.writing + stages.reading
+  const rest = Math.max(0, seconds - database - stages.embedding)
+  const pace =
+    stages.embedding >= database
+      ? 'the provider set the pace: a faster provider (or a higher rate limit) would shorten it'
+      : "the database set the pace: the provider waited on the database's writes"
+  return `Of ${seconds.toFixed(1)} s: ${part('waiting for the provider', stages.embedding)}, ${part('saving each batch before the next is embedded', stages.saving)}, ${part("waiting for the previous batch's write", stages.writing)}, ${part('waiting for the next page', stages.reading)}, ${part('bookkeeping', rest)}; ${pace}.`
+}
+
 /** A page of rows to embed after a key: the NULL rows, or the rows whose vector is not this model's. */
 type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
 
@@ -180,6 +202,15 @@ async function embedPages(
     // Each written batch leaves its saved copy dead in the staging table's storage: reclaimed as it goes.
     if (++batches % VACUUM_STAGING_EVERY === 0) await ctx.db.exec(`VACUUM ${ctx.runnerSchema.staging}`)
   }
+  const stages = (cursor.stages ??= { reading: 0, embedding: 0, saving: 0, writing: 0 })
+  const waitFor = async <T>(stage: keyof Stages, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now()
+    try {
+      return await work() // called here: the local provider embeds before it returns a promise
+    } finally {
+      stages[stage] += (performance.now() - started) / 1000
+    }
+  }
   let writing: Promise<void> | undefined
   // Pages are keyed past the last one read, so the next can be read before this one is written.
   const read = (after: string | null) => {
@@ -190,14 +221,16 @@ async function embedPages(
   let nextPage = read(readFrom)
   try {
     for (;;) {
-      const rows = await nextPage
+      const rows = await waitFor('reading', () => nextPage)
       if (rows.length === 0) break
       readFrom = rows.at(-1)!.key
       nextPage = read(readFrom)
-      const result = await provider.embed(rows.map((r) => r.text))
+      const result = await waitFor('embedding', () => provider.embed(rows.map((r) => r.text)))
       const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-      const staged = embedded.length ? await stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model) : undefined
-      await writing // one write in flight at a time: the cursor advances in order
+      const staged = embedded.length
+        ? await waitFor('saving', () => stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model))
+        : undefined
+      await waitFor('writing', async () => writing) // one write in flight at a time: the cursor advances in order
       writing = write(rows, result.failures, staged)
       writing.catch(() => {}) // awaited below or in finally; a failure must not go unhandled meanwhile
       // On SIGINT the batches in flight finish, are written and checkpointed; the loop then stops.
@@ -336,7 +369,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
         remaining_null: nulls,
       })
     }
-    return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds }
+    return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds, stages: cursor.stages }
   },
 
   async preview(ctx) {
@@ -366,6 +399,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       '',
       `Provider ${o.provider}, model ${o.model}. Estimated before the start: ${describeEstimate(o.estimate, o.provider)}.`,
       '',
+      ...[describeStages(o.stages, o.seconds)].filter((line) => line !== null).flatMap((line) => [line, '']),
       "| table | NULL rows embedded | vectors not of this model, embedded again | unknown-origin vectors proved this model's | rows failed | rows still NULL |",
       '| --- | --- | --- | --- | --- | --- |',
       ...o.tables.map(
