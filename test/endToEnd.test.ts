@@ -57,6 +57,11 @@ describe('the whole plan on the embedded demo database', () => {
       ['auto_embed', true],
     ])
     expect(state.criteria![0]!.measured).toBe('0 of 440 (atoms 0, messages 0, topics 0)')
+    // The local provider is free to repeat: its batches go straight to their writes, unsaved.
+    const backfill = state.batches.find((b) => b.step === 'backfill')!
+    const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, backfill.output_path!), 'utf8'))
+    expect(output.stages.embedding).toBeGreaterThan(0)
+    expect(output.stages.saving).toBe(0)
   })
 
   it('writes a report.html that renders in headless Chromium with no console errors and is not blank', async () => {

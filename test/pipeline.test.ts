@@ -337,6 +337,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     const session = join(sessions, readdirSync(sessions)[0]!)
     const output = JSON.parse(readFileSync(join(session, 'batches/02-backfill/output.json'), 'utf8'))
     expect(output.stages.writing).toBeGreaterThan(0.9)
+    expect(output.stages.saving).toBeGreaterThan(0) // a paid provider's batches are saved before the next is asked for
     expect(output.stages.writing).toBeGreaterThan(output.stages.embedding)
     expect(Object.values(output.stages as Record<string, number>).reduce((a, b) => a + b)).toBeLessThanOrEqual(output.seconds)
     expect(readFileSync(join(session, 'batches/02-backfill/report.md'), 'utf8')).toContain('the database set the pace')

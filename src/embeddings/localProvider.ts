@@ -107,6 +107,7 @@ export function createLocalProvider(options: LocalOptions): EmbeddingProvider & 
 
   return {
     name: 'local',
+    freeToRepeat: true,
     model: semantic ? 'local-sif-glove100-v1' : 'local-lexical-v1',
     dimensions,
     embedOne,

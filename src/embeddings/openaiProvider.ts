@@ -133,6 +133,7 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
 
   const provider = {
     name: 'openai' as const,
+    freeToRepeat: false,
     model: options.model,
     dimensions: options.dimensions,
     stats,

@@ -16,6 +16,12 @@ export interface EmbeddingProvider {
   readonly name: 'openai' | 'local'
   readonly model: string
   readonly dimensions: number
+  /**
+   * Whether embedding a text again costs nothing but this machine's time and gives the same
+   * vector (the local provider). The backfill saves a paid provider's batches before asking
+   * for the next, so that a crash pays for at most one again; a free one's it does not save.
+   */
+  readonly freeToRepeat: boolean
   embed(texts: string[], signal?: AbortSignal): Promise<EmbedResult>
   /** One small request before any work: the key works and the dimension is the column's. */
   probe(): Promise<void>

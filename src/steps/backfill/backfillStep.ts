@@ -7,15 +7,16 @@ import { Interrupted, ProviderError, TargetError, WorkError } from '../../errors
 import { bindColumnModels, rebindColumnModel } from '../../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
-import { stageEmbeddings, writeStaged, writeStagedBatch } from '../../pipeline/writeEmbeddings.ts'
+import { type EmbeddedRow, stageEmbeddings, writeEmbeddings, writeStaged, writeStagedBatch } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
 // nothing written during the backfill is missed. Pages through NULL rows by key (never
 // OFFSET), embeds a batch, saves it in the runner's schema, and writes it from there in one
 // statement while the next is read and embedded; the cursor is saved after each write. A
-// resume writes whatever was saved and not written first, so a crash repeats at most the
-// batch being embedded.
+// resume writes whatever was saved and not written first, so a crash pays the provider for at
+// most the batch being embedded. A provider that is free to repeat (the local one) is not
+// worth the save: its batches are written straight away, and a crash recomputes up to two.
 
 const MAX_LISTED_FAILURES = 100
 /** Batches between two VACUUMs of the staging table (each batch leaves ~1.5 MB dead at 256 x 1536). */
@@ -156,7 +157,15 @@ export function describeStages(stages: Stages | undefined, seconds: number): str
     stages.embedding >= database
       ? 'the provider set the pace: a faster provider (or a higher rate limit) would shorten it'
       : "the database set the pace: the provider waited on the database's writes"
-  return `Of ${seconds.toFixed(1)} s: ${part('waiting for the provider', stages.embedding)}, ${part('saving each batch before the next is embedded', stages.saving)}, ${part("waiting for the previous batch's write", stages.writing)}, ${part('waiting for the next page', stages.reading)}, ${part('bookkeeping', rest)}; ${pace}.`
+  const parts = [
+    part('waiting for the provider', stages.embedding),
+    // (a free provider's batches are not saved)
+    ...(stages.saving > 0 ? [part('saving each batch before the next is embedded', stages.saving)] : []),
+    part("waiting for the previous batch's write", stages.writing),
+    part('waiting for the next page', stages.reading),
+    part('bookkeeping', rest),
+  ]
+  return `Of ${seconds.toFixed(1)} s: ${parts.join(', ')}; ${pace}.`
 }
 
 /** A page of rows to embed after a key: the NULL rows, or the rows whose vector is not this model's. */
@@ -168,7 +177,8 @@ type ReadPage = (after: string | null, limit: number) => Promise<TextRow[]>
  * (the provider's, here or remote) and the page after it read, then batch N+1 is saved in the
  * runner's schema before anything else is asked of the provider; the cursor is saved once a
  * batch is written. A crash loses only the batch being embedded: saved ones are written by the
- * next run (writeLeftovers), and written ones are no longer read.
+ * next run (writeLeftovers), and written ones are no longer read. A free provider's batches
+ * skip the save: a crash then recomputes the batch being written too, at no cost.
  */
 async function embedPages(
   ctx: StepContext<Cursor>,
@@ -186,10 +196,13 @@ async function embedPages(
   let readFrom = positions[at] ?? null
   let writtenHere = 0
   let batches = 0
-  // Takes the failures, not the vectors: those are in the staging table, and held here past the
-  // write they would outlive the young generation and cost the garbage collector a copy each.
-  const write = async (rows: TextRow[], failures: EmbedResult['failures'], staged: string | undefined) => {
-    const written = staged === undefined ? [] : await writeStagedBatch(ctx.db, ctx.runnerSchema, t, staged, ctx.writes)
+  // A saved batch is written by its name: the vectors are in the staging table, and held here
+  // past the write they would outlive the young generation and cost the garbage collector a copy each.
+  const write = async (rows: TextRow[], failures: EmbedResult['failures'], batch: string | EmbeddedRow[]) => {
+    const written =
+      typeof batch === 'string'
+        ? await writeStagedBatch(ctx.db, ctx.runnerSchema, t, batch, ctx.writes)
+        : await writeEmbeddings(ctx.db, ctx.runnerSchema, t, batch, provider.model, ctx.writes)
     for (const f of failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
@@ -227,11 +240,13 @@ async function embedPages(
       nextPage = read(readFrom)
       const result = await waitFor('embedding', () => provider.embed(rows.map((r) => r.text)))
       const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-      const staged = embedded.length
-        ? await waitFor('saving', () => stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model))
-        : undefined
+      // Saved before the provider is asked for the next, unless embedding it again would cost nothing.
+      const batch =
+        embedded.length && !provider.freeToRepeat
+          ? await waitFor('saving', () => stageEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model))
+          : embedded
       await waitFor('writing', async () => writing) // one write in flight at a time: the cursor advances in order
-      writing = write(rows, result.failures, staged)
+      writing = write(rows, result.failures, batch)
       writing.catch(() => {}) // awaited below or in finally; a failure must not go unhandled meanwhile
       // On SIGINT the batches in flight finish, are written and checkpointed; the loop then stops.
       if (ctx.signal.aborted) break
