@@ -195,7 +195,7 @@ async function embedPages(
   const at = t.label
   let readFrom = positions[at] ?? null
   let writtenHere = 0
-  let batches = 0
+  let savedBatches = 0
   // A saved batch is written by its name: the vectors are in the staging table, and held here
   // past the write they would outlive the young generation and cost the garbage collector a copy each.
   const write = async (rows: TextRow[], failures: EmbedResult['failures'], batch: string | EmbeddedRow[]) => {
@@ -213,7 +213,7 @@ async function embedPages(
     ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
     onBatch(rows.length)
     // Each written batch leaves its saved copy dead in the staging table's storage: reclaimed as it goes.
-    if (++batches % VACUUM_STAGING_EVERY === 0) await ctx.db.exec(`VACUUM ${ctx.runnerSchema.staging}`)
+    if (typeof batch === 'string' && ++savedBatches % VACUUM_STAGING_EVERY === 0) await ctx.db.exec(`VACUUM ${ctx.runnerSchema.staging}`)
   }
   const stages = (cursor.stages ??= { reading: 0, embedding: 0, saving: 0, writing: 0 })
   const waitFor = async <T>(stage: keyof Stages, work: () => Promise<T>): Promise<T> => {
