@@ -1,7 +1,8 @@
 // Runs every benchmark and writes bench/results.md: each section is what one benchmark
 // printed (its figures, the baseline it compares with in the same run, the command).
 //   npm run bench            quick sizes, a few minutes
-//   npm run bench -- --full  100,000 x 1536 on the real server, chaos x20 (about an hour)
+//   npm run bench -- --full  100,000 x 1536 on the real server, chaos x20, and the whole plan and
+//                            the three precisions at 1,000,000 (about three hours)
 //   npm run bench -- --out FILE   write somewhere else than bench/results.md
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -17,6 +18,7 @@ const runs: [string, string[]][] = full
       ['throughput.ts', ['--texts', '20000', '--tpm', '60000']],
       ['indexBuild.ts', ['--rows', '100000']],
       ['latency.ts', ['--rows', '100000', '--queries', '200']],
+      ['latency.ts', ['--rows', '1000000', '--queries', '200', '--build-mb', '10000']],
       ['writePaths.ts', ['--rows', '50000']],
       ['backfill.ts', ['--rows', '100000']],
       ['chaos.ts', ['--runs', '20', '--rows', '10000']],
