@@ -26,6 +26,18 @@ describe('the local embedding provider', () => {
     expect(norm(small)).toBeCloseTo(1, 5)
   })
 
+  it('lets the event loop run while it embeds a batch, so a write in flight is not held until it ends', async () => {
+    const atoms = generateDemo(300).atoms
+    const texts = Array.from({ length: 256 }, (_, i) => `${atoms[i % atoms.length]!.title} ${atoms[i % atoms.length]!.content} ${i}`)
+    let turns = 0
+    const counting = setInterval(() => turns++, 0)
+    const { vectors } = await local.embed(texts)
+    clearInterval(counting)
+    expect(vectors).toHaveLength(256)
+    // 256 texts take tens of milliseconds; a timer due every millisecond ran between them.
+    expect(turns).toBeGreaterThan(2)
+  })
+
   it('puts a paraphrase with no shared words nearer than an unrelated sentence', () => {
     const query = local.embedOne('how long do I cook marinara until it gets thick')
     const paraphrase = local.embedOne('Simmer the tomato sauce gently for at least twenty minutes.')

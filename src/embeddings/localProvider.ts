@@ -16,6 +16,8 @@ const ZIPF_H = Math.log(341_479) + 0.5772
 const SEMANTIC_SHARE = 0.75
 
 const TOKEN = /[a-z0-9]+(?:'[a-z]+)?/g
+/** Texts embedded between two turns of the event loop (about 3 ms of work). */
+const YIELD_EVERY = 16
 
 function fnv1a(text: string): number {
   let hash = 0x811c9dc5
@@ -112,7 +114,15 @@ export function createLocalProvider(options: LocalOptions): EmbeddingProvider & 
     dimensions,
     embedOne,
     async embed(texts): Promise<EmbedResult> {
-      return { vectors: texts.map(embedOne), failures: [] }
+      const vectors: number[][] = []
+      for (const text of texts) {
+        vectors.push(embedOne(text))
+        // Embedding is this thread's work: every few texts, let its I/O run. Without this the
+        // backfill's write in flight (1.5 MB a batch) could not be sent until the whole next
+        // batch was embedded, and the two stages ran one after the other.
+        if (vectors.length % YIELD_EVERY === 0) await new Promise(setImmediate)
+      }
+      return { vectors, failures: [] }
     },
     async probe() {},
     estimateCost(texts) {
