@@ -112,8 +112,14 @@ const fake = await startFakeOpenAI()
 fake.delayMs = remoteMs
 const remote = await runPlan(['pipeline', 'backfill'], 'openai', { OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url })
 const sdk = createOpenAIProvider({ model: shipped.embedding.model, dimensions: 1536, apiKey: fake.key, baseURL: fake.url })
-// 40 requests give the provider's rate; the whole table at 150 ms a request would add minutes.
-const remoteBound = await measureBound((batch) => sdk.embed(batch), texts.slice(0, 40 * 256))
+// 40 requests spread evenly over the table give the provider's rate on the same mix of texts
+// (the first 40 would be long atoms only); the whole table at 150 ms a request would add minutes.
+const batchCount = Math.ceil(texts.length / 256)
+const spread = Array.from({ length: Math.min(40, batchCount) }, (_, i) => Math.floor((i * batchCount) / Math.min(40, batchCount)))
+const remoteBound = await measureBound(
+  (batch) => sdk.embed(batch),
+  spread.flatMap((b) => texts.slice(b * 256, b * 256 + 256)),
+)
 await fake.close()
 
 await resetEmbeddings()

@@ -1,4 +1,4 @@
-import { vectorBytes, writeVector } from '../../src/db/vectorBinary.ts'
+import { vectorBytes, viewOf, writeVector } from '../../src/db/vectorBinary.ts'
 
 // For bench/writePaths.ts, the alternative the runner measured and did not take: rows in
 // PostgreSQL's binary COPY format (the COPY page of its manual, "Binary Format"): a signature,
@@ -18,6 +18,7 @@ export function encodeCopyBinary(rows: CopyField[][]): Buffer {
   let size = SIGNATURE.length + 8 + 2
   for (const row of rows) size += 2 + row.reduce((n, field) => n + 4 + fieldLength(field), 0)
   const out = Buffer.alloc(size)
+  const view = viewOf(out)
   let at = SIGNATURE.copy(out, 0) + 8 // flags 0 (no OIDs) and no header extension: zeros already
   for (const row of rows) {
     at = out.writeInt16BE(row.length, at)
@@ -25,7 +26,7 @@ export function encodeCopyBinary(rows: CopyField[][]): Buffer {
       at = out.writeInt32BE(fieldLength(field), at)
       if (typeof field === 'string') at += out.write(field, at, 'utf8')
       else if (typeof field === 'bigint') at = out.writeBigInt64BE(field, at)
-      else at = writeVector(out, at, field)
+      else at = writeVector(view, at, field)
     }
   }
   out.writeInt16BE(-1, at)
