@@ -15,8 +15,8 @@ export function writeVector(view: DataView, at: number, vector: number[]): numbe
   view.setInt16(at, vector.length)
   view.setInt16(at + 2, 0)
   at += 4
-  // Big-endian float4 written in place: no Float32Array copy and byte swap per vector
-  // (1.9 ms a batch of 256 x 1536 against 2.7 ms that way).
+  // Big-endian float4 written in place: no Float32Array and byte swap per vector, so less
+  // garbage for the thread that also embeds.
   for (let i = 0; i < vector.length; i++, at += 4) view.setFloat32(at, vector[i]!)
   return at
 }

@@ -219,7 +219,7 @@ async function embedPages(
   const waitFor = async <T>(stage: keyof Stages, work: () => Promise<T>): Promise<T> => {
     const started = performance.now()
     try {
-      return await work() // called here: the local provider embeds before it returns a promise
+      return await work() // called here, so that a provider's work before its first await is timed too
     } finally {
       stages[stage] += (performance.now() - started) / 1000
     }
