@@ -64,6 +64,18 @@ const targetSchema = z.strictObject({
    * change and says how to grant it, and fire lets them fire, chosen on purpose.
    */
   application_triggers: z.enum(['stop', 'fire']).default('stop'),
+  /**
+   * The roles the application writes its tables as (usually not their owner). The capture is
+   * proved as each of them; unset, every role with INSERT, UPDATE or DELETE on a target table.
+   */
+  application_roles: z.array(identifier).optional(),
+  /**
+   * How long a statement of the runner's that locks an application table (a trigger installed,
+   * an index attached) may wait for its lock before it gives up and tries again, and how many
+   * times it tries again: the application's queries queue behind a waiting lock, so it never waits long.
+   */
+  lock_timeout_ms: z.number().int().positive().max(60_000).default(2000),
+  lock_retries: z.number().int().min(0).max(100).default(5),
   /** The application's source folder: the diagnosis scans it for file:line references. */
   app_source: z.string().min(1).optional(),
   /** The application's Alembic setup: batch index writes its revision into versions_dir. */
@@ -277,3 +289,8 @@ export const planSchema = z
     })
   })
 export type Plan = z.infer<typeof planSchema>
+
+/** The plan's lock settings, as the statements that lock application tables take them. */
+export function lockPolicy(plan: Plan): { timeoutMs: number; retries: number } {
+  return { timeoutMs: plan.target.lock_timeout_ms, retries: plan.target.lock_retries }
+}

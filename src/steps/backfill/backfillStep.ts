@@ -9,6 +9,7 @@ import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
 import { type EmbeddedRow, stageEmbeddings, writeEmbeddings, writeStaged, writeStagedBatch } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
+import { lockPolicy } from '../../plan/schema.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
 // nothing written during the backfill is missed. Pages through NULL rows by key (never
@@ -331,7 +332,8 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
 
   async run(ctx) {
     const { db, log, targets, plan } = ctx
-    await installPipeline(db, ctx.runnerSchema, targets)
+    // Installed by the pipeline batch as a rule; here only what is missing (nothing is reinstalled).
+    await installPipeline(db, ctx.runnerSchema, targets, { locks: lockPolicy(plan), log })
     const provider = ctx.embeddings()
     await checkProvider(provider, targets)
     await bindModels(ctx, targets, provider)

@@ -6,6 +6,7 @@ import { CAPTURE_TRIGGER, DEQUEUE_TRIGGER, FAILED_TABLE, META_TABLE, QUEUE_TABLE
 import { installPipeline, readCaptureTriggers } from '../../pipeline/installPipeline.ts'
 import { queueBacklog } from '../../pipeline/queue.ts'
 import type { Step } from '../step.ts'
+import { lockPolicy } from '../../plan/schema.ts'
 
 // Batch 3a of the seed: fix auto-embedding on creation. Installs, idempotently, the runner's
 // schema at this runner's version and the capture triggers; `runner worker` does the embedding.
@@ -25,9 +26,9 @@ export const pipelineStep: Step<PipelineOutput> = {
   name: 'pipeline',
   output: outputSchema,
 
-  async run({ db, targets, runnerSchema: rs }) {
+  async run({ db, targets, runnerSchema: rs, plan, log }) {
     for (const t of targets) t.requireVector()
-    const versions = await installPipeline(db, rs, targets)
+    const installed = await installPipeline(db, rs, targets, { locks: lockPolicy(plan), log })
     // Read back what is installed rather than trusting what was sent.
     const triggers = await readCaptureTriggers(db, targets)
     const expected = targets.length * TRIGGER_NAMES.length
@@ -35,7 +36,7 @@ export const pipelineStep: Step<PipelineOutput> = {
     const tables = await readTableNames(db, rs.name)
     return {
       schema: rs.name,
-      schema_version: versions,
+      schema_version: { from: installed.from, to: installed.to },
       objects: tables.map((t) => `${rs.name}.${t}`),
       channel: rs.channel,
       triggers,
