@@ -64,7 +64,7 @@ async function measure(through: typeof parent): Promise<{ rate: number; msPerBat
       'bench',
       { suppressTriggers: true },
     )
-    rows += written.length
+    rows += written.written.length
   }
   const seconds = (performance.now() - started) / 1000
   return { rate: rows / seconds, msPerBatch: (seconds * 1000) / batches }

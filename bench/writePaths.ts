@@ -71,10 +71,10 @@ const policy = { suppressTriggers: true }
 
 type Write = (rows: EmbeddedRow[]) => Promise<number>
 const asText = { ...db, vectorArray: async (vectors: number[][]) => vectorArrayLiteral(vectors) }
-const textStatement: Write = async (rows) => (await writeEmbeddings(asText, rs, target!, rows, provider.model, policy)).length
-const binaryStatement: Write = async (rows) => (await writeEmbeddings(db, rs, target!, rows, provider.model, policy)).length
+const textStatement: Write = async (rows) => (await writeEmbeddings(asText, rs, target!, rows, provider.model, policy)).written.length
+const binaryStatement: Write = async (rows) => (await writeEmbeddings(db, rs, target!, rows, provider.model, policy)).written.length
 const savedThenWritten: Write = async (rows) =>
-  (await writeStagedBatch(db, rs, target!, await stageEmbeddings(db, rs, target!, rows, provider.model), policy)).length
+  (await writeStagedBatch(db, rs, target!, await stageEmbeddings(db, rs, target!, rows, provider.model), policy)).written.length
 // The staging table as it would have to be to compete: unlogged, the vector kept in the row
 // (a row may fill its page) rather than in TOAST, which measured 2.3x slower to COPY into.
 await db.exec(`CREATE UNLOGGED TABLE staging (batch text, key text, hash text, model text, embedding vector) WITH (toast_tuple_target = 8160);
@@ -90,7 +90,7 @@ const copyThenUpdate: Write = async (rows) => {
     Readable.from([encoded]),
     copier.query(copyFrom('COPY staging (batch, key, hash, model, embedding) FROM STDIN WITH (FORMAT binary)')),
   )
-  return (await runWrite(db, writeStatement(rs, target!, stagedSource), [target!.name, 'embedding', batch], policy)).length
+  return (await runWrite(db, writeStatement(rs, target!, stagedSource), [target!.name, 'embedding', batch], policy)).written.length
 }
 
 /** Every row written batch by batch, from NULL; rows per second and this process's CPU per row. */

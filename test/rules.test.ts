@@ -302,6 +302,7 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
     table: 'public.atoms',
     column: 'embedding',
     rows: 50_000,
+    no_text: 0,
     partitions: [],
     nulls: 0,
     index: {

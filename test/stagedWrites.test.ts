@@ -72,7 +72,7 @@ describe.each(targetKinds)('staged writes on %s', (kind) => {
     expect(await staged()).toEqual([batch])
     expect(await count(`SELECT count(*)::int AS n FROM "Shop"."Items" WHERE embedding IS NOT NULL`)).toBe(0)
 
-    expect((await writeStagedBatch(db, rs, t, batch, policy)).sort()).toEqual([...current.keys()].sort())
+    expect((await writeStagedBatch(db, rs, t, batch, policy)).written.sort()).toEqual([...current.keys()].sort())
     expect(await rowsOf()).toEqual([...current.keys()].sort().map((code) => ({ code, e: `[${vectorOf(code).join(',')}]` })))
     expect(await staged()).toEqual([])
   })
@@ -90,7 +90,7 @@ describe.each(targetKinds)('staged writes on %s', (kind) => {
     expect(await staged()).toEqual([batch])
     expect(await count(`SELECT count(*)::int AS n FROM "Shop"."Items" WHERE embedding IS NOT NULL`)).toBe(0)
 
-    expect(await writeStaged(db, rs, t, policy)).toEqual({ batches: 1, written: 3 })
+    expect(await writeStaged(db, rs, t, policy)).toEqual({ batches: 1, written: 3, busy: [] })
     expect(await rowsOf()).toEqual([...current.keys()].sort().map((code) => ({ code, e: `[${vectorOf(code).join(',')}]` })))
     expect(await count(`SELECT count(*)::int AS n FROM ${rs.meta} WHERE model = '${MODEL}'`)).toBe(3)
     expect(await staged()).toEqual([])
@@ -103,7 +103,7 @@ describe.each(targetKinds)('staged writes on %s', (kind) => {
     await stageEmbeddings(db, rs, t, rows, MODEL)
     await db.exec(`UPDATE "Shop"."Items" SET "Label" = 'changed' WHERE code = 'ç 3'`)
 
-    expect(await writeStaged(db, rs, t, policy)).toEqual({ batches: 2, written: 2 })
+    expect(await writeStaged(db, rs, t, policy)).toEqual({ batches: 2, written: 2, busy: [] })
     expect((await rowsOf()).filter((r) => r.e !== null).map((r) => r.code)).toEqual(["a'1", 'b "2"'])
     expect(await count(`SELECT count(*)::int AS n FROM ${rs.meta} WHERE model = 'model-b'`)).toBe(0)
     expect(await staged()).toEqual([])

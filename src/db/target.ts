@@ -66,6 +66,15 @@ export class Target {
     return `concat_ws(' ', ${this.plan.text_columns.map(column).join(', ')})`
   }
 
+  /**
+   * Whether a row has anything to embed: its text holds a character other than white space.
+   * A row without (every text column NULL or blank) is left NULL and counted apart: the
+   * embedding of " " would be one vector shared by all of them, matching nothing.
+   */
+  hasText(alias?: string): string {
+    return `(${this.text(alias)} ~ '[^[:space:]]')`
+  }
+
   /** The content hash that guards every embedding write: sha256 of the embedded text. */
   hash(alias?: string): string {
     return `encode(sha256(convert_to(${this.text(alias)}, 'UTF8')), 'hex')`
@@ -103,8 +112,14 @@ export class Target {
     return `SELECT c.${this.key}::text AS key, (${exact})::float8 AS distance${text} FROM (SELECT * FROM ${this.table} ORDER BY ${distance} LIMIT $2 * ${search.rerank.factor}) c ORDER BY ${exact} LIMIT $2`
   }
 
-  async counts(db: Queryable): Promise<{ rows: number; nulls: number }> {
-    return countColumn(db, this.plan.schema, this.plan.table, this.plan.embedding_column)
+  /** Rows, rows with a NULL embedding, and of those the rows with no text to embed (left NULL on purpose). */
+  async counts(db: Queryable): Promise<{ rows: number; nulls: number; no_text: number }> {
+    const { rows } = await db.query<{ rows: number; nulls: number; no_text: number }>(
+      `SELECT count(*)::int AS rows, (count(*) - count(${this.embedding}))::int AS nulls,
+              count(*) FILTER (WHERE ${this.embedding} IS NULL AND NOT ${this.hasText()})::int AS no_text
+       FROM ${this.table}`,
+    )
+    return rows[0]!
   }
 
   /**
@@ -123,7 +138,8 @@ export class Target {
   /** Rows without an embedding, and the bytes of their text: what a backfill will send. */
   async nullTextSize(db: Queryable): Promise<{ rows: number; bytes: number }> {
     const { rows } = await db.query<{ rows: number; bytes: number }>(
-      `SELECT count(*)::int AS rows, coalesce(sum(octet_length(${this.text()})), 0)::float8 AS bytes FROM ${this.table} WHERE ${this.embedding} IS NULL`,
+      `SELECT count(*)::int AS rows, coalesce(sum(octet_length(${this.text()})), 0)::float8 AS bytes FROM ${this.table}
+       WHERE ${this.embedding} IS NULL AND ${this.hasText()}`,
     )
     return rows[0]!
   }
@@ -210,20 +226,21 @@ export class Target {
     return rows.map((r) => r.v)
   }
 
-  /** The current text and its hash for these keys (rows that no longer exist are absent). */
-  async readTexts(db: Queryable, keys: string[]): Promise<TextRow[]> {
-    const { rows } = await db.query<TextRow>(
-      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash FROM ${this.table} WHERE ${this.key} = ANY($1::${this.keyType}[])`,
+  /** The current text and its hash for these keys, and whether there is text to embed (rows that no longer exist are absent). */
+  async readTexts(db: Queryable, keys: string[]): Promise<(TextRow & { has_text: boolean })[]> {
+    const { rows } = await db.query<TextRow & { has_text: boolean }>(
+      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.hasText()} AS has_text
+       FROM ${this.table} WHERE ${this.key} = ANY($1::${this.keyType}[])`,
       [keys],
     )
     return rows
   }
 
-  /** The next page of rows without an embedding, by key after the cursor (never OFFSET). */
+  /** The next page of rows without an embedding that have text to embed, by key after the cursor (never OFFSET). */
   async readNullPage(db: Queryable, after: string | null, limit: number): Promise<TextRow[]> {
     const { rows } = await db.query<TextRow>(
       `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash FROM ${this.table}
-       WHERE ${this.embedding} IS NULL ${after === null ? '' : `AND ${this.key} > $2::${this.keyType}`}
+       WHERE ${this.embedding} IS NULL AND ${this.hasText()} ${after === null ? '' : `AND ${this.key} > $2::${this.keyType}`}
        ORDER BY ${this.key} LIMIT $1`,
       after === null ? [limit] : [limit, after],
     )

@@ -109,6 +109,28 @@ export async function failJobs(
   return rows[0]!.moved
 }
 
+/**
+ * Gives back jobs whose rows someone else held when the worker came to write them (the
+ * application, mid-transaction): not a failure, so the attempt is not spent; tried again shortly.
+ */
+export async function deferJobs(db: Queryable, rs: RunnerSchema, workerId: string, tableName: string, keys: string[]): Promise<void> {
+  if (keys.length === 0) return
+  await db.query(
+    `UPDATE ${rs.queue} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1), run_at = now() + interval '1 second'
+     WHERE table_name = $1 AND row_key = ANY($2::text[]) AND locked_by = $3`,
+    [tableName, keys, workerId],
+  )
+}
+
+/** Queues rows for the workers (a row already queued keeps its entry). */
+export async function queueKeys(db: Queryable, rs: RunnerSchema, tableName: string, keys: string[]): Promise<void> {
+  await db.query(`INSERT INTO ${rs.queue} (table_name, row_key) SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING`, [
+    tableName,
+    keys,
+  ])
+  await db.query('SELECT pg_notify($1, $2)', [rs.channel, tableName])
+}
+
 /** Gives back jobs this worker holds (graceful shutdown). */
 export async function releaseJobs(db: Queryable, rs: RunnerSchema, workerId: string): Promise<void> {
   await db.query(`UPDATE ${rs.queue} SET locked_by = NULL, locked_at = NULL, attempts = greatest(0, attempts - 1) WHERE locked_by = $1`, [

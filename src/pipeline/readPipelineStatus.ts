@@ -18,6 +18,9 @@ export interface PipelineStatus {
     column: string
     rows: number
     embedded: number
+    /** Rows with no text to embed, left NULL on purpose: not counted against coverage. */
+    no_text: number
+    /** Embedded rows over the rows that have text to embed. */
     coverage: number
     model: { provider: string; model: string; dimensions: number } | null
   }[]
@@ -35,14 +38,16 @@ export async function readPipelineStatus(
   const models = await readColumnModels(db, rs)
   const columns: PipelineStatus['columns'] = []
   for (const t of targets) {
-    const { rows, nulls } = await t.counts(db)
+    const { rows, nulls, no_text } = await t.counts(db)
     const bound = models.find((m) => m.table_name === t.name && m.column_name === t.plan.embedding_column)
     columns.push({
       table: t.name,
       column: t.plan.embedding_column,
       rows,
       embedded: rows - nulls,
-      coverage: rows ? (rows - nulls) / rows : 1,
+      no_text,
+      // Of the rows that have text to embed.
+      coverage: rows - no_text ? (rows - nulls) / (rows - no_text) : 1,
       model: bound ? { provider: bound.provider, model: bound.model, dimensions: bound.dimensions } : null,
     })
   }

@@ -10,7 +10,7 @@ import { errorMessage, ProviderError, TargetError } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 import type { Plan } from '../plan/schema.ts'
 import { retryTransient } from '../retryTransient.ts'
-import { claimJobs, completeJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
+import { claimJobs, completeJobs, deferJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
 import { createReconciler } from './reconcile.ts'
 import { newMonitor, type WorkerMonitor } from './serveWorkerHttp.ts'
 import { beat, MISSED_BEATS, registerWorker, unregisterWorker } from './workerRegistry.ts'
@@ -216,15 +216,17 @@ async function processTable({ options, rs, workerId, stats, monitor, embedAbort 
     )
     return
   }
-  const rows = await target.readTexts(db, keys)
-  const present = new Set(rows.map((r) => r.key))
+  const read = await target.readTexts(db, keys)
+  // Rows deleted since, and rows with no text to embed (left NULL, as the backfill leaves them): done.
+  const rows = read.filter((r) => r.has_text)
+  const toEmbed = new Set(rows.map((r) => r.key))
   await completeJobs(
     db,
     rs,
     workerId,
     tableName,
-    keys.filter((k) => !present.has(k)),
-  ) // deleted rows
+    keys.filter((k) => !toEmbed.has(k)),
+  )
   if (rows.length === 0) return
   let result: EmbedResult
   const called = performance.now()
@@ -247,14 +249,17 @@ async function processTable({ options, rs, workerId, stats, monitor, embedAbort 
   monitor.providerCalls++
   monitor.providerSeconds += (performance.now() - called) / 1000
   const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
-  const written = await writeEmbeddings(db, rs, target, embedded, provider.model, options.writes)
+  const { written, busy } = await writeEmbeddings(db, rs, target, embedded, provider.model, options.writes)
   stats.embedded += written.length
+  // A row the application holds right now is not waited for: its job comes back in a second.
+  const held = new Set(busy)
+  await deferJobs(db, rs, workerId, tableName, busy)
   await completeJobs(
     db,
     rs,
     workerId,
     tableName,
-    embedded.map((d) => d.key),
+    embedded.map((d) => d.key).filter((k) => !held.has(k)),
   )
   const failures = result.failures.map((f) => ({ key: rows[f.index]!.key, error: f.reason }))
   stats.failed += await failJobs(db, rs, workerId, tableName, failures, plan.worker.max_attempts)

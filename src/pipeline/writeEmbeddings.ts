@@ -20,6 +20,9 @@ import type { Target } from '../db/target.ts'
 // transaction that deletes it: a batch embedded is never embedded again, whatever ends the
 // run (writeStaged writes what an earlier run left), and its vectors cross the wire once.
 //
+// A saved batch leaves the staging table when it is written, busy rows included: the backfill
+// comes back to those (its cursor lists them) and embeds them again.
+//
 // The application's triggers do not fire on these writes when the policy says so:
 // session_replication_role = replica for this transaction only.
 
@@ -36,16 +39,23 @@ export interface WritePolicy {
 /**
  * The write of rows from `source`, a query giving (key, hash, model, embedding) whose own
  * parameters start at $3 ($1 is the table's name in the queue and metadata, $2 the column);
- * the written keys come back as row_key.
+ * each row comes back with whether it was written, or busy: locked by someone else (the
+ * application, mid-transaction), so skipped. Rows are locked in key order and a row somebody
+ * holds is never waited for: the application, whose transactions lock rows in their own
+ * order, never meets a deadlock against the runner (it waits at most for one short write).
  */
 export function writeStatement(rs: RunnerSchema, target: Target, source: string): string {
   return `WITH v AS (${source}
    ), bound AS (
      SELECT m.model FROM ${rs.models} m WHERE m.table_name = $1 AND m.column_name = $2
+   ), locked AS (
+     SELECT t.${target.key} AS k FROM ${target.table} t
+     WHERE t.${target.key} IN (SELECT v.key::${target.keyType} FROM v)
+     ORDER BY t.${target.key} FOR UPDATE OF t SKIP LOCKED
    ), updated AS (
      UPDATE ${target.table} AS t SET ${target.embedding} = v.embedding::${target.embeddingType}
-     FROM v, bound
-     WHERE t.${target.key} = v.key::${target.keyType} AND ${target.hash('t')} = v.hash AND v.model = bound.model
+     FROM v, bound, locked
+     WHERE t.${target.key} = locked.k AND t.${target.key} = v.key::${target.keyType} AND ${target.hash('t')} = v.hash AND v.model = bound.model
      RETURNING t.${target.key}::text AS row_key, v.hash, v.model
    ), meta AS (
      INSERT INTO ${rs.meta} (table_name, row_key, content_hash, model, embedded_at)
@@ -55,22 +65,32 @@ export function writeStatement(rs: RunnerSchema, target: Target, source: string)
      DELETE FROM ${rs.queue} q USING updated
      WHERE q.table_name = $1 AND q.row_key = updated.row_key AND q.locked_by IS NULL
    )
-   SELECT row_key FROM updated`
+   SELECT row_key, false AS busy FROM updated
+   UNION ALL
+   SELECT v.key, true FROM v
+   WHERE v.key::${target.keyType} NOT IN (SELECT k FROM locked)
+     AND EXISTS (SELECT 1 FROM ${target.table} t WHERE t.${target.key} = v.key::${target.keyType})`
 }
 
-/** Runs a write statement in a transaction of its own, under the policy, removing the staged batch it writes; the keys written. */
+/** What a write did: the keys written, and the keys skipped because someone else held the row. */
+export interface WriteResult {
+  written: string[]
+  busy: string[]
+}
+
+/** Runs a write statement in a transaction of its own, under the policy, removing the staged batch it writes. */
 export async function runWrite(
   db: Pick<Database, 'transaction'>,
   sql: string,
   params: unknown[],
   policy: WritePolicy,
   staged?: { rs: RunnerSchema; batch: string },
-): Promise<string[]> {
+): Promise<WriteResult> {
   return db.transaction(async (tx) => {
     if (policy.suppressTriggers) await tx.exec('SET LOCAL session_replication_role = replica')
-    const { rows } = await tx.query<{ row_key: string }>(sql, params)
+    const { rows } = await tx.query<{ row_key: string; busy: boolean }>(sql, params)
     if (staged) await tx.query(`DELETE FROM ${staged.rs.staging} WHERE batch = $1`, [staged.batch])
-    return rows.map((r) => r.row_key)
+    return { written: rows.filter((r) => !r.busy).map((r) => r.row_key), busy: rows.filter((r) => r.busy).map((r) => r.row_key) }
   })
 }
 
@@ -82,8 +102,8 @@ export async function writeEmbeddings(
   rows: EmbeddedRow[],
   model: string,
   policy: WritePolicy,
-): Promise<string[]> {
-  if (rows.length === 0) return []
+): Promise<WriteResult> {
+  if (rows.length === 0) return { written: [], busy: [] }
   const source =
     'SELECT key, hash, $6::text AS model, embedding FROM unnest($3::text[], $4::text[], $5::vector[]) AS v(key, hash, embedding)'
   return runWrite(
@@ -124,7 +144,7 @@ export async function writeStagedBatch(
   target: Target,
   batch: string,
   policy: WritePolicy,
-): Promise<string[]> {
+): Promise<WriteResult> {
   const source = `SELECT u.key, u.hash, s.model, u.embedding FROM ${rs.staging} s, unnest(s.keys, s.hashes, s.vectors) AS u(key, hash, embedding) WHERE s.batch = $3`
   return runWrite(db, writeStatement(rs, target, source), [target.name, target.plan.embedding_column, batch], policy, { rs, batch })
 }
@@ -139,13 +159,18 @@ export async function writeStaged(
   rs: RunnerSchema,
   target: Target,
   policy: WritePolicy,
-): Promise<{ batches: number; written: number }> {
+): Promise<{ batches: number; written: number; busy: string[] }> {
   const { rows: batches } = await db.query<{ batch: string }>(`SELECT batch FROM ${rs.staging} WHERE table_name = $1 ORDER BY staged_at`, [
     target.name,
   ])
   let written = 0
-  for (const { batch } of batches) written += (await writeStagedBatch(db, rs, target, batch, policy)).length
-  return { batches: batches.length, written }
+  const busy: string[] = []
+  for (const { batch } of batches) {
+    const result = await writeStagedBatch(db, rs, target, batch, policy)
+    written += result.written.length
+    busy.push(...result.busy)
+  }
+  return { batches: batches.length, written, busy }
 }
 
 /** Of these rows, the keys whose embedding of their current text by this model is written already (the runner's metadata says so). */

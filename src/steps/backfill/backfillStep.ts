@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
 import type { CursorSpec } from '../../checkpoint/session.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
@@ -9,6 +10,8 @@ import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { installPipeline } from '../../pipeline/installPipeline.ts'
 import { type EmbeddedRow, stageEmbeddings, writeEmbeddings, writeStaged, writeStagedBatch } from '../../pipeline/writeEmbeddings.ts'
 import type { Step, StepContext } from '../step.ts'
+import { backoffMs } from '../../retryTransient.ts'
+import { queueKeys } from '../../pipeline/queue.ts'
 import { lockPolicy } from '../../plan/schema.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
@@ -55,7 +58,12 @@ const outputSchema = z.object({
       /** Stored vectors of unknown origin that a sample proved to be this model's, recorded as such. */
       adopted: z.number().int().default(0),
       failed: z.number().int(),
+      /** NULL rows with text still to embed at the end. */
       remaining_null: z.number().int(),
+      /** NULL rows with no text to embed: left NULL on purpose. */
+      no_text: z.number().int().default(0),
+      /** Rows the application held every time the backfill came to write them: queued for the workers. */
+      busy_queued: z.number().int().default(0),
     }),
   ),
   failures: z.array(failureSchema),
@@ -77,6 +85,9 @@ const cursorSchema = z.object({
   reembedded: z.record(z.string(), z.number().int()).optional(),
   adopted: z.record(z.string(), z.number().int()).optional(),
   stages: stagesSchema.optional(),
+  /** Keys per table whose rows the application held when their batch was written: come back to them. */
+  busy: z.record(z.string(), z.array(z.string())).optional(),
+  busy_queued: z.record(z.string(), z.number().int()).optional(),
 })
 type Cursor = z.infer<typeof cursorSchema>
 const cursorSpec: CursorSpec<Cursor> = { version: 1, schema: cursorSchema }
@@ -200,10 +211,11 @@ async function embedPages(
   // A saved batch is written by its name: the vectors are in the staging table, and held here
   // past the write they would outlive the young generation and cost the garbage collector a copy each.
   const write = async (rows: TextRow[], failures: EmbedResult['failures'], batch: string | EmbeddedRow[]) => {
-    const written =
+    const { written, busy } =
       typeof batch === 'string'
         ? await writeStagedBatch(ctx.db, ctx.runnerSchema, t, batch, ctx.writes)
         : await writeEmbeddings(ctx.db, ctx.runnerSchema, t, batch, provider.model, ctx.writes)
+    if (busy.length) (cursor.busy ??= {})[t.name] = [...(cursor.busy[t.name] ?? []), ...busy]
     for (const f of failures) {
       if (cursor.failures.length < MAX_LISTED_FAILURES) cursor.failures.push({ table: t.name, key: rows[f.index]!.key, reason: f.reason })
     }
@@ -267,12 +279,43 @@ function countWritten(cursor: Cursor, phase: 'after' | 'foreign_after', t: Targe
 
 /** Batches an earlier run embedded and saved but did not write: written now, before anything is read or embedded. */
 async function writeLeftovers(ctx: StepContext<Cursor>, t: Target, cursor: Cursor): Promise<void> {
-  const { batches, written } = await writeStaged(ctx.db, ctx.runnerSchema, t, ctx.writes)
+  const { batches, written, busy } = await writeStaged(ctx.db, ctx.runnerSchema, t, ctx.writes)
   if (batches === 0) return
+  if (busy.length) (cursor.busy ??= {})[t.name] = [...(cursor.busy[t.name] ?? []), ...busy]
   // Counted with the NULL rows: which phase saved them is not recorded, and nearly always it is that one.
   countWritten(cursor, 'after', t, written)
   ctx.checkpoint.save(cursor)
   ctx.log(`  ${t.name}: ${written} embeddings saved by the run that ended early written now, not embedded again`)
+}
+
+/** Rounds of coming back to rows the application held, before they are left to the workers. */
+const BUSY_ROUNDS = 5
+
+/**
+ * Rows the application held when their batch was written were skipped, not waited for (a wait
+ * in key order against the application's own order is how deadlocks happen). They are embedded
+ * and written again a few times, after a pause each; any still held are queued for the workers.
+ */
+async function comeBackToBusyRows(ctx: StepContext<Cursor>, t: Target, cursor: Cursor): Promise<void> {
+  const provider = ctx.embeddings()
+  const busy = (cursor.busy ??= {})
+  for (let round = 0; round < BUSY_ROUNDS && busy[t.name]?.length; round++) {
+    await sleep(backoffMs(round, 200, 3000))
+    const rows = (await t.readTexts(ctx.db, busy[t.name]!)).filter((r) => r.has_text)
+    const result = rows.length ? await provider.embed(rows.map((r) => r.text)) : { vectors: [], failures: [] }
+    const embedded = rows.flatMap((r, i) => (result.vectors[i] ? [{ key: r.key, hash: r.hash, vector: result.vectors[i]! }] : []))
+    const { written, busy: still } = await writeEmbeddings(ctx.db, ctx.runnerSchema, t, embedded, provider.model, ctx.writes)
+    countWritten(cursor, 'after', t, written.length)
+    busy[t.name] = still
+    ctx.checkpoint.save(cursor)
+  }
+  const left = busy[t.name] ?? []
+  if (left.length === 0) return
+  await queueKeys(ctx.db, ctx.runnerSchema, t.name, left)
+  ;(cursor.busy_queued ??= {})[t.name] = (cursor.busy_queued[t.name] ?? 0) + left.length
+  busy[t.name] = []
+  ctx.checkpoint.save(cursor)
+  ctx.log(`  ${t.name}: ${left.length} row(s) the application kept locked through ${BUSY_ROUNDS} tries are queued for the workers`)
 }
 
 const SAME_MODEL_COSINE = 0.99
@@ -365,25 +408,29 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       const leaves = partitioned ? partitions.filter((p) => p.leaf).map((p) => t.partition(p.relation)) : [t]
       for (const leaf of leaves)
         await embedPages(ctx, leaf, cursor, 'after', (after, limit) => leaf.readNullPage(db, after, limit), onBatch(leaf), elapsed)
+      await comeBackToBusyRows(ctx, t, cursor)
       // Vectors that are not this model's: another model's after --change-model, and those of unknown origin unless kept or adopted.
       const unknown = plan.embedding.unknown_vectors === 'reembed' ? await adoptUnknownOrigin(ctx, t) : { adopted: 0, reembed: false }
       if (unknown.adopted) (cursor.adopted ??= {})[t.name] = (cursor.adopted[t.name] ?? 0) + unknown.adopted
       const readForeign: ReadPage = (after, limit) =>
         t.readForeignPage(db, ctx.runnerSchema.meta, provider.model, after, limit, unknown.reembed)
       await embedPages(ctx, t, cursor, 'foreign_after', readForeign, onBatch(t), elapsed)
+      await comeBackToBusyRows(ctx, t, cursor)
     }
     const seconds = elapsed()
     task.finish()
     const tables = []
     for (const t of targets) {
-      const { nulls } = await t.counts(db)
+      const { nulls, no_text } = await t.counts(db)
       tables.push({
         table: t.name,
         written: cursor.written[t.name] ?? 0,
         reembedded: cursor.reembedded?.[t.name] ?? 0,
         adopted: cursor.adopted?.[t.name] ?? 0,
         failed: cursor.failedCount[t.name] ?? 0,
-        remaining_null: nulls,
+        remaining_null: nulls - no_text,
+        no_text,
+        busy_queued: cursor.busy_queued?.[t.name] ?? 0,
       })
     }
     return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds, stages: cursor.stages }
@@ -407,7 +454,8 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     const written = o.tables.reduce((s, t) => s + t.written, 0)
     const remaining = o.tables.reduce((s, t) => s + t.remaining_null, 0)
     const failed = o.tables.reduce((s, t) => s + t.failed, 0)
-    return `${written.toLocaleString('en-US')} embeddings written with ${o.model} in ${o.seconds.toFixed(1)} s; ${failed} rows failed; ${remaining} rows remain NULL`
+    const noText = o.tables.reduce((s, t) => s + t.no_text, 0)
+    return `${written.toLocaleString('en-US')} embeddings written with ${o.model} in ${o.seconds.toFixed(1)} s; ${failed} rows failed; ${remaining} rows remain NULL${noText ? `; ${noText} rows have no text to embed (left NULL)` : ''}`
   },
 
   details: (o) =>
@@ -417,11 +465,11 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       `Provider ${o.provider}, model ${o.model}. Estimated before the start: ${describeEstimate(o.estimate, o.provider)}.`,
       '',
       ...[describeStages(o.stages, o.seconds)].filter((line) => line !== null).flatMap((line) => [line, '']),
-      "| table | NULL rows embedded | vectors not of this model, embedded again | unknown-origin vectors proved this model's | rows failed | rows still NULL |",
-      '| --- | --- | --- | --- | --- | --- |',
+      "| table | NULL rows embedded | vectors not of this model, embedded again | unknown-origin vectors proved this model's | rows failed | rows still NULL | no text to embed (left NULL) | held by the application, queued for the workers |",
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
       ...o.tables.map(
         (t) =>
-          `| ${t.table} | ${t.written.toLocaleString('en-US')} | ${t.reembedded.toLocaleString('en-US')} | ${t.adopted.toLocaleString('en-US')} | ${t.failed} | ${t.remaining_null} |`,
+          `| ${t.table} | ${t.written.toLocaleString('en-US')} | ${t.reembedded.toLocaleString('en-US')} | ${t.adopted.toLocaleString('en-US')} | ${t.failed} | ${t.remaining_null} | ${t.no_text} | ${t.busy_queued} |`,
       ),
       '',
       ...(o.failures.length ? ['## Failed rows', '', ...o.failures.map((f) => `- ${f.table} key ${f.key}: ${f.reason}`), ''] : []),

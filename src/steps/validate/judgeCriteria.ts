@@ -13,13 +13,16 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
   const per = (f: (t: TableValidation) => string) => tables.map((t) => `${t.table.split('.').pop()} ${f(t)}`).join(', ')
 
   if (c.null_embeddings_max !== null) {
-    const nulls = tables.reduce((s, t) => s + t.nulls, 0)
-    const rows = tables.reduce((s, t) => s + t.rows, 0)
+    // A row with no text has nothing to embed: left NULL on purpose, counted apart.
+    const missing = (t: TableValidation) => t.nulls - t.no_text
+    const nulls = tables.reduce((s, t) => s + missing(t), 0)
+    const rows = tables.reduce((s, t) => s + t.rows - t.no_text, 0)
+    const noText = tables.reduce((s, t) => s + t.no_text, 0)
     results.push({
       id: 'no_null_embeddings',
-      description: 'rows without an embedding',
+      description: 'rows with text but without an embedding',
       threshold: `<= ${c.null_embeddings_max}`,
-      measured: `${nulls} of ${rows.toLocaleString('en-US')} (${per((t) => String(t.nulls))})`,
+      measured: `${nulls} of ${rows.toLocaleString('en-US')} (${per((t) => String(missing(t)))})${noText ? `; ${noText} rows with no text to embed left NULL` : ''}`,
       passed: nulls <= c.null_embeddings_max,
     })
   }

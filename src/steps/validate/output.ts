@@ -54,7 +54,9 @@ export const tableValidationSchema = z.object({
   table: z.string(),
   column: z.string(),
   rows: z.number().int(),
+  /** Rows with a NULL embedding, and of those the rows with no text to embed (left NULL on purpose, not a gap in coverage). */
   nulls: z.number().int(),
+  no_text: z.number().int().default(0),
   index: z.object({
     name: z.string().nullable(),
     valid: z.boolean(),

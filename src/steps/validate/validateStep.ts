@@ -92,7 +92,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   const index: VectorIndex | undefined = builtName
     ? onColumn.find((i) => i.name === builtName)
     : onColumn.find((i) => i.method === 'hnsw' && i.valid)
-  const { rows, nulls } = await t.counts(db)
+  const { rows, nulls, no_text } = await t.counts(db)
   const sharedBuffers = await readSettingBytes(db, 'shared_buffers')
   const natural = await explainNearest(db, t, search)
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, t, search, { forceIndex: true })
@@ -132,6 +132,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
     column: t.plan.embedding_column,
     rows,
     nulls,
+    no_text,
     index: {
       name: index?.name ?? null,
       valid: Boolean(index?.valid && index.method === 'hnsw'),
