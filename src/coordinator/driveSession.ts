@@ -153,6 +153,7 @@ export async function runChecked(options: Omit<RunOptions, 'preflight' | 'embedd
   const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, left, embedsIn(left) ? provider.load : undefined), {
     readOnly: true,
   })
+  for (const note of checked.notes) log(`preflight: ${note}`)
   if (checked.refusals.length)
     log(`preflight: ${checked.refusals.length} refusal(s); read-only batches run, then the session stops before its first change`)
   return runSession({ ...options, preflight: checked, embeddings: provider.get })

@@ -10,7 +10,9 @@ import { readExtension } from '../db/catalog/readExtension.ts'
 import { firesOnEmbeddingWrite, readTriggerDetails, type TriggerDetail } from '../db/catalog/readTriggers.ts'
 import type { Queryable } from '../db/database.ts'
 import { foreignObjectsIn } from '../db/runnerSchema/foreignObjects.ts'
-import { readSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import { describeSchemaAccess, readSchemaAccess, readSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
+import { describeHiddenRows, readHiddenRows } from '../db/catalog/readRowVisibility.ts'
+import { readSessionLimits } from '../db/catalog/readSessionLimits.ts'
 import { readColumnModels } from '../db/runnerSchema/columnModels.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
@@ -37,6 +39,8 @@ export interface PreflightResult {
   writes: WritePolicy
   /** The application's triggers an embedding write would fire, unless suppressed. */
   triggers: TriggerDetail[]
+  /** What the runner does differently here and says so (a timeout of the role's overridden). */
+  notes: string[]
 }
 
 const TEXT_TYPES = new Set(['text', 'varchar', 'bpchar', 'citext', 'name'])
@@ -100,7 +104,14 @@ async function checkTable(
   }
 }
 
-async function checkRights(db: Queryable, plan: Plan, rs: RunnerSchema, steps: Set<StepName>, refuse: (r: Refusal) => void): Promise<void> {
+async function checkRights(
+  db: Queryable,
+  plan: Plan,
+  targets: Target[],
+  rs: RunnerSchema,
+  steps: Set<StepName>,
+  refuse: (r: Refusal) => void,
+): Promise<void> {
   const rights = await readPrivileges(db, rs.name, plan.target.tables)
   const buildsOrInstalls = steps.has('index') || steps.has('pipeline') || steps.has('backfill')
   for (const [i, table] of rights.tables.entries()) {
@@ -117,12 +128,13 @@ async function checkRights(db: Queryable, plan: Plan, rs: RunnerSchema, steps: S
       })
     }
   }
-  if ((steps.has('pipeline') || steps.has('backfill')) && !rights.can_create_runner_schema) {
-    refuse({
-      path: 'target.runner_schema',
-      object: `schema ${rs.name}`,
-      problem: `role ${rights.role} may not create it (CREATE on the database) nor create in it: GRANT CREATE ON DATABASE, or create the schema for it beforehand`,
-    })
+  const access = await readSchemaAccess(db, rs)
+  if ((steps.has('pipeline') || steps.has('backfill')) && !(access.usage && access.create)) {
+    refuse({ path: 'target.runner_schema', object: `schema ${rs.name}`, problem: describeSchemaAccess(access, rs).replace(/^schema \S+ /, '') })
+  }
+  for (const [i, t] of targets.entries()) {
+    const hidden = await readHiddenRows(db, t.table)
+    if (hidden.length) refuse({ path: `target.tables[${i}].table`, object: t.name, problem: describeHiddenRows(rights.role, hidden) })
   }
   if (steps.has('validate') && plan.criteria.auto_embed_within_seconds !== null && !(await hasDatabasePrivilege(db, 'TEMP'))) {
     refuse({
@@ -134,6 +146,7 @@ async function checkRights(db: Queryable, plan: Plan, rs: RunnerSchema, steps: S
 }
 
 async function checkRunnerSchema(db: Queryable, rs: RunnerSchema, refuse: (r: Refusal) => void): Promise<void> {
+  if (!(await readSchemaAccess(db, rs)).usage) return // refused by checkRights, which names the owner and the grant
   const version = await readSchemaVersion(db, rs)
   if (version.version > version.latest) {
     refuse({
@@ -215,9 +228,11 @@ export async function preflight(
   provider: (() => Promise<EmbeddingProvider>) | undefined,
 ): Promise<PreflightResult> {
   const refusals: Refusal[] = []
+  const notes: string[] = []
   const refuse = (r: Refusal) => refusals.push(r)
   for (const [i, t] of targets.entries()) await checkTable(db, t, i, plan, steps, refuse)
-  await checkRights(db, plan, rs, steps, refuse)
+  if (changesTarget(steps)) notes.push(...(await checkSessionLimits(db, refuse)))
+  await checkRights(db, plan, targets, rs, steps, refuse)
   await checkRunnerSchema(db, rs, refuse)
   const { writes, triggers } = await checkTriggers(db, plan, targets, refuse)
   if (provider) {
@@ -240,7 +255,34 @@ export async function preflight(
       })
     }
   }
-  return { refusals, writes, triggers }
+  return { refusals, writes, triggers, notes }
+}
+
+/** Whether batches of these steps change the target database. */
+const changesTarget = (steps: Set<StepName>) => steps.has('index') || steps.has('pipeline') || steps.has('backfill') || steps.has('validate')
+
+/**
+ * A server that cannot be written is refused; timeouts set on the role or the database are
+ * overridden in the runner's own sessions (as pg_dump does; connectPostgres sets them), and said.
+ */
+async function checkSessionLimits(db: Queryable, refuse: (r: Refusal) => void): Promise<string[]> {
+  const limits = await readSessionLimits(db)
+  if (limits.in_recovery)
+    refuse({
+      path: 'target.database_url_env',
+      object: 'the database',
+      problem: 'is a standby in recovery (pg_is_in_recovery()): nothing can be written there. Point the URL at the primary',
+    })
+  if (limits.read_only_default)
+    refuse({
+      path: 'target.database_url_env',
+      object: 'the database',
+      problem: `starts every transaction read-only for role ${limits.role} (default_transaction_read_only = on): run as a role that may write, or change that setting on purpose`,
+    })
+  return limits.timeouts.map(
+    (t) =>
+      `${t.name} = ${t.value} is set on ${t.set_on}; the runner's own sessions run with ${t.name} = 0 (an index build or a backfill cancelled midway would leave an invalid index or a half-written table), and each statement that locks an application table waits at most target.lock_timeout_ms`,
+  )
 }
 
 export function describeRefusals(planPath: string, refusals: Refusal[]): string {

@@ -80,6 +80,14 @@ export async function connectPostgres(url: string, options: { applicationName?: 
   const pool = new pg.Pool(config)
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {})
+  // The runner's own sessions run without the timeouts a role or a database may set (as
+  // pg_dump's do): an index build or a backfill write cancelled midway leaves an invalid index
+  // or a stalled run. Each statement that locks an application table sets its own lock_timeout
+  // (withLockTimeout.ts); the preflight says when this overrides a setting. Queued first on
+  // the client, so it runs before anything the pool hands the client out for.
+  pool.on('connect', (client) => {
+    client.query('SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0').catch(() => {})
+  })
   // Fail early, with a clear cause, when the server is not there. Without the extension there
   // are no vector types yet: the diagnosis reports that.
   const readVectorTypes = async () =>

@@ -16,9 +16,10 @@ export async function readPrivileges(
   tables: { schema: string; table: string }[],
 ): Promise<Privileges> {
   const { rows: who } = await db.query<{ role: string; can_create: boolean }>(
+    // An existing schema must be usable and creatable in (CREATE on the database does not help there).
     `SELECT current_user AS role,
-            has_database_privilege(current_database(), 'CREATE')
-            OR coalesce((SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = $1), false) AS can_create`,
+            coalesce((SELECT has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = $1),
+                     has_database_privilege(current_database(), 'CREATE')) AS can_create`,
     [runnerSchema],
   )
   const { rows } = await db.query<Privileges['tables'][number]>(

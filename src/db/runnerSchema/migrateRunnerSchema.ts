@@ -13,10 +13,41 @@ export interface SchemaVersion {
 }
 
 export async function readSchemaVersion(db: Queryable, rs: RunnerSchema): Promise<SchemaVersion> {
+  const access = await readSchemaAccess(db, rs)
+  if (access.exists && !access.usage) throw new TargetError(`target.runner_schema: ${describeSchemaAccess(access, rs)}`)
   const { rows } = await db.query<{ exists: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS exists`, [`${rs.ident}.${MIGRATIONS_TABLE}`])
   if (!rows[0]!.exists) return { version: 0, latest: LATEST_SCHEMA_VERSION }
   const { rows: applied } = await db.query<{ version: number | null }>(`SELECT max(version)::int AS version FROM ${rs.migrations}`)
   return { version: applied[0]!.version ?? 0, latest: LATEST_SCHEMA_VERSION }
+}
+
+export interface SchemaAccess {
+  exists: boolean
+  owner: string | null
+  role: string
+  /** USAGE on the schema (true when it does not exist yet). */
+  usage: boolean
+  /** CREATE in the schema, or, when it does not exist yet, CREATE on the database to create it. */
+  create: boolean
+}
+
+/** What the current role may do with the runner's schema: it must use it, and create in it (each capture function is replaced there). */
+export async function readSchemaAccess(db: Queryable, rs: RunnerSchema): Promise<SchemaAccess> {
+  const { rows } = await db.query<SchemaAccess>(
+    `SELECT n.oid IS NOT NULL AS exists, pg_get_userbyid(n.nspowner)::text AS owner, current_user::text AS role,
+            coalesce(has_schema_privilege(n.oid, 'USAGE'), true) AS usage,
+            coalesce(has_schema_privilege(n.oid, 'CREATE'), has_database_privilege(current_database(), 'CREATE')) AS create
+     FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = $1`,
+    [rs.name],
+  )
+  return rows[0]!
+}
+
+/** Why the role cannot work in the runner's schema, naming its owner and what to grant. */
+export function describeSchemaAccess(a: SchemaAccess, rs: RunnerSchema): string {
+  if (!a.exists) return `schema ${rs.name} does not exist and role ${a.role} may not create it (CREATE on the database): GRANT CREATE ON DATABASE, or create the schema for it beforehand`
+  const lacks = [!a.usage && 'USAGE', !a.create && 'CREATE'].filter(Boolean).join(' and ')
+  return `schema ${rs.name} exists, owned by ${a.owner}, and role ${a.role} lacks ${lacks} on it: GRANT USAGE, CREATE ON SCHEMA ${rs.ident} TO ${a.role}, or name another target.runner_schema`
 }
 
 function newerThanKnown(rs: RunnerSchema, found: SchemaVersion): TargetError {

@@ -44,18 +44,20 @@ export function chooseIndexAction(
 ): IndexDecision {
   const matches = (i: VectorIndex) => servesQuery(i, wanted)
   const good = existing.find((i) => i.valid && matches(i))
-  const unusable = existing.filter((i) => i !== good && !(i.name === wanted.name && !i.valid))
+  // An invalid index under the runner's name and of the runner's definition is its own failed
+  // build's leftover; under that name with another definition, it is somebody else's.
+  const own = existing.find((i) => i.name === wanted.name && !i.valid && matches(i))
+  const unusable = existing.filter((i) => i !== good && i !== own)
   const leftBeside = options.replaceMismatched ? [] : unusable
   const replaced = options.replaceMismatched ? unusable : []
   if (good) {
     const reason = `${good.name} already serves this query (hnsw, ${good.opclass})`
     return { action: 'kept', reason, name: good.name, dropBefore: [], dropAfter: replaced, beside: leftBeside }
   }
-  const own = existing.find((i) => i.name === wanted.name && !i.valid)
   const besideNote = leftBeside.length
     ? `; ${leftBeside.map(describe).join(', ')} cannot serve it and is left beside it (index.replace_mismatched: true drops it)`
     : ''
-  if (own && options.partitioned && matches(own)) {
+  if (own && options.partitioned) {
     const reason = `${own.name} was left by an earlier run before every partition was attached: completed${besideNote}`
     return { action: 'completed', reason, name: own.name, dropBefore: [], dropAfter: replaced, beside: leftBeside }
   }

@@ -15,6 +15,8 @@ import type { Target } from '../../db/target.ts'
 import { MAX_INDEXABLE_DIMENSIONS } from '../../db/vectorOps.ts'
 import { Interrupted, TargetError, WorkError } from '../../errors.ts'
 import type { Step, StepContext } from '../step.ts'
+import { withLockTimeout } from '../../db/withLockTimeout.ts'
+import { lockPolicy } from '../../plan/schema.ts'
 import { buildIndex } from './buildIndex.ts'
 import { chooseIndexAction, type IndexDecision, servesQuery } from './chooseIndexAction.ts'
 import { type BuiltIndex, type IndexOutput, indexOutputSchema } from './output.ts'
@@ -64,6 +66,21 @@ function indexName(table: string, column: string, suffix: IndexSuffix): string {
   return fitIdentifier(`${table}_${column}_hnsw${suffix}`)
 }
 
+/**
+ * The name itself when no relation in the schema has it (or it is `ours`: the runner's own
+ * index or leftover), otherwise the first free of name_2, name_3...: a name is never assumed
+ * to be the runner's because it is the one the runner would choose (CREATE INDEX IF NOT
+ * EXISTS would then do nothing, and the down migration would drop the application's index).
+ */
+async function freeIndexName(db: Database, schema: string, name: string, ours: string[]): Promise<string> {
+  for (let n = 1; ; n++) {
+    const candidate = n === 1 ? name : fitIdentifier(`${name}_${n}`)
+    if (ours.includes(candidate)) return candidate
+    const { rows } = await db.query<{ taken: boolean }>('SELECT to_regclass($1) IS NOT NULL AS taken', [quoteQualified(schema, candidate)])
+    if (!rows[0]!.taken) return candidate
+  }
+}
+
 async function machineFreeMb(db: Database): Promise<number | undefined> {
   if (db.kind === 'embedded') return undefined
   // Only a server on this very machine shares our memory figures; elsewhere the plan's cap rules.
@@ -93,15 +110,15 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   }
   const half = indexedType === 'halfvec' && vector.type === 'vector'
   const suffix: IndexSuffix = indexedType === 'bit' ? '_binary' : half ? '_half' : ''
-  const name = indexName(target.plan.table, target.plan.embedding_column, suffix)
+  const preferred = indexName(target.plan.table, target.plan.embedding_column, suffix)
   const column = (schema: string, table: string) => ({ schema, table, column: target.plan.embedding_column })
   const { partitioned, partitions } = await readPartitions(db, target.table)
   const existing = await readVectorIndexes(db, [], column(target.plan.schema, target.plan.table))
-  const decision = chooseIndexAction(
-    existing,
-    { opclass: search.opclass, expression: search.expression, name },
-    { replaceMismatched: plan.index.replace_mismatched, partitioned },
-  )
+  const wanted = { opclass: search.opclass, expression: search.expression }
+  // The runner's own leftover (invalid, its definition) keeps the name; anything else under it moves the runner to another.
+  const leftovers = existing.filter((i) => !i.valid && servesQuery(i, wanted)).map((i) => i.name)
+  const name = await freeIndexName(db, target.plan.schema, preferred, leftovers)
+  const decision = chooseIndexAction(existing, { ...wanted, name }, { replaceMismatched: plan.index.replace_mismatched, partitioned })
   const byTable = await target.countsByPartition(db)
   const planMax =
     db.kind === 'embedded'
@@ -180,12 +197,14 @@ async function partitionedStatements(
   const indexOf = new Map([[target.table, quoteQualified(target.plan.schema, index.name)]])
   const attaches: string[] = []
   for (const p of partitions) {
-    const own = indexName(p.table, target.plan.embedding_column, index.suffix)
     const onPartition = await readVectorIndexes(db, [], { schema: p.schema, table: p.table, column: target.plan.embedding_column })
+    const preferred = indexName(p.table, target.plan.embedding_column, index.suffix)
+    const ours = onPartition.filter((i) => servesQuery(i, index.search)).map((i) => i.name)
+    const own = await freeIndexName(db, p.schema, preferred, ours)
     const earlier = p.leaf ? onPartition.find((i) => i.name === own && i.valid && servesQuery(i, index.search)) : undefined
     indexOf.set(p.relation, quoteQualified(p.schema, own))
     if (!earlier) {
-      const leftover = p.leaf ? onPartition.find((i) => i.name === own && !i.valid) : undefined
+      const leftover = p.leaf ? onPartition.find((i) => i.name === own && !i.valid && servesQuery(i, index.search)) : undefined
       if (leftover) up.push({ sql: index.drop(leftover) })
       up.push(
         p.leaf
@@ -262,7 +281,11 @@ async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<str
     for (const statement of p.migration.up) {
       if (ctx.signal.aborted) throw new Interrupted()
       if (!statement.build) {
-        await db.exec(statement.sql)
+        // CONCURRENTLY takes no lock the application waits for (and refuses a transaction block);
+        // the others (an index ON ONLY the parent, an ATTACH, a DROP of a partitioned index) lock
+        // the table the application reads: each waits at most lock_timeout, retried.
+        if (/ CONCURRENTLY /.test(statement.sql)) await db.exec(statement.sql)
+        else await withLockTimeout(db, p.target.table, p.target.name, (tx) => tx.exec(statement.sql), lockPolicy(plan), log)
         continue
       }
       const result = await buildIndex(
@@ -288,6 +311,9 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
   const column = (schema: string, table: string) => ({ schema, table, column: p.target.plan.embedding_column })
   const found = (await readVectorIndexes(db, [], column(p.target.plan.schema, p.target.plan.table))).find((i) => i.name === name)
   if (!found) throw new WorkError(`index ${name} on ${p.target.name} does not exist after the build`)
+  // Counted only as the catalog defines it: the name alone proves nothing.
+  if (!servesQuery(found, p.search))
+    throw new WorkError(`index ${name} on ${p.target.name} is not the one the runner built: ${found.definition}`)
   const { rows, nulls } = await p.target.counts(db)
   const natural = await explainNearest(db, p.target, p.search)
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, p.target, p.search, { forceIndex: true })

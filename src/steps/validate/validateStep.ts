@@ -13,6 +13,7 @@ import { rankingMetrics } from '../../embeddings/rankingMetrics.ts'
 import { UsageError } from '../../errors.ts'
 import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
+import { servesQuery } from '../index/chooseIndexAction.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
@@ -91,7 +92,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   const onColumn = await readVectorIndexes(db, [], { schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column })
   const index: VectorIndex | undefined = builtName
     ? onColumn.find((i) => i.name === builtName)
-    : onColumn.find((i) => i.method === 'hnsw' && i.valid)
+    : onColumn.find((i) => i.valid && servesQuery(i, search))
   const { rows, nulls, no_text } = await t.counts(db)
   const sharedBuffers = await readSettingBytes(db, 'shared_buffers')
   const natural = await explainNearest(db, t, search)
