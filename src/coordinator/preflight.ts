@@ -130,7 +130,11 @@ async function checkRights(
   }
   const access = await readSchemaAccess(db, rs)
   if ((steps.has('pipeline') || steps.has('backfill')) && !(access.usage && access.create)) {
-    refuse({ path: 'target.runner_schema', object: `schema ${rs.name}`, problem: describeSchemaAccess(access, rs).replace(/^schema \S+ /, '') })
+    refuse({
+      path: 'target.runner_schema',
+      object: `schema ${rs.name}`,
+      problem: describeSchemaAccess(access, rs).replace(/^schema \S+ /, ''),
+    })
   }
   for (const [i, t] of targets.entries()) {
     const hidden = await readHiddenRows(db, t.table)
@@ -259,7 +263,8 @@ export async function preflight(
 }
 
 /** Whether batches of these steps change the target database. */
-const changesTarget = (steps: Set<StepName>) => steps.has('index') || steps.has('pipeline') || steps.has('backfill') || steps.has('validate')
+const changesTarget = (steps: Set<StepName>) =>
+  steps.has('index') || steps.has('pipeline') || steps.has('backfill') || steps.has('validate')
 
 /**
  * A server that cannot be written is refused; timeouts set on the role or the database are

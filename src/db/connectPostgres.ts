@@ -69,6 +69,27 @@ async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Pro
   }
 }
 
+// The runner's own sessions run without the timeouts a role or a database may set (as
+// pg_dump's do): an index build or a backfill write cancelled midway leaves an invalid index or
+// a stalled run. Each statement that locks an application table sets its own lock_timeout
+// (withLockTimeout.ts); the preflight says when this overrides a setting of the role's.
+const SESSION_DEFAULTS = 'SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0'
+
+/** A pooled connection that has its session defaults before the pool hands it out (the pool connects with a callback). */
+function RunnerClient(config: pg.ClientConfig): pg.Client {
+  const client = new pg.Client(config)
+  const connect = client.connect.bind(client)
+  client.connect = ((callback?: (error: Error | null) => void) => {
+    const ready = connect().then(() => client.query(SESSION_DEFAULTS).then(() => undefined))
+    if (!callback) return ready
+    ready.then(
+      () => callback(null),
+      (error: Error) => callback(error),
+    )
+  }) as typeof client.connect
+  return client
+}
+
 export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<Database> {
   const vectorOids = new Map<number, (text: string) => unknown>()
   const config: pg.PoolConfig = {
@@ -76,18 +97,12 @@ export async function connectPostgres(url: string, options: { applicationName?: 
     types: typeParsers(vectorOids),
     max: 4,
     application_name: options.applicationName ?? 'runner',
+    Client: RunnerClient as unknown as typeof pg.Client,
   }
   const pool = new pg.Pool(config)
   // An idle client that loses its connection must not crash the process.
   pool.on('error', () => {})
-  // The runner's own sessions run without the timeouts a role or a database may set (as
-  // pg_dump's do): an index build or a backfill write cancelled midway leaves an invalid index
-  // or a stalled run. Each statement that locks an application table sets its own lock_timeout
-  // (withLockTimeout.ts); the preflight says when this overrides a setting. Queued first on
-  // the client, so it runs before anything the pool hands the client out for.
-  pool.on('connect', (client) => {
-    client.query('SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0').catch(() => {})
-  })
+
   // Fail early, with a clear cause, when the server is not there. Without the extension there
   // are no vector types yet: the diagnosis reports that.
   const readVectorTypes = async () =>

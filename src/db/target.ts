@@ -181,11 +181,12 @@ export class Target {
     model: string,
     after: string | null,
     limit: number,
-    withUnknown: boolean,
+    /** Which vectors of unknown origin are embedded again: a condition on `t` (true: all of them), or null for none. */
+    unknown: string | null,
   ): Promise<TextRow[]> {
     // Without the runner's metadata (not installed yet), every stored vector is of unknown origin.
     const join = meta ? `LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text` : ''
-    const foreign = meta ? `(m.model <> $2 ${withUnknown ? 'OR m.row_key IS NULL' : ''})` : withUnknown ? 'true' : 'false'
+    const foreign = meta ? `(m.model <> $2 ${unknown ? `OR (m.row_key IS NULL AND ${unknown})` : ''})` : (unknown ?? 'false')
     const { rows } = await db.query<TextRow>(
       `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash
        FROM ${this.table} t ${join}
@@ -197,16 +198,31 @@ export class Target {
     return rows
   }
 
-  /** Rows with a stored vector and no record of its origin: a sample to compare with what the model gives for their text. */
-  async sampleUnknownOrigin(db: Queryable, meta: string, count: number): Promise<(TextRow & { vector: string })[]> {
+  /**
+   * Rows with a stored vector and no record of its origin, drawn at random from all of them
+   * (the first keys are often the ones somebody checked by hand), among those `plausible` (a
+   * condition on `t`) keeps: a sample to compare with what the model gives for their text.
+   */
+  async sampleUnknownOrigin(db: Queryable, meta: string, count: number, plausible = 'true'): Promise<(TextRow & { vector: string })[]> {
     const { rows } = await db.query<TextRow & { vector: string }>(
       `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash, t.${this.embedding}::text AS vector
-       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL
+       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL AND ${plausible}
          AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = t.${this.key}::text)
-       ORDER BY t.${this.key} LIMIT $2`,
+       ORDER BY random() LIMIT $2`,
       [this.name, count],
     )
     return rows
+  }
+
+  /** Of the stored vectors with no record of their origin, how many `implausible` (a condition on `t`) holds for. */
+  async countUnknownOrigin(db: Queryable, meta: string, implausible: string): Promise<{ unknown: number; implausible: number }> {
+    const { rows } = await db.query<{ unknown: number; implausible: number }>(
+      `SELECT count(*)::int AS unknown, count(*) FILTER (WHERE ${implausible})::int AS implausible
+       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = t.${this.key}::text)`,
+      [this.name],
+    )
+    return rows[0]!
   }
 
   /** One stored embedding in text form, to query with; undefined when none is stored yet. */

@@ -84,7 +84,9 @@ export async function withLockTimeout<T>(
         )
       }
       const waitMs = backoffMs(retry, 500, 8000)
-      log(`  ${what}: ${table} is locked by ${holders}; gave up after ${policy.timeoutMs} ms, trying again in ${(waitMs / 1000).toFixed(1)} s`)
+      log(
+        `  ${what}: ${table} is locked by ${holders}; gave up after ${policy.timeoutMs} ms, trying again in ${(waitMs / 1000).toFixed(1)} s`,
+      )
       await sleep(waitMs)
     }
   }

@@ -133,7 +133,8 @@ export async function installPipeline(
         for (const [name, sql] of wanted) {
           const present = installed.some((i) => i.name === name)
           await tx.exec(present ? sql.replace(/^CREATE TRIGGER /, 'CREATE OR REPLACE TRIGGER ') : sql)
-          if (present && installed.find((i) => i.name === name)!.enabled !== 'O') await tx.exec(`ALTER TABLE ${t.table} ENABLE TRIGGER ${quoteIdent(name)}`)
+          if (present && installed.find((i) => i.name === name)!.enabled !== 'O')
+            await tx.exec(`ALTER TABLE ${t.table} ENABLE TRIGGER ${quoteIdent(name)}`)
           await recordCreated(tx, rs, { kind: 'trigger', schema_name: t.plan.schema, name, on_table: t.plan.table })
         }
       },
@@ -182,38 +183,47 @@ export async function uninstallPipeline(
   const removed: string[] = []
   // One transaction, so an uninstall is whole or not at all; under lock_timeout, since DROP TRIGGER locks each table.
   const tables = targets.map((t) => t.table)
-  await withLockTimeout(db, tables, 'uninstalling the pipeline', async (tx) => {
-    const { version } = await readSchemaVersion(tx, rs)
-    // A runner before the record (schema version 1) created the same two triggers and one function per target.
-    const created: CreatedObject[] =
-      version >= 2
-        ? await readCreated(tx, rs)
-        : targets.flatMap((t) => [
-            ...TRIGGER_NAMES.map((name): CreatedObject => ({ kind: 'trigger', schema_name: t.plan.schema, name, on_table: t.plan.table })),
-            ...(version >= 1 ? [{ kind: 'function' as const, schema_name: rs.name, name: captureFunctionName(t.plan) }] : []),
-          ])
-    for (const o of created.filter((o) => o.kind === 'trigger')) {
-      await tx.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(o.name)} ON ${quoteQualified(o.schema_name, o.on_table!)}`)
-      removed.push(`trigger ${o.name} on ${o.schema_name}.${o.on_table}`)
-    }
-    for (const o of created.filter((o) => o.kind === 'function')) {
-      await tx.exec(`DROP FUNCTION IF EXISTS ${quoteQualified(o.schema_name, o.name)}()`)
-      removed.push(`function ${o.schema_name}.${o.name}()`)
-    }
-    if (version === 0) return // nothing of the runner's tables here: the schema is not the runner's
-    for (const table of RUNNER_TABLES) await tx.exec(`DROP TABLE IF EXISTS ${rs.ident}.${quoteIdent(table)}`)
-    removed.push(`the runner's tables in ${rs.name} (${RUNNER_TABLES.join(', ')})`)
-    const schema = created.find((o) => o.kind === 'schema' && o.name === rs.name)
-    const left = await countObjectsIn(tx, rs.name)
-    if (schema && left === 0) {
-      await tx.exec(`DROP SCHEMA ${rs.ident} RESTRICT`)
-      removed.push(`schema ${rs.name}`)
-    } else {
-      removed.push(
-        `(schema ${rs.name} kept: ${schema ? `it holds ${left} object(s) the runner did not create` : 'the runner did not create it'})`,
-      )
-    }
-  }, options.locks ?? DEFAULT_LOCK_POLICY, options.log ?? (() => {}))
+  await withLockTimeout(
+    db,
+    tables,
+    'uninstalling the pipeline',
+    async (tx) => {
+      const { version } = await readSchemaVersion(tx, rs)
+      // A runner before the record (schema version 1) created the same two triggers and one function per target.
+      const created: CreatedObject[] =
+        version >= 2
+          ? await readCreated(tx, rs)
+          : targets.flatMap((t) => [
+              ...TRIGGER_NAMES.map(
+                (name): CreatedObject => ({ kind: 'trigger', schema_name: t.plan.schema, name, on_table: t.plan.table }),
+              ),
+              ...(version >= 1 ? [{ kind: 'function' as const, schema_name: rs.name, name: captureFunctionName(t.plan) }] : []),
+            ])
+      for (const o of created.filter((o) => o.kind === 'trigger')) {
+        await tx.exec(`DROP TRIGGER IF EXISTS ${quoteIdent(o.name)} ON ${quoteQualified(o.schema_name, o.on_table!)}`)
+        removed.push(`trigger ${o.name} on ${o.schema_name}.${o.on_table}`)
+      }
+      for (const o of created.filter((o) => o.kind === 'function')) {
+        await tx.exec(`DROP FUNCTION IF EXISTS ${quoteQualified(o.schema_name, o.name)}()`)
+        removed.push(`function ${o.schema_name}.${o.name}()`)
+      }
+      if (version === 0) return // nothing of the runner's tables here: the schema is not the runner's
+      for (const table of RUNNER_TABLES) await tx.exec(`DROP TABLE IF EXISTS ${rs.ident}.${quoteIdent(table)}`)
+      removed.push(`the runner's tables in ${rs.name} (${RUNNER_TABLES.join(', ')})`)
+      const schema = created.find((o) => o.kind === 'schema' && o.name === rs.name)
+      const left = await countObjectsIn(tx, rs.name)
+      if (schema && left === 0) {
+        await tx.exec(`DROP SCHEMA ${rs.ident} RESTRICT`)
+        removed.push(`schema ${rs.name}`)
+      } else {
+        removed.push(
+          `(schema ${rs.name} kept: ${schema ? `it holds ${left} object(s) the runner did not create` : 'the runner did not create it'})`,
+        )
+      }
+    },
+    options.locks ?? DEFAULT_LOCK_POLICY,
+    options.log ?? (() => {}),
+  )
   return removed
 }
 

@@ -45,7 +45,8 @@ export async function readSchemaAccess(db: Queryable, rs: RunnerSchema): Promise
 
 /** Why the role cannot work in the runner's schema, naming its owner and what to grant. */
 export function describeSchemaAccess(a: SchemaAccess, rs: RunnerSchema): string {
-  if (!a.exists) return `schema ${rs.name} does not exist and role ${a.role} may not create it (CREATE on the database): GRANT CREATE ON DATABASE, or create the schema for it beforehand`
+  if (!a.exists)
+    return `schema ${rs.name} does not exist and role ${a.role} may not create it (CREATE on the database): GRANT CREATE ON DATABASE, or create the schema for it beforehand`
   const lacks = [!a.usage && 'USAGE', !a.create && 'CREATE'].filter(Boolean).join(' and ')
   return `schema ${rs.name} exists, owned by ${a.owner}, and role ${a.role} lacks ${lacks} on it: GRANT USAGE, CREATE ON SCHEMA ${rs.ident} TO ${a.role}, or name another target.runner_schema`
 }

@@ -44,6 +44,17 @@ const failureSchema = z.object({ table: z.string(), key: z.string(), reason: z.s
  */
 const stagesSchema = z.object({ reading: z.number(), embedding: z.number(), saving: z.number(), writing: z.number() })
 type Stages = z.infer<typeof stagesSchema>
+/** How the vectors of unknown origin in one column were judged. */
+const unknownCheckSchema = z.object({
+  unknown: z.number().int(),
+  /** Zero vectors, and norms the model never gives (it gives unit vectors): embedded again whatever the sample says. */
+  implausible: z.number().int(),
+  sampled: z.number().int(),
+  matched: z.boolean(),
+  /** The share of the set the sample cannot rule out being another model's (3 / sampled); 0 when every one was compared. */
+  bound: z.number(),
+})
+type UnknownCheck = z.infer<typeof unknownCheckSchema>
 
 const outputSchema = z.object({
   provider: z.string(),
@@ -64,6 +75,8 @@ const outputSchema = z.object({
       no_text: z.number().int().default(0),
       /** Rows the application held every time the backfill came to write them: queued for the workers. */
       busy_queued: z.number().int().default(0),
+      /** How vectors of unknown origin were judged, when there were any. */
+      unknown_check: unknownCheckSchema.nullable().default(null),
     }),
   ),
   failures: z.array(failureSchema),
@@ -88,6 +101,7 @@ const cursorSchema = z.object({
   /** Keys per table whose rows the application held when their batch was written: come back to them. */
   busy: z.record(z.string(), z.array(z.string())).optional(),
   busy_queued: z.record(z.string(), z.number().int()).optional(),
+  unknown_checks: z.record(z.string(), unknownCheckSchema).optional(),
 })
 type Cursor = z.infer<typeof cursorSchema>
 const cursorSpec: CursorSpec<Cursor> = { version: 1, schema: cursorSchema }
@@ -135,7 +149,7 @@ async function estimateCost(ctx: StepContext<Cursor>, targets: Target[]): Promis
     const origin = await t.originCounts(ctx.db, meta, provider.model)
     const foreign = origin.other_model + (withUnknown ? origin.unknown : 0)
     if (foreign > 0) {
-      const sample = await t.readForeignPage(ctx.db, meta, provider.model, null, COST_SAMPLE_ROWS, withUnknown)
+      const sample = await t.readForeignPage(ctx.db, meta, provider.model, null, COST_SAMPLE_ROWS, withUnknown ? 'true' : null)
       add(sample, foreign, foreign / (sample.length || 1))
       total.reembed += foreign
     }
@@ -319,38 +333,86 @@ async function comeBackToBusyRows(ctx: StepContext<Cursor>, t: Target, cursor: C
 }
 
 const SAME_MODEL_COSINE = 0.99
+/**
+ * Vectors of unknown origin compared with the model's, drawn at random from all of them: when
+ * every one matches, at 95% confidence fewer than 3/60 = 5% of the set are another's (the rule
+ * of three); a single mismatch and the whole set is embedded again.
+ */
+const UNKNOWN_SAMPLE = 60
+/** A model that gives unit vectors never gives a norm further than this from 1. */
+const UNIT_NORM_TOLERANCE = 0.01
 
 /**
- * Vectors with no record of their model: a sample of them is compared with what this model
- * gives for the same texts. When every one matches, all of them are recorded as this model's
- * (adopted); otherwise they are embedded again by the phase that follows.
+ * Vectors with no record of their model. Those no vector of this model could be (a zero vector,
+ * a norm the model never gives) are embedded again; of the rest, a random sample is compared with
+ * what this model gives for the same texts. When every one matches, the rest are recorded as this
+ * model's (adopted); otherwise all of them are embedded again by the phase that follows.
+ * Returns which unknown-origin rows that phase embeds again, as a condition on `t`.
  */
-async function adoptUnknownOrigin(ctx: StepContext<Cursor>, t: Target): Promise<{ adopted: number; reembed: boolean }> {
+async function adoptUnknownOrigin(
+  ctx: StepContext<Cursor>,
+  t: Target,
+): Promise<{ adopted: number; reembed: string | null; check: UnknownCheck | null }> {
   const provider = ctx.embeddings()
-  const sample = await t.sampleUnknownOrigin(ctx.db, ctx.runnerSchema.meta, 5)
-  if (sample.length === 0) return { adopted: 0, reembed: false }
-  const fresh = await provider.embed(sample.map((r) => r.text))
+  const meta = ctx.runnerSchema.meta
+  // What a norm this model gives looks like, from one text of the table.
+  const [probe] = await t.sampleUnknownOrigin(ctx.db, meta, 1)
+  if (!probe) return { adopted: 0, reembed: null, check: null }
+  const unit = await unitNorms(provider, [probe.text])
+  const norm = `vector_norm(t.${t.embedding}::vector)`
+  const implausible = unit ? `abs(${norm} - 1) > ${UNIT_NORM_TOLERANCE}` : `${norm} = 0`
+  const counted = await t.countUnknownOrigin(ctx.db, meta, implausible)
+  const sample = await t.sampleUnknownOrigin(ctx.db, meta, UNKNOWN_SAMPLE, `NOT (${implausible})`)
+  const fresh = sample.length ? await provider.embed(sample.map((r) => r.text)) : { vectors: [] }
   const cosine = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i]!, 0) / (Math.hypot(...a) * Math.hypot(...b) || 1)
-  const same = sample.every((r, i) => fresh.vectors[i] && cosine(JSON.parse(r.vector) as number[], fresh.vectors[i]!) >= SAME_MODEL_COSINE)
-  if (!same) {
+  const matched =
+    sample.length > 0 &&
+    sample.every((r, i) => fresh.vectors[i] && cosine(JSON.parse(r.vector) as number[], fresh.vectors[i]!) >= SAME_MODEL_COSINE)
+  const plausible = counted.unknown - counted.implausible
+  const check: UnknownCheck = {
+    ...counted,
+    sampled: sample.length,
+    matched,
+    bound: sample.length >= plausible ? 0 : Math.min(1, 3 / sample.length),
+  }
+  const of = `a random sample of ${sample.length} of ${plausible.toLocaleString('en-US')}`
+  const zeroes = counted.implausible
+    ? `; ${counted.implausible} are ${unit ? 'zero or not of unit norm' : 'zero vectors'}, which ${provider.model} never gives, and are embedded again`
+    : ''
+  if (!matched) {
     ctx.log(
-      `  ${t.name}: stored vectors of unknown origin do not match ${provider.model} on a sample of ${sample.length}: they are embedded again`,
+      `  ${t.name}: stored vectors of unknown origin do not match ${provider.model} on ${of}: all of them are embedded again${zeroes}`,
     )
-    return { adopted: 0, reembed: true }
+    return { adopted: 0, reembed: 'true', check }
   }
   const { rows } = await ctx.db.query<{ n: number }>(
     `WITH adopted AS (
-       INSERT INTO ${ctx.runnerSchema.meta} (table_name, row_key, content_hash, model)
+       INSERT INTO ${meta} (table_name, row_key, content_hash, model)
        SELECT $1, t.${t.key}::text, ${t.hash('t')}, $2 FROM ${t.table} t
-       WHERE t.${t.embedding} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ${ctx.runnerSchema.meta} m WHERE m.table_name = $1 AND m.row_key = t.${t.key}::text)
+       WHERE t.${t.embedding} IS NOT NULL AND NOT (${implausible})
+         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = t.${t.key}::text)
        ON CONFLICT DO NOTHING RETURNING 1
      ) SELECT count(*)::int AS n FROM adopted`,
     [t.name, provider.model],
   )
+  const bound = check.bound ? ` (at 95% confidence fewer than ${(100 * check.bound).toFixed(1)}% of them are another model's)` : ''
   ctx.log(
-    `  ${t.name}: ${rows[0]!.n} stored vectors of unknown origin match ${provider.model} on a sample of ${sample.length}: recorded as its own`,
+    `  ${t.name}: ${rows[0]!.n} stored vectors of unknown origin match ${provider.model} on ${of}${bound}: recorded as its own${zeroes}`,
   )
-  return { adopted: rows[0]!.n, reembed: false }
+  return { adopted: rows[0]!.n, reembed: counted.implausible ? implausible : null, check }
+}
+
+/** Whether the model gives unit vectors (as OpenAI's and the local provider do). */
+async function unitNorms(provider: EmbeddingProvider, texts: string[]): Promise<boolean> {
+  const { vectors } = await provider.embed(texts)
+  return vectors.every((v) => v && Math.abs(Math.hypot(...v) - 1) <= UNIT_NORM_TOLERANCE / 10)
+}
+
+export function describeUnknownCheck(table: string, c: UnknownCheck): string {
+  const judged = c.matched
+    ? `every one of a random sample of ${c.sampled} matched the model, so the rest were recorded as its own${c.bound ? ` (at 95% confidence fewer than ${(100 * c.bound).toFixed(1)}% of them are another model's)` : ' (every one was compared)'}`
+    : `a random sample of ${c.sampled} did not all match the model, so all of them were embedded again`
+  return `${table}: ${c.unknown.toLocaleString('en-US')} stored vectors had no record of their model; ${c.implausible} were zero or of a norm the model never gives (embedded again); ${judged}.`
 }
 
 /** Binds each column to this run's model; with --change-model, a column bound to another is bound to this one (its rows are embedded again). */
@@ -410,8 +472,10 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
         await embedPages(ctx, leaf, cursor, 'after', (after, limit) => leaf.readNullPage(db, after, limit), onBatch(leaf), elapsed)
       await comeBackToBusyRows(ctx, t, cursor)
       // Vectors that are not this model's: another model's after --change-model, and those of unknown origin unless kept or adopted.
-      const unknown = plan.embedding.unknown_vectors === 'reembed' ? await adoptUnknownOrigin(ctx, t) : { adopted: 0, reembed: false }
+      const unknown =
+        plan.embedding.unknown_vectors === 'reembed' ? await adoptUnknownOrigin(ctx, t) : { adopted: 0, reembed: null, check: null }
       if (unknown.adopted) (cursor.adopted ??= {})[t.name] = (cursor.adopted[t.name] ?? 0) + unknown.adopted
+      if (unknown.check) (cursor.unknown_checks ??= {})[t.name] = unknown.check
       const readForeign: ReadPage = (after, limit) =>
         t.readForeignPage(db, ctx.runnerSchema.meta, provider.model, after, limit, unknown.reembed)
       await embedPages(ctx, t, cursor, 'foreign_after', readForeign, onBatch(t), elapsed)
@@ -431,6 +495,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
         remaining_null: nulls - no_text,
         no_text,
         busy_queued: cursor.busy_queued?.[t.name] ?? 0,
+        unknown_check: cursor.unknown_checks?.[t.name] ?? null,
       })
     }
     return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds, stages: cursor.stages }
@@ -472,6 +537,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
           `| ${t.table} | ${t.written.toLocaleString('en-US')} | ${t.reembedded.toLocaleString('en-US')} | ${t.adopted.toLocaleString('en-US')} | ${t.failed} | ${t.remaining_null} | ${t.no_text} | ${t.busy_queued} |`,
       ),
       '',
+      ...o.tables.flatMap((t) => (t.unknown_check ? [describeUnknownCheck(t.table, t.unknown_check), ''] : [])),
       ...(o.failures.length ? ['## Failed rows', '', ...o.failures.map((f) => `- ${f.table} key ${f.key}: ${f.reason}`), ''] : []),
     ].join('\n'),
 }
