@@ -75,13 +75,22 @@ describe('chooseIndexAction', () => {
       [],
     ],
     [
-      'a partitioned table: its invalid index for another distance is dropped first',
+      "an invalid index under the runner's name with another definition is somebody else's: left beside, never dropped",
       [index({ valid: false, opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
       { replaceMismatched: false, partitioned: true },
-      'rebuilt',
+      'created',
+      [],
+      [],
       ['atoms_embedding_hnsw'],
+    ],
+    [
+      "a valid index of the application's under the runner's name, for another distance: left beside (the index batch builds under another name)",
+      [index({ opclass: 'vector_l2_ops', definition: 'USING hnsw (embedding vector_l2_ops)' })],
+      { replaceMismatched: false, partitioned: false },
+      'created',
       [],
       [],
+      ['atoms_embedding_hnsw'],
     ],
   ]
   it.each(cases)('%s', (_name, existing, options, action, before, after, beside) => {
@@ -323,6 +332,8 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
       reason: null,
       method: 'requeue',
       worker_running: true,
+      deployed_worker: true,
+      capture_roles: [],
       capture: { proved: true, detail: 'proved' },
     },
     ...overrides,
@@ -405,6 +416,8 @@ describe('judgeCriteria', () => {
             reason: 'not within 10 s',
             method: 'requeue',
             worker_running: true,
+            deployed_worker: true,
+            capture_roles: [],
             capture: { proved: true, detail: '' },
           },
         }),
@@ -415,6 +428,33 @@ describe('judgeCriteria', () => {
       'a worker embeds, but the capture is not proved',
       [table({ auto_embed: { ...table().auto_embed!, capture: { proved: false, detail: 'disabled' } } })],
       ['auto_embed'],
+    ],
+    [
+      "the capture refuses one of the application's roles",
+      [
+        table({
+          auto_embed: {
+            ...table().auto_embed!,
+            capture_roles: [
+              { table: 'public.atoms', role: 'app', proved: true, detail: '' },
+              { table: 'public.atoms', role: 'reporter', proved: false, detail: 'permission denied for schema runner' },
+            ],
+          },
+        }),
+      ],
+      ['auto_embed'],
+    ],
+    [
+      'a role the runner may not SET ROLE to is said, not failed',
+      [
+        table({
+          auto_embed: {
+            ...table().auto_embed!,
+            capture_roles: [{ table: 'public.atoms', role: 'app', proved: null, detail: 'not proved' }],
+          },
+        }),
+      ],
+      [],
     ],
     [
       'a probe row embedded (insert_row: no capture proof asked)',
@@ -435,6 +475,13 @@ describe('judgeCriteria', () => {
     })
     expect(pending(table({ auto_embed: { ...noWorker, capture: { proved: false, detail: 'disabled' } } })).pending).toBeUndefined()
     expect(pending(table({ auto_embed: { ...noWorker, worker_running: true } })).pending).toBeUndefined()
+  })
+
+  it('a worker started for the check alone proves the pipeline but is not one deployed: pending, not met', () => {
+    const checkOnly = { ...table().auto_embed!, deployed_worker: false }
+    const judged = judgeCriteria(plan, [table({ auto_embed: checkOnly })], 'postgres').find((c) => c.id === 'auto_embed')!
+    expect(judged).toMatchObject({ passed: false, pending: expect.stringContaining('a worker to deploy') })
+    expect(judged.measured).toContain('no `runner worker` is registered')
   })
 })
 

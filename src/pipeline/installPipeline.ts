@@ -96,6 +96,8 @@ const sameDefinition = (a: string, b: string) => {
 export interface InstallOptions {
   locks?: LockPolicy
   log?: (line: string) => void
+  /** Called once a table's capture function is in place and before its triggers are created: a throw leaves the table untouched. */
+  beforeTriggers?: (t: Target) => Promise<void>
 }
 
 /**
@@ -118,6 +120,7 @@ export async function installPipeline(
       await tx.exec(captureFunctionSql(rs, t, vectorSchema))
       await recordCreated(tx, rs, { kind: 'function', schema_name: rs.name, name: captureFunctionName(t.plan) })
     })
+    await options.beforeTriggers?.(t)
     const installed = await readCaptureTriggers(db, [t])
     const wanted = Object.entries(captureTriggerSql(rs, t)).filter(
       ([name, sql]) => !installed.some((i) => i.name === name && i.enabled === 'O' && sameDefinition(i.definition, sql)),

@@ -12,6 +12,7 @@ import { type EmbeddedRow, stageEmbeddings, writeEmbeddings, writeStaged, writeS
 import type { Step, StepContext } from '../step.ts'
 import { backoffMs } from '../../retryTransient.ts'
 import { queueKeys } from '../../pipeline/queue.ts'
+import { requireCaptureForRoles } from '../validate/proveAsApplicationRoles.ts'
 import { lockPolicy } from '../../plan/schema.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
@@ -438,7 +439,8 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
   async run(ctx) {
     const { db, log, targets, plan } = ctx
     // Installed by the pipeline batch as a rule; here only what is missing (nothing is reinstalled).
-    await installPipeline(db, ctx.runnerSchema, targets, { locks: lockPolicy(plan), log })
+    const beforeTriggers = requireCaptureForRoles(db, ctx.runnerSchema, plan, log, [])
+    await installPipeline(db, ctx.runnerSchema, targets, { locks: lockPolicy(plan), log, beforeTriggers })
     const provider = ctx.embeddings()
     await checkProvider(provider, targets)
     await bindModels(ctx, targets, provider)

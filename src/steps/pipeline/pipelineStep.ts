@@ -6,6 +6,7 @@ import { CAPTURE_TRIGGER, DEQUEUE_TRIGGER, FAILED_TABLE, META_TABLE, QUEUE_TABLE
 import { installPipeline, readCaptureTriggers } from '../../pipeline/installPipeline.ts'
 import { queueBacklog } from '../../pipeline/queue.ts'
 import type { Step } from '../step.ts'
+import { type RoleProof, requireCaptureForRoles, roleProofSchema } from '../validate/proveAsApplicationRoles.ts'
 import { lockPolicy } from '../../plan/schema.ts'
 
 // Batch 3a of the seed: fix auto-embedding on creation. Installs, idempotently, the runner's
@@ -18,6 +19,8 @@ const outputSchema = z.object({
   channel: z.string(),
   triggers: z.array(z.object({ table: z.string(), name: z.string(), definition: z.string() })),
   queue_pending: z.number().int(),
+  /** The capture proved as each role the application writes as, before the triggers were created. */
+  role_proofs: z.array(roleProofSchema).default([]),
   worker_command: z.string(),
 })
 export type PipelineOutput = z.infer<typeof outputSchema>
@@ -28,7 +31,9 @@ export const pipelineStep: Step<PipelineOutput> = {
 
   async run({ db, targets, runnerSchema: rs, plan, log }) {
     for (const t of targets) t.requireVector()
-    const installed = await installPipeline(db, rs, targets, { locks: lockPolicy(plan), log })
+    const roleProofs: RoleProof[] = []
+    const beforeTriggers = requireCaptureForRoles(db, rs, plan, log, roleProofs)
+    const installed = await installPipeline(db, rs, targets, { locks: lockPolicy(plan), log, beforeTriggers })
     // Read back what is installed rather than trusting what was sent.
     const triggers = await readCaptureTriggers(db, targets)
     const expected = targets.length * TRIGGER_NAMES.length
@@ -41,6 +46,7 @@ export const pipelineStep: Step<PipelineOutput> = {
       channel: rs.channel,
       triggers,
       queue_pending: (await queueBacklog(db, rs)).pending,
+      role_proofs: roleProofs,
       worker_command: 'runner worker <plan>',
     }
   },
@@ -74,6 +80,18 @@ export const pipelineStep: Step<PipelineOutput> = {
       '| --- | --- | --- |',
       ...o.triggers.map((t) => `| ${t.table} | ${t.name} | \`${t.definition}\` |`),
       '',
+      ...(o.role_proofs.length
+        ? [
+            "The capture runs as its owner (SECURITY DEFINER), so the application's roles need no rights in the runner's schema. Proved on a rolled-back copy of each table, as each role the application writes as, before the trigger was created:",
+            '',
+            '| table | role | proved | detail |',
+            '| --- | --- | --- | --- |',
+            ...o.role_proofs.map(
+              (p) => `| ${p.table} | ${p.role} | ${p.proved === null ? 'not proved' : p.proved ? 'yes' : '**no**'} | ${p.detail} |`,
+            ),
+            '',
+          ]
+        : ['No role other than the owner may write these tables.', '']),
       `New and changed rows are queued in the writer's transaction; \`${o.worker_command}\` embeds them (several may run at once). \`runner pipeline uninstall <plan>\` removes all of it.`,
       '',
     ].join('\n'),

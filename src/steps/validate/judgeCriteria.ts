@@ -106,8 +106,12 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
   }
   if (c.auto_embed_within_seconds !== null) {
     // Both halves: the capture queues new and changed rows (proved where the check was by requeue), and a worker embeds them.
-    const captured = (t: TableValidation) => t.auto_embed?.capture?.proved !== false
-    const all = tables.every((t) => t.auto_embed?.measured && captured(t))
+    // Proved as the runner, and as every role of the application's it could prove (one it may not SET ROLE to is said, not failed).
+    const failedRoles = (t: TableValidation) => (t.auto_embed?.capture_roles ?? []).filter((p) => p.proved === false)
+    const captured = (t: TableValidation) => t.auto_embed?.capture?.proved !== false && failedRoles(t).length === 0
+    // Embedded by a worker started for the check alone proves the pipeline, not that new rows will be embedded after this run.
+    const deployed = (t: TableValidation) => t.auto_embed?.deployed_worker !== false
+    const all = tables.every((t) => t.auto_embed?.measured && captured(t) && deployed(t))
     // Installed and proved, with only the worker missing: the plan did its part; the worker is the operator's to deploy.
     const awaitingWorker =
       !all && tables.every((t) => t.auto_embed && captured(t) && (t.auto_embed.measured || !t.auto_embed.worker_running))
@@ -119,9 +123,15 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
         !t.auto_embed
           ? 'not checked'
           : !captured(t)
-            ? `capture not proved: ${t.auto_embed.capture!.detail}`
+            ? `capture not proved: ${
+                t.auto_embed.capture?.proved === false
+                  ? t.auto_embed.capture.detail
+                  : failedRoles(t)
+                      .map((p) => p.detail)
+                      .join('; ')
+              }`
             : t.auto_embed.measured
-              ? `${ms(t.auto_embed.delay_ms!)}${t.auto_embed.capture ? ', capture proved' : ''}`
+              ? `${ms(t.auto_embed.delay_ms!)}${t.auto_embed.capture ? ', capture proved' : ''}${deployed(t) ? '' : " by the check's own worker; no `runner worker` is registered"}`
               : `not embedded: ${t.auto_embed.reason}`,
       ),
       passed: all,

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { roleProofSchema } from './proveAsApplicationRoles.ts'
 import { criterionResultSchema } from '../../checkpoint/sessionState.ts'
 
 const percentiles = z.object({ p50: z.number(), p95: z.number(), p99: z.number() })
@@ -86,8 +87,15 @@ export const tableValidationSchema = z.object({
       method: z.enum(['requeue', 'insert_row']),
       /** A worker was there to embed (registered, or started for the check). */
       worker_running: z.boolean().default(true),
+      /**
+       * A \`runner worker\` outlives this run: one is registered, or the database is the embedded
+       * one (no other process can reach it). A worker started for the check alone is not one.
+       */
+      deployed_worker: z.boolean().default(true),
       /** The capture trigger proved on a rolled-back copy of the table (requeue only). */
       capture: z.object({ proved: z.boolean(), detail: z.string() }).nullable(),
+      /** The capture proved as each role the application writes as (the requeue check only). */
+      capture_roles: z.array(roleProofSchema).default([]),
     })
     .nullable(),
 })

@@ -14,6 +14,7 @@ import { UsageError } from '../../errors.ts'
 import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import { servesQuery } from '../index/chooseIndexAction.ts'
+import { describeRoleProofs, proveAsApplicationRoles } from './proveAsApplicationRoles.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
@@ -206,12 +207,25 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
     : undefined
   const probes: Probe[] = []
   const method = plan.validate.auto_embed_check
+  const deployed_worker = db.kind === 'embedded' || running > 0
   try {
     for (const [i, t] of targets.entries()) {
       const capture = method === 'requeue' ? await proveCapture(db, ctx.runnerSchema, t) : null
+      // As the application writes: its roles, not the runner's.
+      const capture_roles = method === 'requeue' ? await proveAsApplicationRoles(db, ctx.runnerSchema, plan, t) : []
+      if (capture_roles.length) ctx.log(`  ${t.name}: capture as the application's roles: ${describeRoleProofs(capture_roles)}`)
       if (!startHere && running === 0) {
         const reason = 'no worker is running: start `runner worker <plan>` or pass --with-worker'
-        tables[i]!.auto_embed = { measured: false, delay_ms: null, reason, method, capture, worker_running: false }
+        tables[i]!.auto_embed = {
+          measured: false,
+          delay_ms: null,
+          reason,
+          method,
+          capture,
+          capture_roles,
+          worker_running: false,
+          deployed_worker,
+        }
         continue
       }
       const probe =
@@ -222,8 +236,8 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
               ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
             })
       tables[i]!.auto_embed = probe.measured
-        ? { measured: true, delay_ms: probe.delay_ms, reason: null, method, capture, worker_running: true }
-        : { measured: false, delay_ms: null, reason: probe.reason, method, capture, worker_running: true }
+        ? { measured: true, delay_ms: probe.delay_ms, reason: null, method, capture, capture_roles, worker_running: true, deployed_worker }
+        : { measured: false, delay_ms: null, reason: probe.reason, method, capture, capture_roles, worker_running: true, deployed_worker }
     }
   } finally {
     stop.abort()
