@@ -116,6 +116,7 @@ function measured(
     workers?: number
     origin?: DiagnoseOutput['targets'][number]['origin']
     side_effects?: DiagnoseOutput['side_effects']
+    application?: Partial<Pick<DiagnoseOutput['targets'][number], 'no_text' | 'row_security' | 'materialized_views'>>
   } = {},
 ): Omit<DiagnoseOutput, 'findings' | 'root_cause'> {
   const rows = overrides.rows ?? 100_000
@@ -137,6 +138,10 @@ function measured(
         nulls: overrides.nulls ?? rows,
         origin: overrides.origin ?? null,
         partitions: [],
+        no_text: overrides.application?.no_text ?? 0,
+        writer_roles: [],
+        row_security: overrides.application?.row_security ?? null,
+        materialized_views: overrides.application?.materialized_views ?? [],
       },
     ],
     side_effects: overrides.side_effects ?? { can_suppress_triggers: true, triggers: [] },
@@ -179,6 +184,32 @@ describe('findFindings', () => {
       ['NO_EMBEDDING_WRITER', 'NO_VECTOR_INDEX', 'NULL_EMBEDDINGS', 'SEQUENTIAL_SCAN'],
     ],
     ['fixed: embedded, indexed, a writer, index scan', measured({ nulls: 0, indexes: [index({})], scan: 'index', triggers: 1 }), []],
+    [
+      'row-level security hides rows from the runner; a materialized view copies the column; rows with no text',
+      measured({
+        nulls: 0,
+        indexes: [index({})],
+        scan: 'index',
+        triggers: 1,
+        application: {
+          no_text: 88,
+          row_security: { enabled: true, forced: true, policies: ['live_only'], hidden_from_runner: ['public.atoms'] },
+          materialized_views: [{ view: 'public.atom_vectors', refresh: 'REFRESH MATERIALIZED VIEW public.atom_vectors' }],
+        },
+      }),
+      ['MATERIALIZED_VIEW_COPIES', 'ROWS_WITHOUT_TEXT', 'ROW_SECURITY_HIDES_ROWS'],
+    ],
+    [
+      'row-level security the runner sees through (owner, not forced) is no finding',
+      measured({
+        nulls: 0,
+        indexes: [index({})],
+        scan: 'index',
+        triggers: 1,
+        application: { row_security: { enabled: true, forced: false, policies: ['live_only'], hidden_from_runner: [] } },
+      }),
+      [],
+    ],
     [
       'an invalid index',
       measured({ nulls: 0, indexes: [index({ valid: false })], scan: 'sequential', triggers: 1 }),

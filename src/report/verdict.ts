@@ -23,7 +23,7 @@ function firstReason(error: string): string {
   return first.trimEnd().endsWith(':') && second ? `${first.trim()} ${second.trim()}${more > 0 ? ` (and ${more} more)` : ''}` : first
 }
 
-export function decideVerdict(state: SessionState, sessionDir: string, validation?: ValidateOutput): Verdict {
+export function decideVerdict(state: SessionState, sessionDir: string, validation?: ValidateOutput, diagnosis?: DiagnoseOutput): Verdict {
   const resume = `\`runner resume --session ${sessionDir}\``
   const stopped = state.batches.find((b) => b.status === 'failed' || b.status === 'interrupted')
   if (state.status === 'failed' || stopped?.status === 'failed')
@@ -44,9 +44,13 @@ export function decideVerdict(state: SessionState, sessionDir: string, validatio
       .filter((q) => q.apply.length)
       .map((q) => `${t.table} ${q.name} \`${q.apply.join('; ')}\``),
   )
-  const apply = settings.length
-    ? `; apply the measured settings where each query runs (SET LOCAL in its transaction): ${settings.join(', ')}`
-    : ''
+  // Materialized views over a target column keep the old vectors: refreshing them is the application's call.
+  const refresh = (diagnosis?.targets ?? []).flatMap((t) => t.materialized_views.map((v) => `\`${v.refresh}\``))
+  const apply =
+    (settings.length ? `; apply the measured settings where each query runs (SET LOCAL in its transaction): ${settings.join(', ')}` : '') +
+    (refresh.length
+      ? `; refresh the materialized views that copy the embeddings, when it suits the application: ${refresh.join(', ')}`
+      : '')
   if (failed.length)
     return {
       kind: 'not_met',
@@ -62,7 +66,7 @@ export function decideVerdict(state: SessionState, sessionDir: string, validatio
   return {
     kind: 'met',
     title: criteria.length ? `Met: all ${criteria.length} success criteria` : 'Completed: this plan measures no success criteria',
-    next: settings.length ? apply.slice(2) : 'nothing: keep `runner worker` running as a service',
+    next: apply ? apply.slice(2) : 'nothing: keep `runner worker` running as a service',
   }
 }
 
@@ -135,7 +139,7 @@ export function reviewOf(session: Session, outputsByStep: Map<string, unknown>):
   const validation = validateOutputSchema.safeParse(outputsByStep.get('validate'))
   const d = diagnosis.success ? diagnosis.data : undefined
   const v = validation.success ? validation.data : undefined
-  return { verdict: decideVerdict(session.state, session.dir, v), headlines: headlines(d, v), diagnosis: d, validation: v }
+  return { verdict: decideVerdict(session.state, session.dir, v, d), headlines: headlines(d, v), diagnosis: d, validation: v }
 }
 
 /** report.md of a batch that failed: what stopped it and how to go on (a completed batch's comes from its agent). */

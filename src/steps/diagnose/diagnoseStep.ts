@@ -17,6 +17,8 @@ import { readQueueHealth } from '../../pipeline/queue.ts'
 import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import type { Plan } from '../../plan/schema.ts'
 import type { Step } from '../step.ts'
+import { readMaterializedViews, readRowSecurity, readWriterRoles } from '../../db/catalog/readApplicationSide.ts'
+import { readHiddenRows } from '../../db/catalog/readRowVisibility.ts'
 import { findFindings } from './findFindings.ts'
 import { judgeQueryShape } from './judgeQueryShape.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
@@ -53,7 +55,9 @@ interface RunnerRecord {
 
 /** Counts, vector origin, and what writes or would be set off by a write, for one target column. */
 async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t: Target, found: VectorColumn | undefined) {
-  const { rows, nulls } = found ?? (await t.counts(db))
+  const counted = await t.counts(db)
+  const { rows, nulls } = found ?? counted
+  const rowSecurity = await readRowSecurity(db, t.table)
   const { schema, table, key, embedding_column: column, text_columns, distance } = t.plan
   const model = record.models.find((m) => m.table_name === t.name && m.column_name === column)?.model ?? plan.embedding.model
   const origin = t.vector ? { model, ...(await t.originCounts(db, record.meta, model)) } : null
@@ -70,6 +74,12 @@ async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t:
     nulls,
     origin,
     partitions: (await readPartitions(db, t.table)).partitioned ? await t.countsByPartition(db) : [],
+    no_text: counted.no_text,
+    writer_roles: await readWriterRoles(db, t.table),
+    row_security: rowSecurity.enabled
+      ? { ...rowSecurity, hidden_from_runner: (await readHiddenRows(db, t.table)).map((h) => h.relation) }
+      : null,
+    materialized_views: await readMaterializedViews(db, t.table, column),
   }
   const triggers = await readTriggerDetails(db, schema, table)
   const writing: Trigger[] = triggers

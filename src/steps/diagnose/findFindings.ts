@@ -20,8 +20,44 @@ type Rule = (plan: Plan, m: Measured, add: (f: Finding) => void) => void
 export function findFindings(plan: Plan, m: Measured): { findings: Finding[]; root_cause: string } {
   const findings: Finding[] = []
   const add = (f: Finding) => findings.push(f)
-  for (const rule of [extensionRule, targetRule, originRule, sideEffectsRule, queueRule, privilegesRule, untargetedRule]) rule(plan, m, add)
+  for (const rule of [extensionRule, targetRule, originRule, sideEffectsRule, queueRule, privilegesRule, untargetedRule, applicationRule])
+    rule(plan, m, add)
   return { findings, root_cause: rootCause(m, findings) }
+}
+
+/** What the application does with a target table that the runner must answer for: row-level security, copies of the column, rows with no text. */
+const applicationRule: Rule = (_plan, m, add) => {
+  for (const t of m.targets) {
+    const where = { table: `${t.schema}.${t.table}`, column: t.column }
+    const hidden = t.row_security?.hidden_from_runner ?? []
+    if (hidden.length) {
+      add({
+        code: 'ROW_SECURITY_HIDES_ROWS',
+        severity: 'error',
+        ...where,
+        evidence: `row-level security on ${hidden.join(', ')} (${t.row_security!.forced ? 'forced' : 'enabled'}; policies: ${t.row_security!.policies.join(', ') || 'none'}) hides rows from ${m.privileges.role}: the ${t.rows.toLocaleString('en-US')} rows and ${t.nulls.toLocaleString('en-US')} NULL embeddings counted here are only the rows it sees`,
+        recommendation: `run as a role with BYPASSRLS (ALTER ROLE ${m.privileges.role} BYPASSRLS) or, where it is not forced, as the table's owner; the preflight refuses to write until then`,
+      })
+    }
+    for (const v of t.materialized_views) {
+      add({
+        code: 'MATERIALIZED_VIEW_COPIES',
+        severity: 'warning',
+        ...where,
+        evidence: `materialized view ${v.view} reads ${t.column}: it holds the vectors as of its last refresh, not the ones the backfill writes`,
+        recommendation: `${v.refresh} once the backfill is done (the runner refreshes nothing of the application's)`,
+      })
+    }
+    if (t.no_text > 0) {
+      add({
+        code: 'ROWS_WITHOUT_TEXT',
+        severity: 'info',
+        ...where,
+        evidence: `${t.no_text.toLocaleString('en-US')} rows have no text to embed (${t.text_columns.join(', ')} all NULL or blank)`,
+        recommendation: 'left NULL and counted apart: one shared vector of nothing would match every query equally',
+      })
+    }
+  }
 }
 
 const extensionRule: Rule = (_plan, m, add) => {

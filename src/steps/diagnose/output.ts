@@ -32,6 +32,9 @@ export const FINDING_CODES = [
   'MISSING_PRIVILEGES',
   'FOREIGN_EMBEDDINGS',
   'APPLICATION_TRIGGERS',
+  'ROW_SECURITY_HIDES_ROWS',
+  'MATERIALIZED_VIEW_COPIES',
+  'ROWS_WITHOUT_TEXT',
 ] as const
 
 export const findingSchema = z.object({
@@ -77,6 +80,17 @@ export const targetColumnSchema = z.object({
     .nullable(),
   /** A partitioned table: rows and NULL embeddings in each leaf partition that holds rows. */
   partitions: z.array(z.object({ table: z.string(), rows: z.number().int(), nulls: z.number().int() })).default([]),
+  /** Of the NULL rows, those with no text to embed (every text column NULL or blank): left NULL on purpose. */
+  no_text: z.number().int().default(0),
+  /** The roles other than the owner that may INSERT, UPDATE or DELETE the table: the capture fires as them. */
+  writer_roles: z.array(z.string()).default([]),
+  /** Row-level security on the table, and the relations whose policies hide rows from the runner's role (its counts are then of what it sees). */
+  row_security: z
+    .object({ enabled: z.boolean(), forced: z.boolean(), policies: z.array(z.string()), hidden_from_runner: z.array(z.string()) })
+    .nullable()
+    .default(null),
+  /** Materialized views that read the embedding column: they keep the old vectors until refreshed. */
+  materialized_views: z.array(z.object({ view: z.string(), refresh: z.string() })).default([]),
 })
 export type TargetColumn = z.infer<typeof targetColumnSchema>
 

@@ -103,6 +103,19 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
       `  \`\`\`\n  ${t.source.trim().split('\n').slice(0, 6).join('\n  ')}\n  \`\`\``,
     ]),
     '',
+    "## Who writes these tables, and what the runner's role sees",
+    '',
+    '| table | roles that write it (not the owner) | row-level security | rows with no text | materialized views over the column |',
+    '| --- | --- | --- | --- | --- |',
+    ...o.targets.map(
+      (t) =>
+        `| ${t.schema}.${t.table} | ${t.writer_roles.join(', ') || 'none'} | ${
+          t.row_security
+            ? `${t.row_security.forced ? 'forced' : 'enabled'} (${t.row_security.policies.join(', ') || 'no policy'})${t.row_security.hidden_from_runner.length ? `, **hides rows from ${o.privileges.role}**` : `, ${o.privileges.role} sees every row`}`
+            : 'off'
+        } | ${t.no_text} | ${t.materialized_views.map((v) => `${v.view} (\`${v.refresh}\`)`).join(', ') || 'none'} |`,
+    ),
+    '',
     '## Rights of the connected role',
     '',
     `Role ${o.privileges.role}; may create the runner's schema: ${o.privileges.can_create_runner_schema ? 'yes' : '**no**'}.`,
