@@ -7,7 +7,7 @@ describe.skipIf(!serverUrl)('the whole plan under SIGKILL at random moments (rea
   for (const seed of [1, 2, 3]) {
     it(`run ${seed}: resumes to every criterion met, with nothing lost or repeated beyond the batch being embedded at each kill`, async () => {
       const r = await chaosRun({ rows: 3000, maxKills: 4, seed })
-      expect(r.exitCode).toBe(0)
+      expect(r.exitCode).toBe(3) // every criterion met; the worker is still to deploy
       expect(r.kills).toBeGreaterThan(0)
       expect(r.criteriaPassed).toBe(true)
       expect(r.nullEmbeddings).toBe(0)

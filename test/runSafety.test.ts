@@ -364,8 +364,10 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     )
     const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)
     const proved = await runCli(['start', path, '--with-worker', '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
-    expect(proved.exitCode, proved.all).toBe(0) // proved with a temporary worker, and told what is still to deploy
+    // Proved with a temporary worker: not a deployed one, so still exit 3, and told what is still to deploy.
+    expect(proved.exitCode, proved.all).toBe(3)
     expect(proved.stderr).toContain('no `runner worker` is registered to embed new rows after this run: deploy one (deploy/)')
+    expect(proved.stderr).toContain('fixed, with one thing left to you: a worker to deploy')
     const fixed = await runCli(['start', path, '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
     expect(fixed.exitCode, fixed.all).toBe(3)
     expect(fixed.stderr).toContain('fixed, with one thing left to you: a worker to deploy: run `runner worker <plan>` as a service')
@@ -388,7 +390,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     const path = write(plan)
     expect(
       (await runCli(['start', path, '--with-worker', '--sessions-dir', join(dir, 's')], { env: { DATABASE_URL: target.url! } })).exitCode,
-    ).toBe(0)
+    ).toBe(3) // fixed; no worker deployed yet
     const service = runCli(['worker', path], { env: { DATABASE_URL: target.url! } })
     children.push(service)
     await until('the worker registered', async () => (await registered()) === 1)
@@ -495,7 +497,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
       expect(state.target_fingerprint).toBe(`${role}@${url.hostname}:${url.port}${url.pathname}`)
       writePlan(dir, { ...plan, criteria: { ...plan.criteria, relevance_recall_at_k: null } }, path.split('/').pop())
       const resumed = await runCli(['resume', '--allow-plan-change', '--sessions-dir', sessions], { env: { DATABASE_URL: url.toString() } })
-      expect(resumed.exitCode, resumed.all).toBe(0)
+      expect(resumed.exitCode, resumed.all).toBe(3) // every criterion met but the worker, started for the check alone
     } finally {
       await admin.query(`DROP OWNED BY ${role}`).catch(() => {})
       await admin.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {})

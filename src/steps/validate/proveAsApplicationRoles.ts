@@ -59,7 +59,7 @@ export function requireCaptureForRoles(
   return async (t) => {
     const proofs = await proveAsApplicationRoles(db, rs, plan, t)
     into.push(...proofs)
-    log(`  ${t.name}: the capture as the application's roles: ${describeRoleProofs(proofs)}`)
+    if (proofs.length) log(`  ${t.name}: the capture as the application's roles: ${describeRoleProofs(proofs)}`)
     const failed = proofs.filter((p) => p.proved === false)
     if (failed.length)
       throw new WorkError(
