@@ -20,7 +20,7 @@ export interface LockPolicy {
 export const DEFAULT_LOCK_POLICY: LockPolicy = { timeoutMs: 2000, retries: 5 }
 
 /** lock_timeout expired: SQLSTATE 55P03 lock_not_available. */
-const LOCK_NOT_AVAILABLE = '55P03'
+export const LOCK_NOT_AVAILABLE = '55P03'
 
 export interface LockHolder {
   pid: number
@@ -28,7 +28,8 @@ export interface LockHolder {
   usename: string | null
   state: string | null
   transaction_seconds: number | null
-  mode: string
+  /** The lock mode it holds; null when it is waited for as a transaction (a snapshot a concurrent build must outlive). */
+  mode: string | null
 }
 
 /** Sessions other than this one holding a lock on the tables (quoted names), longest-open transaction first. */
@@ -50,7 +51,7 @@ export function describeHolders(holders: LockHolder[]): string {
     .map(
       (h) =>
         `pid ${h.pid} (application_name '${h.application_name}', user ${h.usename ?? '?'}, ${h.state ?? 'state unknown'}, ` +
-        `transaction open ${h.transaction_seconds === null ? '?' : h.transaction_seconds.toFixed(0)} s, ${h.mode})`,
+        `transaction open ${h.transaction_seconds === null ? '?' : h.transaction_seconds.toFixed(0)} s${h.mode ? `, ${h.mode}` : ''})`,
     )
     .join('; ')
 }

@@ -155,6 +155,12 @@ const indexSchema = z
     rerank_factor: z.number().int().min(1).max(100).default(10),
     /** max_parallel_maintenance_workers for the build; the server's setting when not given. */
     parallel_workers: z.number().int().min(0).max(64).optional(),
+    /**
+     * How long a concurrent build may wait for transactions open before it started (a report, a
+     * session left idle in a transaction). The wait holds up none of the application's queries;
+     * past it the build stops, drops its unfinished index and names the transaction.
+     */
+    wait_for_transactions_seconds: z.number().positive().default(900),
     /** Replace an existing valid index that does not match (wrong operator class, wrong options). */
     replace_mismatched: z.boolean().default(false),
   })

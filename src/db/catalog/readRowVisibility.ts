@@ -18,7 +18,7 @@ export async function readHiddenRows(db: Queryable, table: string): Promise<RowV
   const { rows } = await db.query<RowVisibility>(
     `SELECT n.nspname || '.' || c.relname AS relation, c.relforcerowsecurity AS forced,
             ARRAY(SELECT p.polname::text FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY 1) AS policies
-     FROM pg_partition_tree($1::regclass) tree
+     FROM (SELECT $1::regclass AS relid, 0 AS level UNION SELECT relid, level FROM pg_partition_tree($1::regclass)) tree
      JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace
      JOIN pg_roles r ON r.rolname = current_user
      WHERE c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls

@@ -136,14 +136,14 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   const drop = (i: VectorIndex) =>
     // DROP INDEX CONCURRENTLY does not take a partitioned index; dropping one drops its partitions' indexes with it.
     `DROP INDEX${concurrently && !/ ON ONLY /.test(i.definition) ? ' CONCURRENTLY' : ''} IF EXISTS ${quoteQualified(i.schema, i.name)}`
-  const build = (table: string): IndexSql['build'] => ({ table, maintenanceWorkMemMb: memory.chosenMb })
+  const build = (table: string, index: string): IndexSql['build'] => ({ table, maintenanceWorkMemMb: memory.chosenMb, index })
   const up: IndexSql[] = decision.dropBefore.map((i) => ({ sql: drop(i) }))
   const leaves: Planned['partitions'] = []
   if (decision.action !== 'kept') {
     if (!partitioned) {
       up.push({
         sql: `CREATE INDEX${concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(decision.name)} ON ${target.table} ${using}`,
-        build: build(target.table),
+        build: build(target.table, quoteQualified(target.plan.schema, decision.name)),
       })
     } else {
       const planned = await partitionedStatements(db, target, partitions, {
@@ -188,7 +188,7 @@ async function partitionedStatements(
     using: string
     search: SearchExpression
     concurrently: boolean
-    build: (table: string) => IndexSql['build']
+    build: (table: string, index: string) => IndexSql['build']
     drop: (i: VectorIndex) => string
   },
 ): Promise<{ up: IndexSql[]; leaves: Planned['partitions'] }> {
@@ -210,7 +210,7 @@ async function partitionedStatements(
         p.leaf
           ? {
               sql: `CREATE INDEX${index.concurrently ? ' CONCURRENTLY' : ''} IF NOT EXISTS ${quoteIdent(own)} ON ${p.relation} ${index.using}`,
-              build: index.build(p.relation),
+              build: index.build(p.relation, quoteQualified(p.schema, own)),
             }
           : { sql: `CREATE INDEX IF NOT EXISTS ${quoteIdent(own)} ON ONLY ${p.relation} ${index.using}` },
       )
@@ -292,8 +292,14 @@ async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<str
         db,
         statement.build.table,
         statement.sql,
-        { maintenanceWorkMemMb: statement.build.maintenanceWorkMemMb, parallelWorkers: parallel.workers },
+        {
+          maintenanceWorkMemMb: statement.build.maintenanceWorkMemMb,
+          parallelWorkers: parallel.workers,
+          waitSeconds: plan.index.wait_for_transactions_seconds,
+          lockTimeoutMs: plan.target.lock_timeout_ms,
+        },
         ctx.progress,
+        statement.build.index,
       )
       log(`  built the index on ${statement.build.table} in ${result.seconds.toFixed(1)} s`)
       seconds += result.seconds
