@@ -59,9 +59,7 @@ export async function buildIndex(
               const r = await readIndexBuildProgress(db, table)
               const blockers = await readBlockers(db, rows[0]!.pid)
               if (blockers) waitedFor = blockers
-              const line = r
-                ? `${progressLine(table, r)}${blockers ? `; waiting for ${blockers} to end its transaction` : ''}`
-                : ''
+              const line = r ? `${progressLine(table, r)}${blockers ? `; waiting for ${blockers} to end its transaction` : ''}` : ''
               if (line && line !== lastLine) progress.note(line)
               lastLine = line
             } catch {

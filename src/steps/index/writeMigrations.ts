@@ -13,7 +13,12 @@ import { UsageError } from '../../errors.ts'
 /** One statement of the index batch; a CREATE INDEX that builds a graph carries the memory it is built with. */
 export interface IndexSql {
   sql: string
-  build?: { table: string; maintenanceWorkMemMb: number; /** the index it creates, qualified and quoted */ index: string }
+  build?: {
+    table: string
+    maintenanceWorkMemMb: number
+    /** The index it creates, qualified and quoted. */
+    index: string
+  }
 }
 
 export interface IndexMigration {
