@@ -337,12 +337,17 @@ function measurement(overrides: Partial<QueryMeasurement> = {}): QueryMeasuremen
   }
 }
 
+function knownItems(recall: number, matched: number): TableValidation['known_items'] {
+  return { queries: 30, k: 5, recall_at_k: recall, consistency: { sampled: 30, matched, min_cosine: matched === 30 ? 0.999 : 0.1 } }
+}
+
 function table(overrides: Partial<TableValidation> = {}): TableValidation {
   return {
     table: 'public.atoms',
     column: 'embedding',
     rows: 50_000,
     no_text: 0,
+    known_items: null,
     partitions: [],
     nulls: 0,
     index: {
@@ -436,7 +441,10 @@ describe('judgeCriteria', () => {
     ],
     ['latency not measured', [table({ latency: null })], ['latency_p95']],
     ['relevance below 0.5', [table({ relevance: { queries: 10, k: 5, recall_at_k: 0.4, mrr: 0.3 } })], ['relevance']],
-    ['no labelled queries', [table({ relevance: null })], ['relevance']],
+    ['no labelled queries and no known items measured', [table({ relevance: null })], ['relevance']],
+    ['no labelled queries: judged on known items', [table({ relevance: null, known_items: knownItems(0.8, 30) })], []],
+    ['known items not found', [table({ relevance: null, known_items: knownItems(0.3, 30) })], ['relevance']],
+    ["labelled queries pass, but the column holds another model's vectors", [table({ known_items: knownItems(0.9, 2) })], ['relevance']],
     [
       'a probe never embedded',
       [

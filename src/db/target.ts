@@ -225,6 +225,16 @@ export class Target {
     return rows[0]!
   }
 
+  /** Rows with text and a stored vector, drawn at random: items to search for, and texts to embed again. */
+  async sampleEmbeddedTexts(db: Queryable, count: number): Promise<(TextRow & { vector: string })[]> {
+    const { rows } = await db.query<TextRow & { vector: string }>(
+      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.embedding}::text AS vector
+       FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.hasText()} ORDER BY random() LIMIT $1`,
+      [count],
+    )
+    return rows
+  }
+
   /** One stored embedding in text form, to query with; undefined when none is stored yet. */
   async someEmbedding(db: Queryable): Promise<string | undefined> {
     const { rows } = await db.query<{ v: string }>(

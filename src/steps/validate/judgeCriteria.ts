@@ -91,17 +91,32 @@ export function judgeCriteria(plan: Plan, tables: TableValidation[], database: '
   }
   if (c.relevance_recall_at_k !== null) {
     const { k, min } = c.relevance_recall_at_k
-    const measured = tables.filter((t) => t.relevance && t.relevance.queries > 0)
-    const queries = measured.reduce((s, t) => s + t.relevance!.queries, 0)
-    const recall = queries ? measured.reduce((s, t) => s + t.relevance!.recall_at_k * t.relevance!.queries, 0) / queries : Number.NaN
+    // Labelled queries where the plan has them; otherwise known-item retrieval, which every
+    // application can be judged on. Either way, the column must hold the model's own vectors:
+    // with another model's, the query lands nowhere near them.
+    const labelled = (t: TableValidation) => (t.relevance && t.relevance.queries > 0 ? t.relevance : null)
+    const judged = tables.map((t) => labelled(t) ?? t.known_items)
+    const recallOk = judged.every((r) => r && r.recall_at_k >= min)
+    const consistent = (t: TableValidation) => !t.known_items || t.known_items.consistency.matched === t.known_items.consistency.sampled
     results.push({
       id: 'relevance',
-      description: `semantic search relevance on labelled queries (recall@${k})`,
-      threshold: `>= ${min}`,
-      measured: queries
-        ? `${recall.toFixed(3)} over ${queries} queries (${per((t) => (t.relevance ? `${t.relevance.recall_at_k.toFixed(2)}, MRR ${t.relevance.mrr.toFixed(2)}` : 'no labels'))})`
-        : 'not measured: no labelled queries (validate.labelled_queries in the plan)',
-      passed: queries > 0 && recall >= min,
+      description: `semantic search returns relevant results (recall@${k}: labelled queries, else known items searched by half their text; and the column holds the query model's vectors)`,
+      threshold: `>= ${min}, and every re-embedded sample on its stored vector`,
+      measured: per((t) => {
+        const l = labelled(t)
+        const recall = l
+          ? `${l.recall_at_k.toFixed(2)} over ${l.queries} labelled queries (MRR ${l.mrr.toFixed(2)})`
+          : t.known_items
+            ? `${t.known_items.recall_at_k.toFixed(2)} over ${t.known_items.queries} known items`
+            : 'not measured: no embedded row to search for'
+        const model = t.known_items
+          ? consistent(t)
+            ? ''
+            : `; only ${t.known_items.consistency.matched} of ${t.known_items.consistency.sampled} stored vectors are the query model's (lowest cosine ${t.known_items.consistency.min_cosine.toFixed(2)}): the column holds another model's vectors`
+          : ''
+        return recall + model
+      }),
+      passed: recallOk && tables.every(consistent),
     })
   }
   if (c.auto_embed_within_seconds !== null) {

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { knownItemsSchema } from './measureKnownItems.ts'
 import { roleProofSchema } from './proveAsApplicationRoles.ts'
 import { criterionResultSchema } from '../../checkpoint/sessionState.ts'
 
@@ -79,6 +80,8 @@ export const tableValidationSchema = z.object({
   /** The application's own queries from the plan, each measured as written. */
   app_queries: z.array(queryMeasurementSchema).default([]),
   relevance: z.object({ queries: z.number().int(), k: z.number().int(), recall_at_k: z.number(), mrr: z.number() }).nullable(),
+  /** Relevance without labels: rows searched by a part of their own text, and the model checked against the stored vectors. */
+  known_items: knownItemsSchema.nullable().default(null),
   auto_embed: z
     .object({
       measured: z.boolean(),

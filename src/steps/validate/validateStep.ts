@@ -19,6 +19,7 @@ import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
+import { measureKnownItems } from './measureKnownItems.ts'
 import { measureQuery } from './measureQuery.ts'
 import { PGVECTOR_DEFAULT, runAt, type SearchQuery } from './measureSearch.ts'
 import { type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
@@ -87,7 +88,7 @@ function queriesOf(t: Target, search: SearchExpression): { nearest: SearchQuery;
   }
 }
 
-async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 'relevance' | 'auto_embed'>> {
+async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 'relevance' | 'known_items' | 'auto_embed'>> {
   const { db, plan } = ctx
   const { search, builtName } = searchOf(ctx, t)
   const onColumn = await readVectorIndexes(db, [], { schema: t.plan.schema, table: t.plan.table, column: t.plan.embedding_column })
@@ -180,6 +181,18 @@ async function measureRelevance(
   return { queries: rankings.length, k, recall_at_k: metrics.recallAtK, mrr: metrics.mrr }
 }
 
+/** Known-item retrieval and the model's consistency, searched as the application searches, at the setting it is told to run. */
+async function knownItems(ctx: Ctx, t: Target, measured: TableValidation['latency']): Promise<TableValidation['known_items']> {
+  const setting = (measured?.at_recommended ?? measured?.at_default)?.setting ?? PGVECTOR_DEFAULT
+  const k = ctx.plan.criteria.relevance_recall_at_k!.k
+  const result = await measureKnownItems(ctx.db, t, ctx.embeddings(), searchOf(ctx, t).search, setting, k)
+  if (result)
+    ctx.log(
+      `  ${t.name}: known-item recall@${k} ${result.recall_at_k.toFixed(2)} over ${result.queries} rows searched by half their text; ${result.consistency.matched} of ${result.consistency.sampled} stored vectors are what the model gives for their text now`,
+    )
+  return result
+}
+
 /** A probe row per table, embedded by a worker: one started here, or the `runner worker` processes already running. */
 async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSeconds: number): Promise<string> {
   const { db, plan, targets } = ctx
@@ -258,12 +271,15 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
     const leftover = ctx.checkpoint.load()?.probes ?? []
     if (leftover.length) log(`  removed ${await removeLeftoverProbes(db, targets, leftover)} probe row(s) left by an interrupted run`)
     ctx.checkpoint.save({ probes: [] })
+    // Statistics as autovacuum would have left them (the backfill ends with the same): the planner's choices measured here are the application's.
+    for (const t of targets) await db.exec(`ANALYZE ${t.table}`)
     const { path: labelsPath, labels } = plan.criteria.relevance_recall_at_k ? labelsFor(ctx) : { path: null, labels: [] }
     const tables: TableValidation[] = []
     for (const t of targets) {
       const measured = await measureTable(ctx, t)
       const relevance = await measureRelevance(ctx, t, labels, measured.latency)
-      tables.push({ ...measured, relevance, auto_embed: null })
+      const known_items = plan.criteria.relevance_recall_at_k ? await knownItems(ctx, t, measured.latency) : null
+      tables.push({ ...measured, relevance, known_items, auto_embed: null })
     }
     const within = plan.criteria.auto_embed_within_seconds
     const worker = within === null ? 'not needed (auto_embed criterion off)' : await checkAutoEmbedding(ctx, tables, within)
