@@ -6,6 +6,7 @@ import { connectPostgres } from '../src/db/connectPostgres.ts'
 import type { Database } from '../src/db/database.ts'
 import { initDemo } from '../src/demo/initDemo.ts'
 import { diagnoseStep } from '../src/steps/diagnose/diagnoseStep.ts'
+import { judgeQuery } from '../src/steps/diagnose/judgeQuery.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import { createTarget, serverUrl, targetKinds, type TestTarget } from './helpers/databases.ts'
 import { testPlan } from './helpers/plans.ts'
@@ -49,6 +50,84 @@ describe.each(targetKinds)('diagnose on %s', (kind) => {
   afterAll(async () => {
     await db?.close()
     await target?.drop()
+  })
+
+  describe("judges an application's query by the plan PostgreSQL makes of it, not by its text", () => {
+    beforeAll(async () => {
+      await db.exec(`CREATE EXTENSION IF NOT EXISTS vector;
+        CREATE TABLE shape_tenants (id int PRIMARY KEY, name text);
+        CREATE TABLE shape_docs (id int PRIMARY KEY, tenant int, title text, embedding vector(3))`)
+    })
+    afterAll(() => db.exec('DROP TABLE shape_docs; DROP TABLE shape_tenants'))
+    const cases: [string, string, unknown[], boolean, boolean, string][] = [
+      [
+        'ORDER BY distance LIMIT k',
+        'SELECT id FROM shape_docs ORDER BY embedding <=> $1 LIMIT 10',
+        [],
+        true,
+        false,
+        'an index can serve it',
+      ],
+      [
+        'ordered by an alias, as LlamaIndex, LangChain and SQLAlchemy write it',
+        'SELECT id, embedding <=> $1 AS distance FROM shape_docs ORDER BY distance LIMIT 2',
+        [],
+        true,
+        false,
+        'an index can serve it',
+      ],
+      [
+        'a cast, a join and a filter',
+        'SELECT d.id, d.embedding::vector(3) <=> $1::vector(3) AS distance FROM shape_docs d JOIN shape_tenants t ON t.id = d.tenant WHERE t.name = $2 ORDER BY distance LIMIT 5',
+        ['acme'],
+        true,
+        true,
+        'hnsw.iterative_scan',
+      ],
+      [
+        'with a filter',
+        'SELECT id FROM shape_docs WHERE tenant = $2 ORDER BY embedding <=> $1 LIMIT 10',
+        [7],
+        true,
+        true,
+        'hnsw.iterative_scan',
+      ],
+      [
+        'a distance threshold in WHERE',
+        'SELECT id FROM shape_docs WHERE embedding <=> $1 < 0.3',
+        [],
+        false,
+        true,
+        'a distance compared in WHERE reads every row',
+      ],
+      [
+        'another distance than the plan',
+        'SELECT id FROM shape_docs ORDER BY embedding <-> $1 LIMIT 10',
+        [],
+        false,
+        false,
+        'orders by <-> (l2)',
+      ],
+      ['no LIMIT', 'SELECT id FROM shape_docs ORDER BY embedding <=> $1', [], false, false, 'without a LIMIT'],
+      ['not a vector search', 'SELECT id FROM shape_docs WHERE title = $1::text', [], false, true, 'does not order by a vector distance'],
+    ]
+    it.each(cases)('%s', async (_name, sql, params, servable, filtered, verdict) => {
+      const first = sql.includes('title = $1') ? 'a title' : '[1,2,3]'
+      const shape = await judgeQuery(db, sql, [first, ...params], 'cosine')
+      expect([shape.servable, shape.filtered]).toEqual([servable, filtered])
+      expect(shape.verdict).toContain(verdict)
+    })
+
+    it('says when an index serves it already', async () => {
+      await db.exec(`INSERT INTO shape_docs SELECT g, g % 3, 't' || g, array[g, 1, 1]::vector FROM generate_series(1, 50) g;
+        CREATE INDEX shape_docs_hnsw ON shape_docs USING hnsw (embedding vector_cosine_ops)`)
+      const served = await db.transaction(async (tx) => {
+        await tx.exec('SET LOCAL enable_seqscan = off')
+        return judgeQuery(tx, 'SELECT id, embedding <=> $1 AS distance FROM shape_docs ORDER BY distance LIMIT 2', ['[1,2,3]'], 'cosine')
+      })
+      expect(served).toMatchObject({ servable: true, filtered: false })
+      expect(served.verdict).toContain('the index shape_docs_hnsw serves it now')
+    })
   })
 
   describe('the demo app in its broken state', () => {

@@ -9,7 +9,6 @@ import { loadPlan } from '../src/plan/loadPlan.ts'
 import { backoffMs } from '../src/retryTransient.ts'
 import { describeStages } from '../src/steps/backfill/backfillStep.ts'
 import { findFindings } from '../src/steps/diagnose/findFindings.ts'
-import { judgeQueryShape } from '../src/steps/diagnose/judgeQueryShape.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import { chooseIndexAction } from '../src/steps/index/chooseIndexAction.ts'
 import { chooseParallelWorkers } from '../src/steps/index/chooseParallelWorkers.ts'
@@ -656,28 +655,6 @@ describe('recommendSetting', () => {
   it.each(cases)('%s', (_name, points, setting, reached) => {
     const r = recommendSetting(points, goal)
     expect([r.setting, r.recall_target_reached]).toEqual([setting, reached])
-  })
-})
-
-describe('judgeQueryShape', () => {
-  const cases: [string, string, boolean, boolean, string][] = [
-    ['ORDER BY distance LIMIT k', 'SELECT id FROM docs ORDER BY embedding <=> $1 LIMIT 10', true, false, 'an index can serve it'],
-    ['with a filter', 'SELECT id FROM docs WHERE tenant = $2 ORDER BY embedding <=> $1 LIMIT 10', true, true, 'hnsw.iterative_scan'],
-    [
-      'a distance threshold in WHERE',
-      'SELECT id FROM docs WHERE embedding <=> $1 < 0.3',
-      false,
-      true,
-      'a distance compared in WHERE reads every row',
-    ],
-    ['another distance than the plan', 'SELECT id FROM docs ORDER BY embedding <-> $1 LIMIT 10', false, false, 'orders by <-> (l2)'],
-    ['no LIMIT', 'SELECT id FROM docs ORDER BY embedding <=> $1', false, false, 'without a LIMIT'],
-    ['not a vector search', 'SELECT id FROM docs WHERE title = $1', false, true, 'does not order by a vector distance'],
-  ]
-  it.each(cases)('%s', (_name, sql, servable, filtered, verdict) => {
-    const shape = judgeQueryShape(sql, 'cosine')
-    expect([shape.servable, shape.filtered]).toEqual([servable, filtered])
-    expect(shape.verdict).toContain(verdict)
   })
 })
 

@@ -20,7 +20,7 @@ import type { Step } from '../step.ts'
 import { readMaterializedViews, readRowSecurity, readWriterRoles } from '../../db/catalog/readApplicationSide.ts'
 import { readHiddenRows } from '../../db/catalog/readRowVisibility.ts'
 import { findFindings } from './findFindings.ts'
-import { judgeQueryShape } from './judgeQueryShape.ts'
+import { judgeQuery } from './judgeQuery.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
 import { groupFindings, renderDiagnosis } from './renderDiagnosis.ts'
 import { scanSource } from './scanSource.ts'
@@ -129,7 +129,7 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       for (const q of t.plan.queries) {
         const vector = (await t.someEmbedding(db)) ?? `[${syntheticQueryVector(t.vector.dimensions).join(',')}]`
         const where = { table: t.name, column: t.plan.embedding_column, relation: t.table }
-        const shape = judgeQueryShape(q.sql, t.plan.distance)
+        const shape = await judgeQuery(db, q.sql, [vector, ...q.params], t.plan.distance)
         appQueries.push({ ...(await explainQuery(db, q.sql, [vector, ...q.params], where)), name: q.name, ...shape })
         log(`  ${t.name} ${q.name}: ${shape.verdict}`)
       }
