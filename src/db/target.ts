@@ -3,7 +3,7 @@ import type { Plan, TargetTable } from '../plan/schema.ts'
 import { readTableColumns } from './catalog/readTableColumns.ts'
 import type { TableColumn, VectorType } from './catalog/vocabulary.ts'
 import type { Queryable } from './database.ts'
-import { quoteIdent, quoteQualified } from './quote.ts'
+import { quoteIdent, quoteLiteral, quoteQualified } from './quote.ts'
 import { type Precision, searchExpression, type SearchExpression } from './searchExpression.ts'
 
 // A target table of the plan, resolved against the database: its identifiers quoted once by
@@ -60,10 +60,17 @@ export class Target {
     return new Target(this.plan, this.keyType, this.embeddingType, this.vector, this.columns, relation)
   }
 
-  /** The embedded text: the text columns joined by a space (concat_ws skips NULLs). */
+  /**
+   * The embedded text: the plan's text_template filled from the columns (a NULL one empty),
+   * or the text columns joined by a space (concat_ws skips NULLs). The one definition the
+   * backfill, the capture, the worker and search all embed.
+   */
   text(alias?: string): string {
     const column = (c: string) => (alias ? `${alias}.${quoteIdent(c)}` : quoteIdent(c))
-    return `concat_ws(' ', ${this.plan.text_columns.map(column).join(', ')})`
+    const template = this.plan.text_template
+    if (!template) return `concat_ws(' ', ${this.plan.text_columns.map(column).join(', ')})`
+    const parts = template.split(/(\{[^{}]+\})/).filter((p) => p !== '')
+    return `concat(${parts.map((p) => (/^\{[^{}]+\}$/.test(p) ? column(p.slice(1, -1)) : quoteLiteral(p))).join(', ')}, '')`
   }
 
   /**
@@ -72,7 +79,9 @@ export class Target {
    * embedding of " " would be one vector shared by all of them, matching nothing.
    */
   hasText(alias?: string): string {
-    return `(${this.text(alias)} ~ '[^[:space:]]')`
+    // The columns, not the template: a template's own words are no text of the row's.
+    const column = (c: string) => (alias ? `${alias}.${quoteIdent(c)}` : quoteIdent(c))
+    return `(concat_ws(' ', ${this.plan.text_columns.map(column).join(', ')}) ~ '[^[:space:]]')`
   }
 
   /** The content hash that guards every embedding write: sha256 of the embedded text. */

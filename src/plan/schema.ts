@@ -25,6 +25,17 @@ export const targetTableSchema = z.strictObject({
    */
   cast_to_text: z.array(identifier).default([]),
   /**
+   * The exact text embedded, from the text columns: "title: {title}\n\n{body}". Used the same
+   * by the backfill, the capture's change detection, the worker and \`runner search\`, so the
+   * runner's vectors are the ones the application's own writes would get. A NULL column is
+   * empty. Unset: the text columns joined by a space.
+   */
+  text_template: z
+    .string()
+    .min(1)
+    .refine((t) => /\{[^{}]+\}/.test(t), 'expected at least one {column} in the template')
+    .optional(),
+  /**
    * The searches the application runs on this table, as it writes them: $1 is the query vector,
    * $2... take the sample values in params (a topic, a tenant, a language). Diagnose explains
    * each; validate measures each as written (EXPLAIN, latency, recall against the exact answer
@@ -287,6 +298,14 @@ export const planSchema = z
     })
     const tables = new Set<string>()
     plan.target.tables.forEach((t, i) => {
+      for (const [, column] of (t.text_template ?? '').matchAll(/\{([^{}]+)\}/g)) {
+        if (!t.text_columns.includes(column!))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['target', 'tables', i, 'text_template'],
+            message: `{${column}} is not one of text_columns (${t.text_columns.join(', ')}): list it there`,
+          })
+      }
       const name = `${t.schema}.${t.table}`
       if (tables.has(name)) {
         ctx.addIssue({ code: 'custom', path: ['target', 'tables', i, 'table'], message: `table ${name} is listed twice` })
