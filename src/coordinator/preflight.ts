@@ -73,10 +73,11 @@ async function checkTable(
       })
     }
   }
-  const key = columns.find((c) => c.name === t.plan.key)
-  if (key) {
-    const problem = await keyProblem(db, t, key.not_null)
-    if (problem) refuse({ path: at('key'), object: `${t.name}.${t.plan.key}`, problem })
+  const keys = t.keyColumns.map((name) => columns.find((c) => c.name === name))
+  if (keys.every(Boolean)) {
+    const problem = await keyProblem(db, t, keys.every((k) => k!.not_null))
+    const object = t.keyColumns.length === 1 ? `${t.name}.${t.keyColumns[0]}` : `${t.name} (${t.keyColumns.join(', ')})`
+    if (problem) refuse({ path: at('key'), object, problem })
   }
   if (!t.vector) {
     const extension = await readExtension(db)
@@ -296,16 +297,21 @@ export function describeRefusals(planPath: string, refusals: Refusal[]): string 
 
 /** Why the runner cannot find each row by the plan's key, or undefined when it can (see readKeyUniqueness). */
 async function keyProblem(db: Queryable, t: Target, notNull: boolean): Promise<string | undefined> {
+  const keys = t.keyColumns
   const plain =
-    'must be NOT NULL and unique on its own (a primary key or a unique index on that one column): the runner finds each row by it'
+    keys.length === 1
+      ? 'must be NOT NULL and unique on its own (a primary key or a unique index on that one column): the runner finds each row by it'
+      : 'must be NOT NULL and unique together (a primary key or a unique index on those columns): the runner finds each row by them'
   if (!notNull) return plain
-  const uniqueness = await readKeyUniqueness(db, t.plan.schema, t.plan.table, t.plan.key)
+  const uniqueness = await readKeyUniqueness(db, t.plan.schema, t.plan.table, keys)
   if (uniqueness.kind === 'unique') return undefined
-  if (uniqueness.kind === 'none') return plain
-  const partitioned = `is unique only together with the partition key (${uniqueness.index} on ${[t.plan.key, ...uniqueness.partitionKey.filter((c) => c !== t.plan.key)].join(', ')})`
+  if (uniqueness.kind === 'none' || keys.length > 1) return plain
+  const key = keys[0]!
+  const whole = [key, ...uniqueness.partitionKey.filter((c) => c !== key)]
+  const partitioned = `is unique only together with the partition key (${uniqueness.index} on ${whole.join(', ')})`
   if (!uniqueness.generatedBy)
-    return `${partitioned} and its values are not drawn from an identity, a sequence or a random uuid, so nothing keeps two partitions from holding the same one: the runner finds each row by it`
-  const repeated = await countRepeatedKeys(db, t.plan.schema, t.plan.table, t.plan.key)
+    return `${partitioned} and its values are not drawn from an identity, a sequence or a random uuid, so nothing keeps two partitions from holding the same one: name the whole key in the plan (key: [${whole.join(', ')}]), the runner finds each row by it`
+  const repeated = await countRepeatedKeys(db, t.plan.schema, t.plan.table, key)
   if (repeated > 0) return `${partitioned}, and ${repeated} value(s) occur on more than one row: the runner finds each row by it`
   return undefined
 }

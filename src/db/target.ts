@@ -1,5 +1,5 @@
 import { TargetError } from '../errors.ts'
-import type { Plan, TargetTable } from '../plan/schema.ts'
+import { keyColumnsOf, type Plan, type TargetTable } from '../plan/schema.ts'
 import { readTableColumns } from './catalog/readTableColumns.ts'
 import type { TableColumn, VectorType } from './catalog/vocabulary.ts'
 import type { Queryable } from './database.ts'
@@ -24,8 +24,8 @@ export class Target {
   readonly table: string
   /** 'public.atoms', or for one partition 'public.atoms "public"."atoms_2026"': a checkpoint's and a progress line's name for it. */
   readonly label: string
-  /** "id" */
-  readonly key: string
+  /** The key's columns, as the plan names them. */
+  readonly keyColumns: string[]
   /** "embedding" */
   readonly embedding: string
   /** The text columns, quoted and comma-separated, for UPDATE OF. */
@@ -33,8 +33,8 @@ export class Target {
 
   constructor(
     readonly plan: TargetTable,
-    /** The key column's SQL type, so look-ups by key use its index: bigint, uuid, text... */
-    readonly keyType: string,
+    /** Each key column's SQL type, so look-ups by key use its index: bigint, uuid, text... */
+    readonly keyTypes: string[],
     /** The embedding column's SQL type (vector(1536)), and its vector type and dimensions when it is one. */
     readonly embeddingType: string,
     readonly vector: { type: VectorType; dimensions: number } | null,
@@ -46,7 +46,7 @@ export class Target {
     this.name = `${plan.schema}.${plan.table}`
     this.table = relation ?? quoteQualified(plan.schema, plan.table)
     this.label = relation ? `${this.name} ${relation}` : this.name
-    this.key = quoteIdent(plan.key)
+    this.keyColumns = keyColumnsOf(plan)
     this.embedding = quoteIdent(plan.embedding_column)
     this.textColumns = plan.text_columns.map(quoteIdent).join(', ')
   }
@@ -57,7 +57,46 @@ export class Target {
    * in one. The queue and the metadata still name the parent.
    */
   partition(relation: string): Target {
-    return new Target(this.plan, this.keyType, this.embeddingType, this.vector, this.columns, relation)
+    return new Target(this.plan, this.keyTypes, this.embeddingType, this.vector, this.columns, relation)
+  }
+
+  // The row key. The queue, the metadata, the cursor and the staging table hold it as text: the
+  // key column's own text form (as every release has stored it), or for a key of several
+  // columns a JSON array of them (jsonb_build_array keeps each value exactly, a timestamptz to
+  // the microsecond). Rows are found through the columns themselves, so their index serves.
+
+  /** The key as the runner stores it: text. */
+  keyText(alias?: string): string {
+    const columns = this.keyColumns.map((c) => (alias ? `${alias}.${quoteIdent(c)}` : quoteIdent(c)))
+    return columns.length === 1 ? `${columns[0]}::text` : `jsonb_build_array(${columns.join(', ')})::text`
+  }
+
+  /** The key's columns, to compare: "id", or ("id", "sent_at") as a row. */
+  keyValue(alias?: string): string {
+    const columns = this.keyColumns.map((c) => (alias ? `${alias}.${quoteIdent(c)}` : quoteIdent(c)))
+    return columns.length === 1 ? columns[0]! : `(${columns.join(', ')})`
+  }
+
+  /** The key's columns in order, for ORDER BY. */
+  keyOrder(alias?: string): string {
+    return this.keyColumns.map((c) => (alias ? `${alias}.${quoteIdent(c)}` : quoteIdent(c))).join(', ')
+  }
+
+  /** The key's values, typed, from a key as the runner stores it (an SQL text expression): a select list. */
+  keyFromText(text: string): string {
+    return this.keyTypes.length === 1
+      ? `(${text})::${this.keyTypes[0]}`
+      : this.keyTypes.map((type, i) => `((${text})::jsonb->>${i})::${type}`).join(', ')
+  }
+
+  /** The key's values from a stored key, as one value to compare keyValue with. */
+  keyOf(text: string): string {
+    return this.keyTypes.length === 1 ? this.keyFromText(text) : `(${this.keyFromText(text)})`
+  }
+
+  /** A condition: the row is one of the stored keys in the text[] expression `keys`. */
+  keyIn(keys: string, alias?: string): string {
+    return `${this.keyValue(alias)} IN (SELECT ${this.keyFromText('k')} FROM unnest(${keys}) AS k)`
   }
 
   /**
@@ -113,12 +152,12 @@ export class Target {
     const distance = `${search.expression} ${search.operator} ${search.query}`
     if (!search.rerank) {
       const text = options.withText ? `, ${this.text()} AS text` : ''
-      return `SELECT ${this.key}::text AS key, (${distance})::float8 AS distance${text} FROM ${this.table} ORDER BY ${distance} LIMIT $2`
+      return `SELECT ${this.keyText()} AS key, (${distance})::float8 AS distance${text} FROM ${this.table} ORDER BY ${distance} LIMIT $2`
     }
     // The index's candidates by Hamming distance, then the nearest of them by the full vector (pgvector's re-ranking).
     const exact = `c.${this.embedding} ${search.rerank.operator} $1::${search.rerank.castType}`
     const text = options.withText ? `, ${this.text('c')} AS text` : ''
-    return `SELECT c.${this.key}::text AS key, (${exact})::float8 AS distance${text} FROM (SELECT * FROM ${this.table} ORDER BY ${distance} LIMIT $2 * ${search.rerank.factor}) c ORDER BY ${exact} LIMIT $2`
+    return `SELECT ${this.keyText('c')} AS key, (${exact})::float8 AS distance${text} FROM (SELECT * FROM ${this.table} ORDER BY ${distance} LIMIT $2 * ${search.rerank.factor}) c ORDER BY ${exact} LIMIT $2`
   }
 
   /** Rows, rows with a NULL embedding, and of those the rows with no text to embed (left NULL on purpose). */
@@ -173,7 +212,7 @@ export class Target {
               count(*) FILTER (WHERE m.model <> $2)::int AS other_model,
               count(*) FILTER (WHERE m.row_key IS NULL)::int AS unknown,
               count(*) FILTER (WHERE m.model = $2 AND m.content_hash <> ${this.hash('t')})::int AS stale
-       FROM ${this.table} t LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text
+       FROM ${this.table} t LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = ${this.keyText('t')}
        WHERE t.${this.embedding} IS NOT NULL`,
       [this.name, model],
     )
@@ -194,14 +233,14 @@ export class Target {
     unknown: string | null,
   ): Promise<TextRow[]> {
     // Without the runner's metadata (not installed yet), every stored vector is of unknown origin.
-    const join = meta ? `LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = t.${this.key}::text` : ''
+    const join = meta ? `LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = ${this.keyText('t')}` : ''
     const foreign = meta ? `(m.model <> $2 ${unknown ? `OR (m.row_key IS NULL AND ${unknown})` : ''})` : (unknown ?? 'false')
     const { rows } = await db.query<TextRow>(
-      `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash
+      `SELECT ${this.keyText('t')} AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash
        FROM ${this.table} t ${join}
        WHERE t.${this.embedding} IS NOT NULL AND ${foreign} AND $1::text IS NOT NULL AND $2::text IS NOT NULL -- every form names $1 and $2
-         ${after === null ? '' : `AND t.${this.key} > $4::${this.keyType}`}
-       ORDER BY t.${this.key} LIMIT $3`,
+         ${after === null ? '' : `AND ${this.keyValue('t')} > ${this.keyOf('$4::text')}`}
+       ORDER BY ${this.keyOrder('t')} LIMIT $3`,
       after === null ? [this.name, model, limit] : [this.name, model, limit, after],
     )
     return rows
@@ -214,9 +253,9 @@ export class Target {
    */
   async sampleUnknownOrigin(db: Queryable, meta: string, count: number, plausible = 'true'): Promise<(TextRow & { vector: string })[]> {
     const { rows } = await db.query<TextRow & { vector: string }>(
-      `SELECT t.${this.key}::text AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash, t.${this.embedding}::text AS vector
+      `SELECT ${this.keyText('t')} AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash, t.${this.embedding}::text AS vector
        FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL AND ${plausible}
-         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = t.${this.key}::text)
+         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = ${this.keyText('t')})
        ORDER BY random() LIMIT $2`,
       [this.name, count],
     )
@@ -228,7 +267,7 @@ export class Target {
     const { rows } = await db.query<{ unknown: number; implausible: number }>(
       `SELECT count(*)::int AS unknown, count(*) FILTER (WHERE ${implausible})::int AS implausible
        FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL
-         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = t.${this.key}::text)`,
+         AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = ${this.keyText('t')})`,
       [this.name],
     )
     return rows[0]!
@@ -237,7 +276,7 @@ export class Target {
   /** Rows with text and a stored vector, drawn at random: items to search for, and texts to embed again. */
   async sampleEmbeddedTexts(db: Queryable, count: number): Promise<(TextRow & { vector: string })[]> {
     const { rows } = await db.query<TextRow & { vector: string }>(
-      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.embedding}::text AS vector
+      `SELECT ${this.keyText()} AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.embedding}::text AS vector
        FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.hasText()} ORDER BY random() LIMIT $1`,
       [count],
     )
@@ -264,8 +303,8 @@ export class Target {
   /** The current text and its hash for these keys, and whether there is text to embed (rows that no longer exist are absent). */
   async readTexts(db: Queryable, keys: string[]): Promise<(TextRow & { has_text: boolean })[]> {
     const { rows } = await db.query<TextRow & { has_text: boolean }>(
-      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.hasText()} AS has_text
-       FROM ${this.table} WHERE ${this.key} = ANY($1::${this.keyType}[])`,
+      `SELECT ${this.keyText()} AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.hasText()} AS has_text
+       FROM ${this.table} WHERE ${this.keyIn('$1::text[]')}`,
       [keys],
     )
     return rows
@@ -274,9 +313,9 @@ export class Target {
   /** The next page of rows without an embedding that have text to embed, by key after the cursor (never OFFSET). */
   async readNullPage(db: Queryable, after: string | null, limit: number): Promise<TextRow[]> {
     const { rows } = await db.query<TextRow>(
-      `SELECT ${this.key}::text AS key, ${this.text()} AS text, ${this.hash()} AS hash FROM ${this.table}
-       WHERE ${this.embedding} IS NULL AND ${this.hasText()} ${after === null ? '' : `AND ${this.key} > $2::${this.keyType}`}
-       ORDER BY ${this.key} LIMIT $1`,
+      `SELECT ${this.keyText()} AS key, ${this.text()} AS text, ${this.hash()} AS hash FROM ${this.table}
+       WHERE ${this.embedding} IS NULL AND ${this.hasText()} ${after === null ? '' : `AND ${this.keyValue()} > ${this.keyOf('$2::text')}`}
+       ORDER BY ${this.keyOrder()} LIMIT $1`,
       after === null ? [limit] : [limit, after],
     )
     return rows
@@ -298,12 +337,12 @@ export async function countColumn(db: Queryable, schema: string, table: string, 
 }
 
 function resolveOne(t: TargetTable, columns: TableColumn[]): Target {
-  const key = columns.find((c) => c.name === t.key)!
+  const keyTypes = keyColumnsOf(t).map((name) => columns.find((c) => c.name === name)!.type)
   const embedding = columns.find((c) => c.name === t.embedding_column)!
   const isVector = (embedding.base_type === 'vector' || embedding.base_type === 'halfvec') && embedding.typmod > 0
   return new Target(
     t,
-    key.type,
+    keyTypes,
     embedding.type,
     isVector ? { type: embedding.base_type as VectorType, dimensions: embedding.typmod } : null,
     columns,
@@ -325,8 +364,9 @@ export async function resolveTargets(db: Queryable, plan: Plan, planPath = 'the 
       continue
     }
     const names = columns.map((c) => c.name)
+    const keys = keyColumnsOf(t)
     const named: [string, string][] = [
-      ['key', t.key],
+      ...keys.map((c, j): [string, string] => [typeof t.key === 'string' ? 'key' : `key[${j}]`, c]),
       ['embedding_column', t.embedding_column],
       ...t.text_columns.map((c, j): [string, string] => [`text_columns[${j}]`, c]),
     ]

@@ -49,8 +49,8 @@ export function captureFunctionSql(rs: RunnerSchema, t: Target, vectorSchema: st
   const body = `
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    DELETE FROM ${rs.queue} WHERE table_name = ${name} AND row_key = OLD.${t.key}::text;
-    DELETE FROM ${rs.meta} WHERE table_name = ${name} AND row_key = OLD.${t.key}::text;
+    DELETE FROM ${rs.queue} WHERE table_name = ${name} AND row_key = ${t.keyText('OLD')};
+    DELETE FROM ${rs.meta} WHERE table_name = ${name} AND row_key = ${t.keyText('OLD')};
     RETURN OLD;
   END IF;
   IF TG_OP = 'UPDATE' AND NOT (${textChanged}) THEN
@@ -59,12 +59,12 @@ BEGIN
   IF NEW.${t.embedding} IS NOT NULL AND ${embeddingChanged} THEN
     -- The writer brought its own embedding with the text: keep it. Its origin is the writer's,
     -- so no metadata of the runner's claims it, and nothing is left queued.
-    DELETE FROM ${rs.queue} WHERE table_name = ${name} AND row_key = NEW.${t.key}::text;
-    DELETE FROM ${rs.meta} WHERE table_name = ${name} AND row_key = NEW.${t.key}::text;
+    DELETE FROM ${rs.queue} WHERE table_name = ${name} AND row_key = ${t.keyText('NEW')};
+    DELETE FROM ${rs.meta} WHERE table_name = ${name} AND row_key = ${t.keyText('NEW')};
     RETURN NEW;
   END IF;
   NEW.${t.embedding} := NULL;
-  INSERT INTO ${rs.queue} AS q (table_name, row_key) VALUES (${name}, NEW.${t.key}::text)
+  INSERT INTO ${rs.queue} AS q (table_name, row_key) VALUES (${name}, ${t.keyText('NEW')})
   ON CONFLICT (table_name, row_key) DO UPDATE
     SET enqueued_at = now(), run_at = now(), attempts = 0, locked_by = NULL, locked_at = NULL, last_error = NULL;
   PERFORM pg_notify(${quoteLiteral(rs.channel)}, ${name});

@@ -153,9 +153,9 @@ export async function queueStaleRows(
 ): Promise<{ last: string | null; read: number; queued: number }> {
   const { rows } = await db.query<{ last: string | null; read: number; queued: number }>(
     `WITH chunk AS (
-       SELECT t.${t.key} AS k, t.${t.key}::text AS key, t.${t.embedding} IS NULL AS empty, ${t.hash('t')} AS hash
-       FROM ${t.table} t WHERE $1::text IS NULL OR t.${t.key} > $1::${t.keyType}
-       ORDER BY t.${t.key} LIMIT $2
+       SELECT ${t.keyText('t')} AS key, t.${t.embedding} IS NULL AS empty, ${t.hash('t')} AS hash, row_number() OVER (ORDER BY ${t.keyOrder('t')}) AS n
+       FROM ${t.table} t WHERE $1::text IS NULL OR ${t.keyValue('t')} > ${t.keyOf('$1::text')}
+       ORDER BY ${t.keyOrder('t')} LIMIT $2
      ), stale AS (
        SELECT c.key FROM chunk c LEFT JOIN ${rs.meta} m ON m.table_name = $3 AND m.row_key = c.key
        WHERE (c.empty OR m.content_hash <> c.hash)
@@ -163,7 +163,7 @@ export async function queueStaleRows(
      ), queued AS (
        INSERT INTO ${rs.queue} (table_name, row_key) SELECT $3, key FROM stale ON CONFLICT DO NOTHING RETURNING 1
      )
-     SELECT (SELECT key FROM chunk ORDER BY k DESC LIMIT 1) AS last, (SELECT count(*) FROM chunk)::int AS read, (SELECT count(*) FROM queued)::int AS queued`,
+     SELECT (SELECT key FROM chunk ORDER BY n DESC LIMIT 1) AS last, (SELECT count(*) FROM chunk)::int AS read, (SELECT count(*) FROM queued)::int AS queued`,
     [after, limit, t.name],
   )
   const r = rows[0]!

@@ -49,14 +49,14 @@ export function writeStatement(rs: RunnerSchema, target: Target, source: string)
    ), bound AS (
      SELECT m.model FROM ${rs.models} m WHERE m.table_name = $1 AND m.column_name = $2
    ), locked AS (
-     SELECT t.${target.key} AS k FROM ${target.table} t
-     WHERE t.${target.key} IN (SELECT v.key::${target.keyType} FROM v)
-     ORDER BY t.${target.key} FOR UPDATE OF t SKIP LOCKED
+     SELECT t.ctid AS tid, ${target.keyText('t')} AS key FROM ${target.table} t
+     WHERE ${target.keyValue('t')} IN (SELECT ${target.keyFromText('v.key')} FROM v)
+     ORDER BY ${target.keyOrder('t')} FOR UPDATE OF t SKIP LOCKED
    ), updated AS (
      UPDATE ${target.table} AS t SET ${target.embedding} = v.embedding::${target.embeddingType}
      FROM v, bound, locked
-     WHERE t.${target.key} = locked.k AND t.${target.key} = v.key::${target.keyType} AND ${target.hash('t')} = v.hash AND v.model = bound.model
-     RETURNING t.${target.key}::text AS row_key, v.hash, v.model
+     WHERE t.ctid = locked.tid AND locked.key = v.key AND ${target.hash('t')} = v.hash AND v.model = bound.model
+     RETURNING locked.key AS row_key, v.hash, v.model
    ), meta AS (
      INSERT INTO ${rs.meta} (table_name, row_key, content_hash, model, embedded_at)
      SELECT $1, row_key, hash, model, now() FROM updated
@@ -68,8 +68,8 @@ export function writeStatement(rs: RunnerSchema, target: Target, source: string)
    SELECT row_key, false AS busy FROM updated
    UNION ALL
    SELECT v.key, true FROM v
-   WHERE v.key::${target.keyType} NOT IN (SELECT k FROM locked)
-     AND EXISTS (SELECT 1 FROM ${target.table} t WHERE t.${target.key} = v.key::${target.keyType})`
+   WHERE v.key NOT IN (SELECT key FROM locked)
+     AND EXISTS (SELECT 1 FROM ${target.table} t WHERE ${target.keyValue('t')} = ${target.keyOf('v.key')})`
 }
 
 /** What a write did: the keys written, and the keys skipped because someone else held the row. */

@@ -15,7 +15,11 @@ const batchId = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected lowercase le
 export const targetTableSchema = z.strictObject({
   schema: identifier.default('public'),
   table: identifier,
-  key: identifier,
+  /**
+   * The column that finds each row, or the columns together (a table partitioned by time keyed
+   * [id, sent_at]): the cursor, the queue, the metadata and every write use all of them.
+   */
+  key: z.union([identifier, z.array(identifier).min(1, 'expected at least one key column')]),
   text_columns: z.array(identifier).min(1, 'expected at least one column whose text is embedded'),
   embedding_column: identifier,
   distance: z.enum(DISTANCES),
@@ -318,4 +322,9 @@ export type Plan = z.infer<typeof planSchema>
 /** The plan's lock settings, as the statements that lock application tables take them. */
 export function lockPolicy(plan: Plan): { timeoutMs: number; retries: number } {
   return { timeoutMs: plan.target.lock_timeout_ms, retries: plan.target.lock_retries }
+}
+
+/** A target table's key columns, one or several. */
+export function keyColumnsOf(t: Pick<TargetTable, 'key'>): string[] {
+  return typeof t.key === 'string' ? [t.key] : t.key
 }

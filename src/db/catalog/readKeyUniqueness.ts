@@ -1,11 +1,13 @@
 import type { Queryable } from '../database.ts'
 import { quoteIdent, quoteQualified } from '../quote.ts'
 
-// How the runner may find each row by the plan's key. A primary key or a unique index on that
-// one column is the plain case. A partitioned table cannot have one unless the key is (part
-// of) the partition key: a table partitioned by time has PRIMARY KEY (id, created_at). There
-// the key is unique within each partition, and it is accepted when its values are drawn from
-// an identity, a sequence or a random uuid, and no value repeats now (the preflight counts).
+// How the runner may find each row by the plan's key. A primary key or a unique index on its
+// column, or on its columns together (key: [id, created_at] for a table partitioned by time),
+// is the plain case. A key of one column of a partitioned table cannot have one unless the key
+// is (part of) the partition key: a table partitioned by time has PRIMARY KEY (id, created_at).
+// There a single `id` is unique within each partition, and it is accepted when its values are
+// drawn from an identity, a sequence or a random uuid, and no value repeats now (the preflight
+// counts); naming the whole key needs neither.
 // Every embedding write is also guarded by the row's text hash, so even a repeat made later
 // could not give a row another row's vector.
 
@@ -14,7 +16,8 @@ export type KeyUniqueness =
   | { kind: 'with_partition_key'; index: string; partitionKey: string[]; generatedBy: string | null }
   | { kind: 'none' }
 
-export async function readKeyUniqueness(db: Queryable, schema: string, table: string, key: string): Promise<KeyUniqueness> {
+/** How the key columns (one, or several together) identify a row. */
+export async function readKeyUniqueness(db: Queryable, schema: string, table: string, keys: string[]): Promise<KeyUniqueness> {
   const relation = quoteQualified(schema, table)
   const { rows: indexes } = await db.query<{ name: string; columns: string[] }>(
     `SELECT i.indexrelid::regclass::text AS name, array_agg(a.attname::text ORDER BY k.ord) AS columns
@@ -26,7 +29,10 @@ export async function readKeyUniqueness(db: Queryable, schema: string, table: st
      GROUP BY i.indexrelid`,
     [relation],
   )
-  if (indexes.some((i) => i.columns.length === 1 && i.columns[0] === key)) return { kind: 'unique' }
+  // A unique index on some of the key's columns makes the whole key unique.
+  if (indexes.some((i) => i.columns.every((c) => keys.includes(c)))) return { kind: 'unique' }
+  if (keys.length > 1) return { kind: 'none' }
+  const key = keys[0]!
   const { rows: partitionKey } = await db.query<{ column: string }>(
     `SELECT a.attname::text AS column FROM pg_partitioned_table p
      CROSS JOIN LATERAL unnest(p.partattrs::int2[]) AS k(attnum)

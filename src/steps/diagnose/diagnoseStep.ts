@@ -58,7 +58,8 @@ async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t:
   const counted = await t.counts(db)
   const { rows, nulls } = found ?? counted
   const rowSecurity = await readRowSecurity(db, t.table)
-  const { schema, table, key, embedding_column: column, text_columns, distance } = t.plan
+  const { schema, table, embedding_column: column, text_columns, distance } = t.plan
+  const key = t.keyColumns.join(', ')
   const model = record.models.find((m) => m.table_name === t.name && m.column_name === column)?.model ?? plan.embedding.model
   const origin = t.vector ? { model, ...(await t.originCounts(db, record.meta, model)) } : null
   const measured: TargetColumn = {

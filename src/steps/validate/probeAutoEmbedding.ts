@@ -24,7 +24,7 @@ export async function removeLeftoverProbes(db: Queryable, targets: Target[], pro
   for (const probe of probes) {
     const t = targets.find((x) => x.name === probe.table)
     if (!t) continue
-    const { rowCount } = await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType} AND ${t.text()} LIKE '%' || $2 || '%'`, [
+    const { rowCount } = await db.query(`DELETE FROM ${t.table} WHERE ${t.keyValue()} = ${t.keyOf('$1::text')} AND ${t.text()} LIKE '%' || $2 || '%'`, [
       probe.key,
       probe.text,
     ])
@@ -40,19 +40,20 @@ export async function probeAutoEmbedding(
   onInserted: (probe: Probe) => void = () => {},
 ): Promise<ProbeResult> {
   const columns = t.columns.filter((c) => !c.generated)
-  if (!columns.find((c) => c.name === t.plan.key)?.has_default) {
+  const keys = t.keyColumns
+  if (!keys.every((k) => columns.find((c) => c.name === k)?.has_default)) {
     return {
       measured: false,
-      reason: `${t.name}.${t.plan.key} has no default, so the runner cannot insert a probe row without inventing a key`,
+      reason: `${t.name} (${keys.join(', ')}) has a key column without a default, so the runner cannot insert a probe row without inventing a key`,
     }
   }
-  const copied = columns.filter((c) => c.name !== t.plan.key && c.name !== t.plan.embedding_column)
+  const copied = columns.filter((c) => !keys.includes(c.name) && c.name !== t.plan.embedding_column)
   const texts = new Set(t.plan.text_columns)
   const probeText = `runner probe ${new Date().toISOString()}`
   const list = copied.map((c) => quoteIdent(c.name)).join(', ')
   const values = copied.map((c) => (texts.has(c.name) ? '$1' : quoteIdent(c.name))).join(', ')
   const inserted = await db.query<{ key: string }>(
-    `INSERT INTO ${t.table} (${list}) SELECT ${values} FROM ${t.table} LIMIT 1 RETURNING ${t.key}::text AS key`,
+    `INSERT INTO ${t.table} (${list}) SELECT ${values} FROM ${t.table} LIMIT 1 RETURNING ${t.keyText()} AS key`,
     [probeText],
   )
   const key = inserted.rows[0]?.key
@@ -62,7 +63,7 @@ export async function probeAutoEmbedding(
   try {
     for (;;) {
       const { rows } = await db.query<{ done: boolean }>(
-        `SELECT ${t.embedding} IS NOT NULL AS done FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`,
+        `SELECT ${t.embedding} IS NOT NULL AS done FROM ${t.table} WHERE ${t.keyValue()} = ${t.keyOf('$1::text')}`,
         [key],
       )
       if (rows[0]?.done) return { measured: true, delay_ms: performance.now() - started, key }
@@ -71,7 +72,7 @@ export async function probeAutoEmbedding(
       await new Promise((r) => setTimeout(r, 20))
     }
   } finally {
-    await db.query(`DELETE FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
+    await db.query(`DELETE FROM ${t.table} WHERE ${t.keyValue()} = ${t.keyOf('$1::text')}`, [key])
   }
 }
 
@@ -81,7 +82,7 @@ export async function probeAutoEmbedding(
  * when). The row's text is unchanged, so is its embedding's meaning.
  */
 export async function requeueProbe(db: Queryable, rs: RunnerSchema, t: Target, withinSeconds: number): Promise<ProbeResult> {
-  const { rows } = await db.query<{ key: string }>(`SELECT ${t.key}::text AS key FROM ${t.table} WHERE ${t.embedding} IS NOT NULL LIMIT 1`)
+  const { rows } = await db.query<{ key: string }>(`SELECT ${t.keyText()} AS key FROM ${t.table} WHERE ${t.embedding} IS NOT NULL LIMIT 1`)
   const key = rows[0]?.key
   if (key === undefined) return { measured: false, reason: `${t.name} has no embedded row to queue again` }
   const { rows: queued } = await db.query<{ at: string }>(

@@ -61,13 +61,13 @@ export async function proveCaptureOnCopy(
         CREATE TRIGGER ${quoteIdent(CAPTURE_TRIGGER)} BEFORE INSERT OR UPDATE OF ${t.textColumns} ON ${probe} FOR EACH ROW EXECUTE FUNCTION ${fn}();
         CREATE TRIGGER ${quoteIdent(DEQUEUE_TRIGGER)} AFTER DELETE ON ${probe} FOR EACH ROW EXECUTE FUNCTION ${fn}()`)
       if (role) await tx.exec(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${probe}, ${source} TO ${quoteIdent(role)}`)
-      const { rows } = await tx.query<{ key: string }>(`SELECT ${t.key}::text AS key FROM ${t.table} LIMIT 1`)
+      const { rows } = await tx.query<{ key: string }>(`SELECT ${t.keyText()} AS key FROM ${t.table} LIMIT 1`)
       const key = rows[0]?.key
       if (key === undefined) throw new Proved(`${t.name} is empty: nothing to copy for the check`)
       // A copy of one row, without its embedding, for the role to insert.
       const columns = t.columns.map((c) => c.name)
       const values = columns.map((c) => (c === t.plan.embedding_column ? `NULL::${t.embeddingType}` : quoteIdent(c))).join(', ')
-      await tx.query(`INSERT INTO ${source} SELECT ${values} FROM ${t.table} WHERE ${t.key} = $1::${t.keyType}`, [key])
+      await tx.query(`INSERT INTO ${source} SELECT ${values} FROM ${t.table} WHERE ${t.keyValue()} = ${t.keyOf('$1::text')}`, [key])
       const { rows: vector } = await tx.query<{ v: string }>(
         `SELECT ${t.embedding}::text AS v FROM ${t.table} WHERE ${t.embedding} IS NOT NULL LIMIT 1`,
       )
