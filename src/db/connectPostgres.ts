@@ -72,32 +72,26 @@ async function withClient<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Pro
 // The runner's own sessions run without the timeouts a role or a database may set (as
 // pg_dump's do): an index build or a backfill write cancelled midway leaves an invalid index or
 // a stalled run. Each statement that locks an application table sets its own lock_timeout
-// (withLockTimeout.ts); the preflight says when this overrides a setting of the role's.
-const SESSION_DEFAULTS = 'SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0'
+// (withLockTimeout.ts); the preflight says when this overrides a setting of the role's. Sent
+// as startup options, so they are the session's reset values: RESET ALL (after withSession)
+// keeps them. Options the URL carries come first; these follow and win.
+const SESSION_OPTIONS = '-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0'
 
-/** A pooled connection that has its session defaults before the pool hands it out (the pool connects with a callback). */
-function RunnerClient(config: pg.ClientConfig): pg.Client {
-  const client = new pg.Client(config)
-  const connect = client.connect.bind(client)
-  client.connect = ((callback?: (error: Error | null) => void) => {
-    const ready = connect().then(() => client.query(SESSION_DEFAULTS).then(() => undefined))
-    if (!callback) return ready
-    ready.then(
-      () => callback(null),
-      (error: Error) => callback(error),
-    )
-  }) as typeof client.connect
-  return client
+/** The URL without its options parameter, and the options to send: the URL's, then the runner's. */
+function withSessionOptions(url: string): { connectionString: string; options: string } {
+  const parsed = new URL(url)
+  const own = parsed.searchParams.get('options')
+  parsed.searchParams.delete('options')
+  return { connectionString: parsed.toString(), options: [own, SESSION_OPTIONS].filter(Boolean).join(' ') }
 }
 
 export async function connectPostgres(url: string, options: { applicationName?: string } = {}): Promise<Database> {
   const vectorOids = new Map<number, (text: string) => unknown>()
   const config: pg.PoolConfig = {
-    connectionString: url,
+    ...withSessionOptions(url),
     types: typeParsers(vectorOids),
     max: 4,
     application_name: options.applicationName ?? 'runner',
-    Client: RunnerClient as unknown as typeof pg.Client,
   }
   const pool = new pg.Pool(config)
   // An idle client that loses its connection must not crash the process.
