@@ -329,6 +329,7 @@ function measurement(overrides: Partial<QueryMeasurement> = {}): QueryMeasuremen
     recommended: atDefault.setting,
     recall_target_reached: true,
     why: '',
+    measured_as: null,
     at_default: atDefault,
     at_recommended: atDefault,
     apply: [],
@@ -385,22 +386,32 @@ describe('judgeCriteria', () => {
     ['a NULL left', [table({ nulls: 1 })], ['no_null_embeddings']],
     ['an invalid index', [table({ index: { ...table().index, valid: false } })], ['hnsw_index_on_every_column']],
     [
-      'a sequential scan on a large table',
-      [table({ explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 80 } })],
+      'a sequential scan on a large table, as the application runs it',
+      [
+        table({
+          explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 80 },
+          latency: measurement({ at_default: { ...run(30), scan: 'sequential', index_name: null } }),
+        }),
+      ],
       ['explain_uses_index'],
     ],
     [
-      "a sequential scan at pgvector's default, an index scan at the recommended setting",
+      "a sequential scan at the application's settings, an index scan at the recommended one: not met until it is applied",
       [
         table({
           explain: { scan: 'sequential', index_name: null, forced_index_name: 'atoms_embedding_hnsw', execution_ms: 50 },
           latency: measurement({
             at_default: { ...run(50), scan: 'sequential', index_name: null },
             at_recommended: run(2, 64),
-            apply: ['SET hnsw.ef_search = 64'],
+            apply: ['SET LOCAL hnsw.ef_search = 64'],
           }),
         }),
       ],
+      ['explain_uses_index'],
+    ],
+    [
+      'the same, once the plan says the application sets it (measured there)',
+      [table({ latency: measurement({ at_default: run(2, 64), at_recommended: run(2, 64) }) })],
       [],
     ],
     [
@@ -424,9 +435,9 @@ describe('judgeCriteria', () => {
     ],
     ['p95 above 50 ms', [table({ latency: measurement({ at_default: run(51), at_recommended: run(51) }) })], ['latency_p95']],
     [
-      'p95 within at the recommended setting, above at the default: judged at the recommended one',
-      [table({ latency: measurement({ at_default: run(120), at_recommended: run(4, 64), apply: ['SET hnsw.ef_search = 64'] }) })],
-      [],
+      "p95 within at the recommended setting, above at the application's: judged as the application runs it",
+      [table({ latency: measurement({ at_default: run(120), at_recommended: run(4, 64), apply: ['SET LOCAL hnsw.ef_search = 64'] }) })],
+      ['latency_p95'],
     ],
     [
       'no usable index: judged on what the application gets, the scan',
@@ -435,7 +446,7 @@ describe('judgeCriteria', () => {
     ],
     [
       'an application query over the limit',
-      [table({ app_queries: [measurement({ name: 'by topic', at_recommended: run(70) })] })],
+      [table({ app_queries: [measurement({ name: 'by topic', at_default: run(70) })] })],
       ['latency_p95'],
     ],
     ['latency not measured', [table({ latency: null })], ['latency_p95']],
@@ -646,6 +657,18 @@ describe('recommendSetting', () => {
     ],
     ['nothing when the planner never uses the index', [point(10, 1, 'sequential'), point(40, 1, 'sequential')], null, false],
     [
+      'never a setting next to one where the planner leaves the index: it holds when statistics move',
+      [point(10, 1, 'sequential'), point(20, 1, 'sequential'), point(40, 0.96), point(64, 0.98), point(100, 0.99)],
+      { ef_search: 100, iterative_scan: 'off' },
+      true,
+    ],
+    [
+      'nothing when the index is kept at one setting alone',
+      [point(10, 1, 'sequential'), point(40, 0.97), point(64, 1, 'sequential')],
+      null,
+      false,
+    ],
+    [
       'iterative scan when the plain scan is starved by a filter',
       [point(40, 0.2), point(100, 0.3), point(40, 0.99, 'index', 'relaxed_order'), point(100, 1, 'index', 'relaxed_order')],
       { ef_search: 100, iterative_scan: 'relaxed_order' },
@@ -655,6 +678,15 @@ describe('recommendSetting', () => {
   it.each(cases)('%s', (_name, points, setting, reached) => {
     const r = recommendSetting(points, goal)
     expect([r.setting, r.recall_target_reached]).toEqual([setting, reached])
+  })
+
+  it("keeps the application's own setting when it already holds, and moves it only when it does not", () => {
+    const points = [point(10, 0.9), point(20, 0.96), point(40, 0.98), point(64, 0.99)]
+    const kept = recommendSetting(points, goal, { ef_search: 40, iterative_scan: 'off' })
+    expect(kept.setting).toEqual({ ef_search: 40, iterative_scan: 'off' })
+    expect(kept.why).toContain('nothing to change')
+    const moved = recommendSetting(points, goal, { ef_search: 10, iterative_scan: 'off' })
+    expect(moved.setting).toEqual({ ef_search: 40, iterative_scan: 'off' })
   })
 })
 

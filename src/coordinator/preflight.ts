@@ -75,7 +75,11 @@ async function checkTable(
   }
   const keys = t.keyColumns.map((name) => columns.find((c) => c.name === name))
   if (keys.every(Boolean)) {
-    const problem = await keyProblem(db, t, keys.every((k) => k!.not_null))
+    const problem = await keyProblem(
+      db,
+      t,
+      keys.every((k) => k!.not_null),
+    )
     const object = t.keyColumns.length === 1 ? `${t.name}.${t.keyColumns[0]}` : `${t.name} (${t.keyColumns.join(', ')})`
     if (problem) refuse({ path: at('key'), object, problem })
   }

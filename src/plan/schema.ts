@@ -12,6 +12,12 @@ export type Distance = (typeof DISTANCES)[number]
 const identifier = z.string().min(1, 'expected a non-empty name').max(63, 'PostgreSQL names are at most 63 bytes')
 const batchId = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'expected lowercase letters, digits, "-" or "_" (it names a folder)')
 
+/** pgvector's search settings as the application sets them; unset ones are pgvector's defaults. */
+const searchSettingsSchema = z.strictObject({
+  ef_search: z.number().int().positive().max(1000).optional(),
+  iterative_scan: z.enum(['off', 'relaxed_order']).optional(),
+})
+
 export const targetTableSchema = z.strictObject({
   schema: identifier.default('public'),
   table: identifier,
@@ -55,6 +61,8 @@ export const targetTableSchema = z.strictObject({
           .min(1)
           .refine((sql) => /\$1(?!\d)/.test(sql), 'expected $1 for the query vector'),
         params: z.array(z.union([z.string(), z.number(), z.boolean(), z.null()])).default([]),
+        /** What the application sets where it runs this query, when it sets anything (else the table's, else the target's). */
+        settings: searchSettingsSchema.optional(),
       }),
     )
     .default([]),
@@ -90,6 +98,12 @@ const targetSchema = z.strictObject({
    * times it tries again: the application's queries queue behind a waiting lock, so it never waits long.
    */
   lock_timeout_ms: z.number().int().positive().max(60_000).default(2000),
+  /**
+   * What the application sets in its sessions for its searches (hnsw.ef_search,
+   * hnsw.iterative_scan): validate judges every query at these, as the application runs it.
+   * Unset: pgvector's defaults, which is what an application that sets nothing gets.
+   */
+  application_settings: searchSettingsSchema.optional(),
   lock_retries: z.number().int().min(0).max(100).default(5),
   /** The application's source folder: the diagnosis scans it for file:line references. */
   app_source: z.string().min(1).optional(),

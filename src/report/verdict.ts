@@ -1,6 +1,7 @@
 import type { Session } from '../checkpoint/session.ts'
 import type { SessionState } from '../checkpoint/sessionState.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema } from '../steps/diagnose/output.ts'
+import { driverLines } from '../steps/validate/measureQuery.ts'
 import { type ValidateOutput, validateOutputSchema } from '../steps/validate/output.ts'
 
 // What a reviewer reads first, in summary.md and report.html alike: the verdict with the one
@@ -42,7 +43,7 @@ export function decideVerdict(state: SessionState, sessionDir: string, validatio
   const settings = (validation?.tables ?? []).flatMap((t) =>
     (t.latency ? [t.latency, ...t.app_queries] : [])
       .filter((q) => q.apply.length)
-      .map((q) => `${t.table} ${q.name} \`${q.apply.join('; ')}\``),
+      .map((q) => `${t.table} ${q.name} \`${q.apply.join('; ')}\` (SQLAlchemy: \`${driverLines(q.apply)[0]!.line}\`)`),
   )
   // Materialized views over a target column keep the old vectors: refreshing them is the application's call.
   const refresh = (diagnosis?.targets ?? []).flatMap((t) => t.materialized_views.map((v) => `\`${v.refresh}\``))
@@ -55,7 +56,9 @@ export function decideVerdict(state: SessionState, sessionDir: string, validatio
     return {
       kind: 'not_met',
       title: `Not met: ${failed.map((c) => `${c.description} (${c.threshold}; measured ${c.measured.split(';')[0]})`).join('; ')}`,
-      next: 'see the criteria table and the validate batch report for the measured values; change what they point at, then start a new session',
+      next: settings.length
+        ? `${apply.slice(2)}; then say so in the plan (target.application_settings, or the query's settings) and start a new session: it measures the query as the application then runs it`
+        : 'see the criteria table and the validate batch report for the measured values; change what they point at, then start a new session',
     }
   if (pending.length)
     return {

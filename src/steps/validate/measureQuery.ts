@@ -32,6 +32,10 @@ export interface QueryContext {
   usableIndex: string | null
   iterativeScan: boolean
   signal: AbortSignal
+  /** What the application runs the query at: the plan's settings for it, else pgvector's defaults. */
+  appSetting: SearchSetting
+  /** The application's role, when the runner may measure as it (SET ROLE); null: measured as the runner's. */
+  appRole: string | null
 }
 
 const same = (a: SearchSetting, b: SearchSetting) => a.ef_search === b.ef_search && a.iterative_scan === b.iterative_scan
@@ -41,11 +45,25 @@ const firstOf = (run: TimedRun, n: number): TimedRun => ({
   distances: run.distances?.slice(0, n) ?? null,
 })
 
-/** The statements that apply a setting in the application's connections. */
+/**
+ * The statements that apply a setting where the application runs one query: SET LOCAL, in the
+ * transaction of that query, never for the role or the database (another table's query may
+ * need another setting, and a lower one may turn its index off).
+ */
 export function applyStatements(setting: SearchSetting): string[] {
   return [
-    `SET hnsw.ef_search = ${setting.ef_search}`,
-    ...(setting.iterative_scan !== 'off' ? [`SET hnsw.iterative_scan = ${setting.iterative_scan}`] : []),
+    `SET LOCAL hnsw.ef_search = ${setting.ef_search}`,
+    ...(setting.iterative_scan !== 'off' ? [`SET LOCAL hnsw.iterative_scan = ${setting.iterative_scan}`] : []),
+  ]
+}
+
+/** Where the application runs the query, the line that applies the statements first, in the same transaction, per driver. */
+export function driverLines(apply: string[]): { driver: string; line: string }[] {
+  const py = (call: (s: string) => string) => apply.map(call).join('; ')
+  return [
+    { driver: 'SQLAlchemy', line: py((s) => `session.execute(text("${s}"))`) },
+    { driver: 'psycopg', line: py((s) => `cur.execute("${s}")`) },
+    { driver: 'node-postgres', line: apply.map((s) => `await client.query('${s}')`).join('; ') },
   ]
 }
 
@@ -55,8 +73,8 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
   const exactVectors = vectors.slice(0, v.exact_queries)
   const exact = await runExact(db, query, exactVectors)
 
-  const point = async (setting: SearchSetting, forced: boolean): Promise<SweepPoint & { run: TimedRun }> => {
-    const run = await runAt(db, target.table, query, vectors, setting, forced)
+  const point = async (setting: SearchSetting, forced: boolean, role: string | null = null): Promise<SweepPoint & { run: TimedRun }> => {
+    const run = await runAt(db, target.table, query, vectors, setting, forced, role)
     const p = percentiles(run.ms)
     return {
       ...setting,
@@ -69,11 +87,11 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
       run,
     }
   }
-  /** The setting over every round (a sweep run at the same setting counts as the first), pooled. */
-  const rounds = async (setting: SearchSetting, first?: SweepPoint & { run: TimedRun }) => {
-    const runs = first && !first.forced ? [first] : []
-    let last = first
-    while (runs.length < v.rounds && !(runs.length > 0 && ctx.signal.aborted)) runs.push((last = await point(setting, false)))
+  /** The setting over every round, as the application's role, pooled. */
+  const rounds = async (setting: SearchSetting) => {
+    const runs: (SweepPoint & { run: TimedRun })[] = []
+    let last: (SweepPoint & { run: TimedRun }) | undefined
+    while (runs.length < v.rounds && !(runs.length > 0 && ctx.signal.aborted)) runs.push((last = await point(setting, false, ctx.appRole)))
     const pooled = percentiles(runs.flatMap((r) => r.run.ms))
     return {
       setting,
@@ -101,7 +119,8 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
       recommended: null,
       recall_target_reached: false,
       why: 'no valid vector index on the column can serve this query: no recall or ef_search is claimed, and its latency is what the application gets today',
-      at_default: await rounds(PGVECTOR_DEFAULT),
+      measured_as: ctx.appRole,
+      at_default: await rounds(ctx.appSetting),
       at_recommended: null,
       apply: [],
     }
@@ -119,12 +138,12 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
     for (const ef of candidates) if (!ctx.signal.aborted) sweep.push(await point({ ef_search: ef, iterative_scan: iterative }, forced))
   }
   await sweepAll('off', false)
-  let recommendation = recommendSetting(sweep, goal)
+  let recommendation = recommendSetting(sweep, goal, ctx.appSetting)
   // A filter that leaves few rows starves the plain scan (it returns at most ef_search rows
   // before filtering): pgvector 0.8's iterative scan keeps going until LIMIT rows pass.
   if (!recommendation.recall_target_reached && /\bwhere\b/i.test(query.sql) && ctx.iterativeScan) {
     await sweepAll('relaxed_order', false)
-    recommendation = recommendSetting(sweep, goal)
+    recommendation = recommendSetting(sweep, goal, ctx.appSetting)
   }
   let why = recommendation.why
   if (!recommendation.setting && ctx.rows < SMALL_TABLE_ROWS && sweep.every((p) => p.scan !== 'index')) {
@@ -135,19 +154,10 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
     )
     why = `the planner prefers an exact sequential scan on ${ctx.rows.toLocaleString('en-US')} rows at every setting (exact, and fast at this size); measured with sequential scans disabled, for when the table grows: ${recommendation.why}`
   }
-  const atDefault = await rounds(
-    PGVECTOR_DEFAULT,
-    sweep.find((p) => !p.forced && same(p, PGVECTOR_DEFAULT)),
-  )
+  // As the application runs it, and again with the recommendation applied: both, as its role.
+  const atDefault = await rounds(ctx.appSetting)
   const recommended = recommendation.setting
-  const atRecommended = !recommended
-    ? null
-    : same(recommended, PGVECTOR_DEFAULT)
-      ? atDefault
-      : await rounds(
-          recommended,
-          sweep.find((p) => !p.forced && same(p, recommended)),
-        )
+  const atRecommended = !recommended ? null : same(recommended, ctx.appSetting) ? atDefault : await rounds(recommended)
   const exactP95 = base.exact.p95
   if (atRecommended && atRecommended.p95 > exactP95) {
     why += `; the exact answer (index scans off) was faster here, p95 ${exactP95.toFixed(2)} ms against ${atRecommended.p95.toFixed(2)} ms${/\bwhere\b/i.test(query.sql) ? ": for a filter this selective, an index on the filter's columns (or a partial HNSW index per value) serves it better than the HNSW index on the whole table" : ''}`
@@ -159,8 +169,9 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
     recommended,
     recall_target_reached: recommendation.recall_target_reached,
     why,
+    measured_as: ctx.appRole,
     at_default: atDefault,
     at_recommended: atRecommended,
-    apply: recommended && !same(recommended, PGVECTOR_DEFAULT) ? applyStatements(recommended) : [],
+    apply: recommended && !same(recommended, ctx.appSetting) ? applyStatements(recommended) : [],
   }
 }

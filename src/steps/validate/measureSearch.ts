@@ -75,11 +75,20 @@ export async function runAt(
   vectors: string[],
   setting: SearchSetting,
   forceIndex = false,
+  /** The role to run it as (the application's): what it may see and use is what the application gets. */
+  role?: string | null,
 ): Promise<TimedRun & { scan: 'index' | 'sequential' | 'other'; index_name: string | null }> {
   return withSettings(db, settingsOf(setting, forceIndex), async (session) => {
-    const { rows } = await session.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${query.sql}`, query.params(vectors[0]!))
-    const plan = await readScan(session, relation, rows.map((r) => r['QUERY PLAN']).join('\n'))
-    return { ...(await timeQueries(session, query, vectors)), ...plan }
+    if (role) await session.query(`SELECT set_config('role', $1, false)`, [role])
+    try {
+      const { rows } = await session.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${query.sql}`, query.params(vectors[0]!))
+      const plan = rows.map((r) => r['QUERY PLAN']).join('\n')
+      const timed = await timeQueries(session, query, vectors)
+      if (role) await session.exec('RESET ROLE') // (the catalog read below is the runner's own)
+      return { ...timed, ...(await readScan(session, relation, plan)) }
+    } finally {
+      if (role) await session.exec('RESET ROLE').catch(() => {})
+    }
   })
 }
 

@@ -44,9 +44,15 @@ export const queryMeasurementSchema = z.object({
   recall_target_reached: z.boolean(),
   /** How the recommendation was chosen, or why there is none. */
   why: z.string(),
-  /** What the application gets without changing anything: pgvector's defaults (ef_search 40, no iterative scan). */
+  /** The role the application's figures were measured as (SET ROLE); null: the runner's own. */
+  measured_as: z.string().nullable().default(null),
+  /**
+   * What the application gets as it runs the query today: at its own settings (the plan's
+   * application_settings, else pgvector's defaults: ef_search 40, no iterative scan), as its role,
+   * on fresh statistics. The criteria are judged here.
+   */
   at_default: runSchema,
-  /** What it gets with the recommendation applied (the statements in apply). */
+  /** What it would get with the recommendation applied (the statements in apply), measured the same way. */
   at_recommended: runSchema.nullable(),
   apply: z.array(z.string()),
 })

@@ -24,10 +24,10 @@ export async function removeLeftoverProbes(db: Queryable, targets: Target[], pro
   for (const probe of probes) {
     const t = targets.find((x) => x.name === probe.table)
     if (!t) continue
-    const { rowCount } = await db.query(`DELETE FROM ${t.table} WHERE ${t.keyValue()} = ${t.keyOf('$1::text')} AND ${t.text()} LIKE '%' || $2 || '%'`, [
-      probe.key,
-      probe.text,
-    ])
+    const { rowCount } = await db.query(
+      `DELETE FROM ${t.table} WHERE ${t.keyValue()} = ${t.keyOf('$1::text')} AND ${t.text()} LIKE '%' || $2 || '%'`,
+      [probe.key, probe.text],
+    )
     removed += rowCount
   }
   return removed

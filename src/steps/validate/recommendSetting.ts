@@ -4,9 +4,12 @@ import type { SearchSetting } from './measureSearch.ts'
 // the application can run as measured counts: at or above the query's LIMIT (HNSW returns at
 // most ef_search rows), and one at which the planner still uses the index (at a low ef_search it
 // may prefer a sequential scan, and then the recall and latency are the scan's, not the
-// index's). Of those, the smallest that reaches the recall target would sit on the edge: the
-// next one up is recommended, so the target holds as the data changes. A plain scan is
-// preferred to an iterative one.
+// index's). The planner must keep the index at the neighbouring candidates too: its choice turns
+// on statistics that autovacuum refreshes, so a setting at the edge (measured here: ef_search 20
+// a sequential scan after an ANALYZE, 40 the index) would recommend the index off by the next
+// refresh, and three sessions would give three answers. Of those, the smallest that reaches
+// the recall target would sit on the edge: the next one up is recommended, so the target holds
+// as the data changes. A plain scan is preferred to an iterative one.
 
 export interface SweepPoint extends SearchSetting {
   recall: number
@@ -28,18 +31,39 @@ export interface Recommendation {
 const describe = (p: SearchSetting) =>
   `ef_search ${p.ef_search}${p.iterative_scan === 'off' ? '' : ` with iterative_scan ${p.iterative_scan}`}`
 
-export function recommendSetting(points: SweepPoint[], query: { indexName: string; limit: number; recallTarget: number }): Recommendation {
+export function recommendSetting(
+  points: SweepPoint[],
+  query: { indexName: string; limit: number; recallTarget: number },
+  /** What the application runs the query at now: kept when it already holds, so nothing changes for nothing. */
+  current?: SearchSetting,
+): Recommendation {
+  const usesIndex = (p: SweepPoint | undefined) => !p || p.index_name === query.indexName
+  const neighboursKeepIt = (p: SweepPoint) => {
+    const line = points
+      .filter((q) => q.iterative_scan === p.iterative_scan && q.forced === p.forced)
+      .sort((a, b) => a.ef_search - b.ef_search)
+    const i = line.indexOf(p)
+    return usesIndex(line[i - 1]) && usesIndex(line[i + 1])
+  }
   const eligible = points
-    .filter((p) => p.ef_search >= query.limit && p.index_name === query.indexName)
+    .filter((p) => p.ef_search >= query.limit && p.index_name === query.indexName && neighboursKeepIt(p))
     .sort((a, b) => Number(a.iterative_scan !== 'off') - Number(b.iterative_scan !== 'off') || a.ef_search - b.ef_search)
   if (eligible.length === 0) {
     return {
       setting: null,
       recall_target_reached: false,
-      why: `at no measured setting at or above the query's LIMIT ${query.limit} does the planner use ${query.indexName}: no recall or ef_search is claimed`,
+      why: `at no measured setting at or above the query's LIMIT ${query.limit} does the planner keep ${query.indexName}, there and at the settings either side: no recall or ef_search is claimed`,
     }
   }
   const setting = (p: SweepPoint): SearchSetting => ({ ef_search: p.ef_search, iterative_scan: p.iterative_scan })
+  const kept = current && eligible.find((p) => p.ef_search === current.ef_search && p.iterative_scan === current.iterative_scan)
+  if (kept && kept.recall >= query.recallTarget) {
+    return {
+      setting: setting(kept),
+      recall_target_reached: true,
+      why: `the application's own setting, ${describe(kept)}, already reaches recall ${query.recallTarget} (${kept.recall.toFixed(3)}) with the planner keeping the index there and either side: nothing to change`,
+    }
+  }
   const firstMet = eligible.findIndex((p) => p.recall >= query.recallTarget)
   if (firstMet < 0) {
     const best = eligible.reduce((a, b) => (b.recall > a.recall ? b : a))

@@ -1,3 +1,4 @@
+import { driverLines } from './measureQuery.ts'
 import type { QueryMeasurement, ValidateOutput } from './output.ts'
 
 const ms = (v: number) => `${v.toFixed(2)} ms`
@@ -73,12 +74,22 @@ function renderQuery(q: QueryMeasurement): string[] {
     '',
     `${q.queries} query vectors sampled from the column, ${q.rounds} round(s) at each final setting; exact answers over ${q.exact_queries} of them (index scans off, the same query otherwise): p50 ${ms(q.exact.p50)}, p95 ${ms(q.exact.p95)}.`,
     '',
-    `Recommendation: ${q.why}.${q.apply.length ? ` Apply it in the application's connections: \`${q.apply.join('; ')}\` (or once for its role: \`ALTER ROLE <role> ${q.apply.join('; ALTER ROLE <role> ')}\`).` : ''}`,
+    `Recommendation: ${q.why}.`,
+    ...(q.apply.length
+      ? [
+          '',
+          `Apply it where the application runs this query, in the same transaction, before the query (\`${q.apply.join('; ')}\`); never for the role or the database, where another query may need another setting:`,
+          '',
+          ...driverLines(q.apply).map((d) => `- ${d.driver}: \`${d.line}\``),
+        ]
+      : []),
+    '',
+    `Measured as the application runs it${q.measured_as ? `, as its role ${q.measured_as}` : " (as the runner's role: it may not SET ROLE to the application's)"}, on fresh statistics:`,
     '',
     '| measured at | setting | scan the planner chose | recall | p50 | p95 | p99 |',
     '| --- | --- | --- | --- | --- | --- | --- |',
-    renderRun("pgvector's default (nothing applied)", q.at_default),
-    ...(q.at_recommended && q.apply.length ? [renderRun('the recommendation', q.at_recommended)] : []),
+    renderRun("the application's settings (as it runs today; the criteria are judged here)", q.at_default),
+    ...(q.at_recommended && q.apply.length ? [renderRun('with the recommendation applied', q.at_recommended)] : []),
     '',
     ...(q.sweep.length
       ? [

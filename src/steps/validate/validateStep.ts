@@ -14,15 +14,16 @@ import { UsageError } from '../../errors.ts'
 import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import { servesQuery } from '../index/chooseIndexAction.ts'
-import { describeRoleProofs, proveAsApplicationRoles } from './proveAsApplicationRoles.ts'
+import { applicationRoles, describeRoleProofs, proveAsApplicationRoles } from './proveAsApplicationRoles.ts'
 import type { Step, StepContext } from '../step.ts'
 import { judgeCriteria } from './judgeCriteria.ts'
 import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import { measureKnownItems } from './measureKnownItems.ts'
 import { measureQuery } from './measureQuery.ts'
-import { PGVECTOR_DEFAULT, runAt, type SearchQuery } from './measureSearch.ts'
-import { type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
+import { PGVECTOR_DEFAULT, runAt, type SearchQuery, type SearchSetting } from './measureSearch.ts'
+import { maySetRole } from '../../db/catalog/readApplicationSide.ts'
+import { type QueryMeasurement, type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
 import { type Probe, probeAutoEmbedding, probesCursor, removeLeftoverProbes, requeueProbe } from './probeAutoEmbedding.ts'
 import { proveCapture } from './proveCapture.ts'
 import { renderValidation } from './renderValidation.ts'
@@ -88,6 +89,22 @@ function queriesOf(t: Target, search: SearchExpression): { nearest: SearchQuery;
   }
 }
 
+/** What the application sets where it runs a query: the query's own settings, else the plan's for the application, else pgvector's defaults. */
+function applicationSetting(plan: Ctx['plan'], t: Target, queryName: string): SearchSetting {
+  const own = t.plan.queries.find((q) => q.name === queryName)?.settings
+  const declared = { ...plan.target.application_settings, ...own }
+  return {
+    ef_search: declared.ef_search ?? PGVECTOR_DEFAULT.ef_search,
+    iterative_scan: declared.iterative_scan ?? PGVECTOR_DEFAULT.iterative_scan,
+  }
+}
+
+/** The first of the application's roles the runner may measure as; null when none (measured as the runner's role, and said). */
+async function measuringRole(ctx: Ctx, t: Target): Promise<string | null> {
+  for (const role of await applicationRoles(ctx.db, ctx.plan, t)) if (await maySetRole(ctx.db, role)) return role
+  return null
+}
+
 async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 'relevance' | 'known_items' | 'auto_embed'>> {
   const { db, plan } = ctx
   const { search, builtName } = searchOf(ctx, t)
@@ -108,6 +125,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   )
   const vectors = await t.sampleEmbeddings(db, plan.validate.latency_queries)
   const extension = await readExtension(db)
+  const appRole = await measuringRole(ctx, t)
   const queryCtx = {
     db,
     plan,
@@ -117,13 +135,16 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
     // pgvector 0.8.0 added hnsw.iterative_scan.
     iterativeScan: extension.installed_version !== null && !versionBelow(extension.installed_version, '0.8.0'),
     signal: ctx.signal,
+    appRole,
   }
   const { nearest, app } = queriesOf(t, search)
+  const describeRun = (at: QueryMeasurement['at_default']) =>
+    `p95 ${at.p95.toFixed(2)} ms (${at.scan} scan) at ef_search ${at.setting.ef_search}${at.setting.iterative_scan === 'off' ? '' : ` with iterative_scan ${at.setting.iterative_scan}`}${at.scan === 'index' ? `, recall ${at.recall.toFixed(3)}` : ''}`
   const measure = async (q: SearchQuery) => {
-    const m = await measureQuery(queryCtx, q, vectors)
-    const at = m.at_recommended ?? m.at_default
+    const m = await measureQuery({ ...queryCtx, appSetting: applicationSetting(plan, t, q.name) }, q, vectors)
+    const applied = m.apply.length && m.at_recommended ? `; with ${m.apply.join('; ')}: ${describeRun(m.at_recommended)}` : ''
     ctx.log(
-      `  ${t.name} ${q.name}: p95 ${at.p95.toFixed(2)} ms (${at.scan} scan) at ef_search ${at.setting.ef_search}${at.setting.iterative_scan === 'off' ? '' : ` with iterative_scan ${at.setting.iterative_scan}`}${at.scan === 'index' ? `, recall ${at.recall.toFixed(3)}` : ' (the exact answers: no recall to claim)'}; exact ${m.exact.p95.toFixed(2)} ms`,
+      `  ${t.name} ${q.name} as the application runs it${appRole ? ` (role ${appRole})` : ''}: ${describeRun(m.at_default)}${applied}; exact ${m.exact.p95.toFixed(2)} ms`,
     )
     return m
   }
@@ -169,7 +190,7 @@ async function measureRelevance(
   const embedded = await ctx.embeddings().embed(tableLabels.map((l) => l.query))
   const limit = Math.max(10, k)
   const query: SearchQuery = { name: 'relevance', sql: t.nearestSql(searchOf(ctx, t).search), params: (vector) => [vector, limit], limit }
-  const setting = (measured?.at_recommended ?? measured?.at_default)?.setting ?? PGVECTOR_DEFAULT
+  const setting = measured?.at_default.setting ?? applicationSetting(ctx.plan, t, 'nearest-10')
   const rankings = []
   for (const [i, label] of tableLabels.entries()) {
     const vector = embedded.vectors[i]
@@ -183,7 +204,7 @@ async function measureRelevance(
 
 /** Known-item retrieval and the model's consistency, searched as the application searches, at the setting it is told to run. */
 async function knownItems(ctx: Ctx, t: Target, measured: TableValidation['latency']): Promise<TableValidation['known_items']> {
-  const setting = (measured?.at_recommended ?? measured?.at_default)?.setting ?? PGVECTOR_DEFAULT
+  const setting = measured?.at_default.setting ?? applicationSetting(ctx.plan, t, 'nearest-10')
   const k = ctx.plan.criteria.relevance_recall_at_k!.k
   const result = await measureKnownItems(ctx.db, t, ctx.embeddings(), searchOf(ctx, t).search, setting, k)
   if (result)
