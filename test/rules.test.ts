@@ -277,6 +277,16 @@ describe('findFindings', () => {
     expect(codes(m)).toEqual([...expected].sort())
   })
 
+  it('never calls a sequential scan an index scan: no two lines of one diagnosis contradict each other', () => {
+    const root = (m: ReturnType<typeof measured>) =>
+      findFindings({ ...plan, target: { ...plan.target, tables: [plan.target.tables[0]!] } }, m).root_cause
+    const small = measured({ rows: 500, nulls: 0, indexes: [index({})], scan: 'sequential', triggers: 1 })
+    expect(root(small)).toContain('but for public.atoms (sequential scan on a small table, usable index)')
+    const large = measured({ nulls: 0, indexes: [index({})], scan: 'sequential', triggers: 1 })
+    expect(root(large)).toContain('the planner prefers a sequential scan to the index at these settings')
+    expect(root(large)).not.toContain('No problem found')
+  })
+
   it('says an application trigger is an error only where the runner cannot keep it quiet', () => {
     const audit = {
       table: 'public.atoms',

@@ -201,8 +201,12 @@ function scanRule(m: Measured, t: TargetMeasured, add: (f: Finding) => void): vo
       code: 'SEQUENTIAL_SCAN',
       severity: 'error',
       ...where,
-      evidence: `the nearest-10 query by ${OPERATORS[t.distance]} scans every row of ${where.table} (Seq Scan, ${explained.execution_ms.toFixed(1)} ms for ${n(t.rows)} rows)`,
-      recommendation: 'an HNSW index with the matching operator class lets the planner use an index scan',
+      evidence: matching.length
+        ? `the nearest-10 query by ${OPERATORS[t.distance]} scans every row of ${where.table} (Seq Scan, ${explained.execution_ms.toFixed(1)} ms for ${n(t.rows)} rows): the planner prefers it to ${matching[0]!.name} at this session's hnsw.ef_search`
+        : `the nearest-10 query by ${OPERATORS[t.distance]} scans every row of ${where.table} (Seq Scan, ${explained.execution_ms.toFixed(1)} ms for ${n(t.rows)} rows)`,
+      recommendation: matching.length
+        ? 'validate measures at which hnsw.ef_search the planner keeps the index (and either side of it), to set with SET LOCAL where the query runs'
+        : 'an HNSW index with the matching operator class lets the planner use an index scan',
     })
   }
 }
@@ -324,13 +328,21 @@ function rootCause(m: Measured, findings: Finding[]): string {
     else if (codes.has('OPCLASS_MISMATCH') && codes.has('NO_VECTOR_INDEX'))
       parts.push('the vector index serves another distance than the application queries with')
     else if (codes.has('NO_VECTOR_INDEX')) parts.push('there is no vector index')
-    if (codes.has('SEQUENTIAL_SCAN')) parts.push('so every search is a sequential scan')
+    if (codes.has('SEQUENTIAL_SCAN'))
+      parts.push(
+        codes.has('NO_VECTOR_INDEX') || codes.has('INVALID_INDEX')
+          ? 'so every search is a sequential scan'
+          : 'the planner prefers a sequential scan to the index at these settings',
+      )
     if (codes.has('DIMENSION_MISMATCH')) parts.push("the column's dimensions do not match the model's")
     if (parts.length === 0) continue
     const story = parts.join('; ')
     stories.set(story, [...(stories.get(story) ?? []), `${table}.${t.column} (${n(t.rows - t.nulls)} of ${n(t.rows)} embedded)`])
   }
-  if (stories.size === 0)
-    return 'No problem found: every target column is embedded, indexed with the right operator class, and searched by index scan.'
+  if (stories.size === 0) {
+    // Said as measured: a small table's sequential scan, which the planner rightly prefers, is not called an index scan.
+    const scans = m.query_plans.filter((q) => q.scan !== 'index').map((q) => `${q.table} (${q.scan} scan on a small table, usable index)`)
+    return `No problem found: every target column is embedded and indexed with the right operator class; the nearest-10 query is searched by index scan${scans.length ? `, but for ${scans.join(', ')}` : ''}.`
+  }
   return [...stories].map(([story, tables]) => `${tables.join(', ')}: ${story}.`).join(' ')
 }
