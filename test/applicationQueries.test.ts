@@ -106,6 +106,103 @@ describe.skipIf(!serverUrl)('as the application runs it (real server)', () => {
     ).toBe(161)
   })
 
+  it("LangChain's table as langchain-postgres creates it (an untyped vector column, varchar key, collections, jsonb metadata) works end to end", async () => {
+    // langchain-postgres's own definitions (without embedding_length): the column is `vector`, of no dimension.
+    await db.exec(`CREATE TABLE langchain_pg_collection (uuid uuid PRIMARY KEY, name varchar NOT NULL UNIQUE, cmetadata json);
+      CREATE TABLE langchain_pg_embedding (id varchar PRIMARY KEY, collection_id uuid REFERENCES langchain_pg_collection (uuid) ON DELETE CASCADE,
+        embedding vector, document varchar, cmetadata jsonb);
+      CREATE INDEX ix_cmetadata_gin ON langchain_pg_embedding USING gin (cmetadata jsonb_path_ops);
+      INSERT INTO langchain_pg_collection VALUES ('11111111-1111-1111-1111-111111111111', 'notes', '{}'), ('22222222-2222-2222-2222-222222222222', 'old', '{}');
+      INSERT INTO langchain_pg_embedding (id, collection_id, document, cmetadata)
+        SELECT md5(g::text), '11111111-1111-1111-1111-111111111111', 'note ' || g || ' about ' || (ARRAY['pgvector indexes', 'queue workers', 'search latency', 'embedding models'])[1 + g % 4],
+               jsonb_build_object('topic', (ARRAY['db', 'ops', 'perf', 'ml'])[1 + g % 4])
+        FROM generate_series(1, 300) g;
+      -- Another collection, embedded by another model of another length: not the plan's, and left alone.
+      INSERT INTO langchain_pg_embedding (id, collection_id, document, embedding)
+        SELECT 'old-' || g, '22222222-2222-2222-2222-222222222222', 'old note ' || g, array_fill(0.5, ARRAY[8])::vector FROM generate_series(1, 5) g`)
+    // LangChain's query (SQLAlchemy's .label("distance")), with the cast and the length the index needs, filtered by collection and metadata.
+    const cast = `langchain_pg_embedding.embedding::vector(${DIMS})`
+    const byCollection = `SELECT langchain_pg_embedding.id, langchain_pg_embedding.document, ${cast} <=> $1::vector(${DIMS}) AS distance
+      FROM langchain_pg_embedding JOIN langchain_pg_collection ON langchain_pg_embedding.collection_id = langchain_pg_collection.uuid
+      WHERE langchain_pg_embedding.collection_id = $2::uuid AND vector_dims(langchain_pg_embedding.embedding) = ${DIMS}
+        AND langchain_pg_embedding.cmetadata @> $3::jsonb ORDER BY distance ASC LIMIT 4`
+    const plan = planFor(
+      { ...docs, table: 'langchain_pg_embedding', textColumns: [{ name: 'document', type: 'text' }] },
+      {
+        embedding: { dimensions: DIMS }, // (its texts are too alike for known items to mean much: relevance is the other tests')
+        target: {
+          tables: [
+            {
+              table: 'langchain_pg_embedding',
+              key: 'id',
+              text_columns: ['document'],
+              embedding_column: 'embedding',
+              distance: 'cosine',
+              queries: [
+                { name: 'by collection and topic', sql: byCollection, params: ['11111111-1111-1111-1111-111111111111', '{"topic": "db"}'] },
+              ],
+            },
+          ],
+        },
+      },
+    )
+    const sessions = join(dir, 'sessions-langchain')
+    const started = await run(['start', write(plan)], sessions)
+    expect(started.exitCode, started.all).toBe(3)
+    expect(started.stderr).toContain(
+      `the application's query must order by ("embedding"::vector(${DIMS})) <=> $1::vector(${DIMS}) and hold vector_dims("embedding") = ${DIMS}`,
+    )
+    const index = batchOutput(sessions, 'index').indexes[0]
+    expect(index.definition).toContain(`((embedding)::vector(${DIMS})) vector_cosine_ops`)
+    expect(index.definition).toContain(`WHERE (vector_dims(embedding) = ${DIMS})`)
+    expect(await count(`SELECT count(*)::int AS n FROM langchain_pg_embedding WHERE embedding IS NULL`)).toBe(0)
+    // The other collection's vectors are as they were.
+    expect(await count(`SELECT count(*)::int AS n FROM langchain_pg_embedding WHERE vector_dims(embedding) = 8`)).toBe(5)
+    const query = batchOutput(sessions, 'validate').tables[0].app_queries[0]
+    expect(query).toMatchObject({ name: 'by collection and topic', index_usable: true })
+    // LangChain writing another model's vector of another length still works: the index is partial to the plan's.
+    await db.exec(
+      `INSERT INTO langchain_pg_embedding (id, collection_id, document, embedding) VALUES ('old-6', '22222222-2222-2222-2222-222222222222', 'old note 6', array_fill(0.25, ARRAY[8])::vector)`,
+    )
+    expect((await run(['worker', write(plan), '--until-empty'])).exitCode).toBe(0)
+    expect(await count(`SELECT count(*)::int AS n FROM langchain_pg_embedding WHERE vector_dims(embedding) = 8`)).toBe(6)
+  })
+
+  it("LlamaIndex's table as PGVectorStore creates it (hybrid search's generated tsvector), searched as it searches", async () => {
+    await db.exec(`CREATE TABLE data_docs (id bigserial PRIMARY KEY, text varchar NOT NULL, metadata_ json, node_id varchar, embedding vector(${DIMS}),
+        text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED);
+      CREATE INDEX data_docs_idx_1 ON data_docs ((metadata_ ->> 'ref_doc_id'));
+      INSERT INTO data_docs (text, metadata_, node_id)
+        SELECT 'chunk ' || g || ' on ' || (ARRAY['pgvector indexes', 'queue workers', 'search latency', 'embedding models'])[1 + g % 4], json_build_object('ref_doc_id', 'doc' || (g % 7)), md5(g::text)
+        FROM generate_series(1, 200) g`)
+    // LlamaIndex orders by the distance's alias.
+    const asLlamaIndex = 'SELECT id, node_id, text, metadata_, embedding <=> $1 AS distance FROM data_docs ORDER BY distance asc LIMIT 2'
+    const plan = planFor(
+      { ...docs, table: 'data_docs', textColumns: [{ name: 'text', type: 'text' }] },
+      {
+        embedding: { dimensions: DIMS },
+        target: {
+          tables: [
+            {
+              table: 'data_docs',
+              key: 'id',
+              text_columns: ['text'],
+              embedding_column: 'embedding',
+              distance: 'cosine',
+              queries: [{ name: 'as LlamaIndex', sql: asLlamaIndex }],
+            },
+          ],
+        },
+      },
+    )
+    const sessions = join(dir, 'sessions-llamaindex')
+    const started = await run(['start', write(plan)], sessions)
+    expect(started.exitCode, started.all).toBe(3)
+    expect(batchOutput(sessions, 'diagnose').app_queries[0]).toMatchObject({ name: 'as LlamaIndex', servable: true })
+    expect(batchOutput(sessions, 'validate').tables[0].app_queries[0]).toMatchObject({ name: 'as LlamaIndex', index_usable: true })
+    expect(await count('SELECT count(*)::int AS n FROM data_docs WHERE embedding IS NULL')).toBe(0)
+  })
+
   it('refuses a key the table does not make unique, naming the columns', async () => {
     await createDocs(10)
     const plan = planFor(docs, {

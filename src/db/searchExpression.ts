@@ -20,6 +20,13 @@ export interface SearchExpression {
    * for, by Hamming distance, and these are ordered again by the full vector's distance.
    */
   rerank?: { operator: string; castType: string; factor: number }
+  /**
+   * A predicate the index is partial on and every query must hold: for a column without
+   * dimensions, the vectors of the plan's length (the cast of any other would fail, and another
+   * length is another model's). Partial, so the application's write of another length never
+   * meets the index's cast.
+   */
+  where?: string
 }
 
 export type Precision = 'full' | 'half' | 'binary'
@@ -31,12 +38,16 @@ export function searchExpression(
   distance: Distance,
   precision: Precision,
   rerankFactor = 10,
+  /** The column has no dimensions of its own (vector, not vector(N)): the index and the queries cast it to the plan's. */
+  untyped = false,
 ): SearchExpression {
+  const where = untyped ? { where: `vector_dims(${quoteIdent(column)}) = ${dimensions}` } : {}
   if (precision === 'binary') {
     const full = `${columnType}(${dimensions})`
     const bits = `bit(${dimensions})`
     return {
-      expression: `(binary_quantize(${quoteIdent(column)})::${bits})`,
+      ...where,
+      expression: `(binary_quantize(${quoteIdent(column)}${untyped ? `::${full}` : ''})::${bits})`,
       castType: bits,
       opclass: 'bit_hamming_ops',
       operator: '<~>',
@@ -47,6 +58,6 @@ export function searchExpression(
   const half = precision === 'half' || columnType === 'halfvec'
   const type: VectorType = half ? 'halfvec' : 'vector'
   const castType = `${type}(${dimensions})`
-  const expression = half && columnType !== 'halfvec' ? `(${quoteIdent(column)}::${castType})` : quoteIdent(column)
-  return { expression, castType, opclass: operatorClass(distance, type), operator: OPERATORS[distance], query: `$1::${castType}` }
+  const expression = (half && columnType !== 'halfvec') || untyped ? `(${quoteIdent(column)}::${castType})` : quoteIdent(column)
+  return { expression, castType, opclass: operatorClass(distance, type), operator: OPERATORS[distance], query: `$1::${castType}`, ...where }
 }

@@ -37,7 +37,8 @@ export class Target {
     readonly keyTypes: string[],
     /** The embedding column's SQL type (vector(1536)), and its vector type and dimensions when it is one. */
     readonly embeddingType: string,
-    readonly vector: { type: VectorType; dimensions: number } | null,
+    /** untyped: a column declared without dimensions (vector, not vector(N)), whose dimensions are the plan's model's. */
+    readonly vector: { type: VectorType; dimensions: number; untyped?: boolean } | null,
     /** Every column of the table as the catalog had it when resolved (checks and copies read these, not the catalog again). */
     readonly columns: TableColumn[],
     /** The relation its SQL reads and writes, when not the plan's table itself: one leaf partition of it (see partition()). */
@@ -129,7 +130,7 @@ export class Target {
   }
 
   /** The vector type and dimensions, or a clear refusal for a column that is not vector(N). */
-  requireVector(): { type: VectorType; dimensions: number } {
+  requireVector(): { type: VectorType; dimensions: number; untyped?: boolean } {
     if (!this.vector) {
       throw new TargetError(
         `${this.name}.${this.plan.embedding_column} is ${this.embeddingType}, not vector(N) or halfvec(N) with fixed dimensions`,
@@ -140,8 +141,18 @@ export class Target {
 
   /** What queries order by and the index is built on, at the given precision. */
   search(precision: Precision, rerankFactor?: number): SearchExpression {
-    const { type, dimensions } = this.requireVector()
-    return searchExpression(this.plan.embedding_column, dimensions, type, this.plan.distance, precision, rerankFactor)
+    const { type, dimensions, untyped } = this.requireVector()
+    return searchExpression(this.plan.embedding_column, dimensions, type, this.plan.distance, precision, rerankFactor, untyped)
+  }
+
+  /**
+   * A condition on a stored vector (of alias `t`, or the table itself): it is of the plan's
+   * dimensions. Always so for a typed column; for an untyped one, the vectors of other lengths
+   * are another model's, and the runner leaves them as they are.
+   */
+  ofDimensions(alias?: string): string {
+    if (!this.vector?.untyped) return 'true'
+    return `vector_dims(${alias ? `${alias}.` : ''}${this.embedding}) = ${this.vector.dimensions}`
   }
 
   /**
@@ -150,14 +161,15 @@ export class Target {
    */
   nearestSql(search: SearchExpression, options: NearestOptions = {}): string {
     const distance = `${search.expression} ${search.operator} ${search.query}`
+    const where = search.where ? ` WHERE ${search.where}` : ''
     if (!search.rerank) {
       const text = options.withText ? `, ${this.text()} AS text` : ''
-      return `SELECT ${this.keyText()} AS key, (${distance})::float8 AS distance${text} FROM ${this.table} ORDER BY ${distance} LIMIT $2`
+      return `SELECT ${this.keyText()} AS key, (${distance})::float8 AS distance${text} FROM ${this.table}${where} ORDER BY ${distance} LIMIT $2`
     }
     // The index's candidates by Hamming distance, then the nearest of them by the full vector (pgvector's re-ranking).
     const exact = `c.${this.embedding} ${search.rerank.operator} $1::${search.rerank.castType}`
     const text = options.withText ? `, ${this.text('c')} AS text` : ''
-    return `SELECT ${this.keyText('c')} AS key, (${exact})::float8 AS distance${text} FROM (SELECT * FROM ${this.table} ORDER BY ${distance} LIMIT $2 * ${search.rerank.factor}) c ORDER BY ${exact} LIMIT $2`
+    return `SELECT ${this.keyText('c')} AS key, (${exact})::float8 AS distance${text} FROM (SELECT * FROM ${this.table}${where} ORDER BY ${distance} LIMIT $2 * ${search.rerank.factor}) c ORDER BY ${exact} LIMIT $2`
   }
 
   /** Rows, rows with a NULL embedding, and of those the rows with no text to embed (left NULL on purpose). */
@@ -213,7 +225,7 @@ export class Target {
               count(*) FILTER (WHERE m.row_key IS NULL)::int AS unknown,
               count(*) FILTER (WHERE m.model = $2 AND m.content_hash <> ${this.hash('t')})::int AS stale
        FROM ${this.table} t LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = ${this.keyText('t')}
-       WHERE t.${this.embedding} IS NOT NULL`,
+       WHERE t.${this.embedding} IS NOT NULL AND ${this.ofDimensions('t')}`,
       [this.name, model],
     )
     return rows[0]!
@@ -238,7 +250,7 @@ export class Target {
     const { rows } = await db.query<TextRow>(
       `SELECT ${this.keyText('t')} AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash
        FROM ${this.table} t ${join}
-       WHERE t.${this.embedding} IS NOT NULL AND ${foreign} AND $1::text IS NOT NULL AND $2::text IS NOT NULL -- every form names $1 and $2
+       WHERE t.${this.embedding} IS NOT NULL AND ${this.ofDimensions('t')} AND ${foreign} AND $1::text IS NOT NULL AND $2::text IS NOT NULL -- every form names $1 and $2
          ${after === null ? '' : `AND ${this.keyValue('t')} > ${this.keyOf('$4::text')}`}
        ORDER BY ${this.keyOrder('t')} LIMIT $3`,
       after === null ? [this.name, model, limit] : [this.name, model, limit, after],
@@ -254,7 +266,7 @@ export class Target {
   async sampleUnknownOrigin(db: Queryable, meta: string, count: number, plausible = 'true'): Promise<(TextRow & { vector: string })[]> {
     const { rows } = await db.query<TextRow & { vector: string }>(
       `SELECT ${this.keyText('t')} AS key, ${this.text('t')} AS text, ${this.hash('t')} AS hash, t.${this.embedding}::text AS vector
-       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL AND ${plausible}
+       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL AND ${this.ofDimensions('t')} AND ${plausible}
          AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = ${this.keyText('t')})
        ORDER BY random() LIMIT $2`,
       [this.name, count],
@@ -266,7 +278,7 @@ export class Target {
   async countUnknownOrigin(db: Queryable, meta: string, implausible: string): Promise<{ unknown: number; implausible: number }> {
     const { rows } = await db.query<{ unknown: number; implausible: number }>(
       `SELECT count(*)::int AS unknown, count(*) FILTER (WHERE ${implausible})::int AS implausible
-       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL
+       FROM ${this.table} t WHERE t.${this.embedding} IS NOT NULL AND ${this.ofDimensions('t')}
          AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = ${this.keyText('t')})`,
       [this.name],
     )
@@ -277,7 +289,7 @@ export class Target {
   async sampleEmbeddedTexts(db: Queryable, count: number): Promise<(TextRow & { vector: string })[]> {
     const { rows } = await db.query<TextRow & { vector: string }>(
       `SELECT ${this.keyText()} AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.embedding}::text AS vector
-       FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.hasText()} ORDER BY random() LIMIT $1`,
+       FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()} AND ${this.hasText()} ORDER BY random() LIMIT $1`,
       [count],
     )
     return rows
@@ -286,7 +298,7 @@ export class Target {
   /** One stored embedding in text form, to query with; undefined when none is stored yet. */
   async someEmbedding(db: Queryable): Promise<string | undefined> {
     const { rows } = await db.query<{ v: string }>(
-      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL LIMIT 1`,
+      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()} LIMIT 1`,
     )
     return rows[0]?.v
   }
@@ -294,7 +306,7 @@ export class Target {
   /** Stored embeddings sampled at random: realistic query vectors. */
   async sampleEmbeddings(db: Queryable, count: number): Promise<string[]> {
     const { rows } = await db.query<{ v: string }>(
-      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL ORDER BY random() LIMIT $1`,
+      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()} ORDER BY random() LIMIT $1`,
       [count],
     )
     return rows.map((r) => r.v)
@@ -336,17 +348,18 @@ export async function countColumn(db: Queryable, schema: string, table: string, 
   return rows[0]!
 }
 
-function resolveOne(t: TargetTable, columns: TableColumn[]): Target {
+function resolveOne(t: TargetTable, columns: TableColumn[], dimensions: number): Target {
   const keyTypes = keyColumnsOf(t).map((name) => columns.find((c) => c.name === name)!.type)
   const embedding = columns.find((c) => c.name === t.embedding_column)!
-  const isVector = (embedding.base_type === 'vector' || embedding.base_type === 'halfvec') && embedding.typmod > 0
-  return new Target(
-    t,
-    keyTypes,
-    embedding.type,
-    isVector ? { type: embedding.base_type as VectorType, dimensions: embedding.typmod } : null,
-    columns,
-  )
+  const isVector = embedding.base_type === 'vector' || embedding.base_type === 'halfvec'
+  // A `vector` column with no dimension (LangChain's default) holds vectors of any length: the
+  // plan's model decides which ones are the column's, and the index is on a cast to that length.
+  const vector = !isVector
+    ? null
+    : embedding.typmod > 0
+      ? { type: embedding.base_type as VectorType, dimensions: embedding.typmod }
+      : { type: embedding.base_type as VectorType, dimensions, untyped: true }
+  return new Target(t, keyTypes, embedding.type, vector, columns)
 }
 
 /**
@@ -374,7 +387,7 @@ export async function resolveTargets(db: Queryable, plan: Plan, planPath = 'the 
     for (const [field, column] of missing) {
       problems.push(`target.tables[${i}].${field}: ${t.schema}.${t.table} has no column "${column}" (it has: ${names.join(', ')})`)
     }
-    if (missing.length === 0) targets.push(resolveOne(t, columns))
+    if (missing.length === 0) targets.push(resolveOne(t, columns, plan.embedding.dimensions))
   }
   if (problems.length)
     throw new TargetError(`${planPath}: the plan does not match the target database; nothing was changed:\n  ${problems.join('\n  ')}`)

@@ -45,7 +45,11 @@ export function captureFunctionSql(rs: RunnerSchema, t: Target, vectorSchema: st
   const name = quoteLiteral(t.name)
   // The embedded text, compared whole: a change that leaves it the same needs no new embedding.
   const textChanged = `${t.text('NEW')} IS DISTINCT FROM ${t.text('OLD')}`
-  const embeddingChanged = `(TG_OP = 'INSERT' OR OLD.${t.embedding} IS NULL OR NEW.${t.embedding} OPERATOR(${quoteIdent(vectorSchema)}.<>) OLD.${t.embedding})`
+  // (lengths first: vectors of two lengths, in a column without dimensions, cannot be compared)
+  const ext = quoteIdent(vectorSchema)
+  const embeddingChanged = `(CASE WHEN TG_OP = 'INSERT' OR OLD.${t.embedding} IS NULL THEN true
+    WHEN ${ext}.vector_dims(NEW.${t.embedding}) <> ${ext}.vector_dims(OLD.${t.embedding}) THEN true
+    ELSE NEW.${t.embedding} OPERATOR(${ext}.<>) OLD.${t.embedding} END)`
   const body = `
 BEGIN
   IF TG_OP = 'DELETE' THEN

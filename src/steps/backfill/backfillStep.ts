@@ -390,7 +390,7 @@ async function adoptUnknownOrigin(
     `WITH adopted AS (
        INSERT INTO ${meta} (table_name, row_key, content_hash, model)
        SELECT $1, ${t.keyText('t')}, ${t.hash('t')}, $2 FROM ${t.table} t
-       WHERE t.${t.embedding} IS NOT NULL AND NOT (${implausible})
+       WHERE t.${t.embedding} IS NOT NULL AND ${t.ofDimensions('t')} AND NOT (${implausible})
          AND NOT EXISTS (SELECT 1 FROM ${meta} m WHERE m.table_name = $1 AND m.row_key = ${t.keyText('t')})
        ON CONFLICT DO NOTHING RETURNING 1
      ) SELECT count(*)::int AS n FROM adopted`,

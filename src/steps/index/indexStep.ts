@@ -131,7 +131,7 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   const width = indexedType === 'bit' ? 0.125 : indexedType === 'halfvec' ? 2 : 4
   const memory = sizeBuildMemory(estimateGraphMb(largest, vector.dimensions, width, plan.index.m), planMax, freeMb)
   const memoryAdvice = recommendBuildMemory(memory, width === 4 ? estimateGraphMb(largest, vector.dimensions, 2, plan.index.m) : null)
-  const using = `USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})`
+  const using = `USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})${search.where ? ` WHERE ${search.where}` : ''}`
   const concurrently = db.kind === 'postgres'
   const drop = (i: VectorIndex) =>
     // DROP INDEX CONCURRENTLY does not take a partitioned index; dropping one drops its partitions' indexes with it.
@@ -276,6 +276,10 @@ async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<str
       `  ${p.target.name}.${p.target.plan.embedding_column}: ${p.decision.reason}; maintenance_work_mem ${p.memory.chosenMb} MB for an estimated ${p.memory.estimatedMb} MB graph${p.memory.cappedBy ? `, capped by ${p.memory.cappedBy}` : ''}`,
     )
     if (p.memoryAdvice) log(`  ${p.memoryAdvice}`)
+    if (p.search.where)
+      log(
+        `  ${p.target.name}.${p.target.plan.embedding_column} has no dimensions of its own: the index is on ${p.search.expression}, partial to ${p.search.where}; the application's query must order by ${p.search.expression} ${p.search.operator} ${p.search.query} and hold ${p.search.where}`,
+      )
     let seconds = 0
     let parallelWorkers = 0
     for (const statement of p.migration.up) {
@@ -359,6 +363,7 @@ async function verifyIndex(ctx: StepContext, p: Planned, built: Built | undefine
       ...(p.search.rerank
         ? { rerank: { operator: p.search.rerank.operator, cast_type: p.search.rerank.castType, factor: p.search.rerank.factor } }
         : {}),
+      ...(p.search.where ? { where: p.search.where } : {}),
     },
     concurrently: db.kind === 'postgres',
     maintenance_work_mem_mb: built ? p.memory.chosenMb : null,

@@ -21,6 +21,8 @@ export const builtIndexSchema = z.object({
     query: z.string().optional(),
     /** Binary precision: candidates re-ranked by the full vector. */
     rerank: z.object({ operator: z.string(), cast_type: z.string(), factor: z.number().int() }).optional(),
+    /** A partial index's predicate, which the query must hold too (a column without dimensions: the plan's length). */
+    where: z.string().optional(),
   }),
   concurrently: z.boolean(),
   maintenance_work_mem_mb: z.number().nullable(),

@@ -22,7 +22,7 @@ export function renderIndexes(o: IndexOutput): string {
       : []),
     ...o.indexes.map(
       (i) =>
-        `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed.${i.memory_advice ? ` **Memory**: ${i.memory_advice}.` : ''}${i.parallel_note ? ` ${i.parallel_note}.` : ''} Queries must order by \`${i.search.expression} ${i.search.operator} ${i.search.query ?? `$1::${i.search.cast_type}`}\`${i.search.rerank ? `, fetching ${i.search.rerank.factor}x the rows wanted and ordering those by \`${i.search.rerank.operator} $1::${i.search.rerank.cast_type}\` (binary quantization re-ranked by the full vector)` : ''}. Definition: \`${i.definition}\``,
+        `- ${i.name}: ${i.reason}; ${i.rows_indexed.toLocaleString('en-US')} rows indexed.${i.memory_advice ? ` **Memory**: ${i.memory_advice}.` : ''}${i.parallel_note ? ` ${i.parallel_note}.` : ''} Queries must order by \`${i.search.expression} ${i.search.operator} ${i.search.query ?? `$1::${i.search.cast_type}`}\`${i.search.rerank ? `, fetching ${i.search.rerank.factor}x the rows wanted and ordering those by \`${i.search.rerank.operator} $1::${i.search.rerank.cast_type}\` (binary quantization re-ranked by the full vector)` : ''}${i.search.where ? `, and hold \`${i.search.where}\` in their WHERE (the column has no dimensions of its own: the index is on the cast, partial to the plan's length, so a write of another length never meets it). **Change the application's query to match**` : ''}. Definition: \`${i.definition}\``,
     ),
     '',
     ...o.indexes

@@ -54,7 +54,7 @@ function labelsFor(ctx: Ctx): { path: string | null; labels: Label[] } {
 function searchOf(ctx: Ctx, t: Target): { search: SearchExpression; builtName?: string } {
   const built = ctx.inputs.index?.indexes.find((i) => i.table === t.name && i.column === t.plan.embedding_column)
   if (!built) return { search: t.search(ctx.plan.index.precision, ctx.plan.index.rerank_factor) }
-  const { expression, cast_type, operator, opclass, query, rerank } = built.search
+  const { expression, cast_type, operator, opclass, query, rerank, where } = built.search
   return {
     search: {
       expression,
@@ -63,6 +63,7 @@ function searchOf(ctx: Ctx, t: Target): { search: SearchExpression; builtName?: 
       opclass,
       query: query ?? `$1::${cast_type}`,
       ...(rerank ? { rerank: { operator: rerank.operator, castType: rerank.cast_type, factor: rerank.factor } } : {}),
+      ...(where ? { where } : {}),
     },
     builtName: built.name,
   }
