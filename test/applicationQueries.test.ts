@@ -152,6 +152,9 @@ describe.skipIf(!serverUrl)('as the application runs it (real server)', () => {
     expect(started.stderr).toContain(
       `the application's query must order by ("embedding"::vector(${DIMS})) <=> $1::vector(${DIMS}) and hold vector_dims("embedding") = ${DIMS}`,
     )
+    const diagnosis = batchOutput(sessions, 'diagnose')
+    expect(diagnosis.targets[0].stored_dimensions).toEqual([{ dimensions: 8, rows: 5 }])
+    expect(diagnosis.findings.map((f: { code: string }) => f.code)).toContain('UNTYPED_VECTOR_COLUMN')
     const index = batchOutput(sessions, 'index').indexes[0]
     expect(index.definition).toContain(`((embedding)::vector(${DIMS})) vector_cosine_ops`)
     expect(index.definition).toContain(`WHERE (vector_dims(embedding) = ${DIMS})`)

@@ -141,6 +141,7 @@ function measured(
         writer_roles: [],
         row_security: overrides.application?.row_security ?? null,
         materialized_views: overrides.application?.materialized_views ?? [],
+        stored_dimensions: null,
       },
     ],
     side_effects: overrides.side_effects ?? { can_suppress_triggers: true, triggers: [] },

@@ -295,6 +295,15 @@ export class Target {
     return rows
   }
 
+  /** The lengths of the vectors stored, and how many of each (for a column without dimensions, where they may differ). */
+  async storedDimensions(db: Queryable): Promise<{ dimensions: number; rows: number }[]> {
+    const { rows } = await db.query<{ dimensions: number; rows: number }>(
+      `SELECT vector_dims(${this.embedding}) AS dimensions, count(*)::int AS rows FROM ${this.table}
+       WHERE ${this.embedding} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC`,
+    )
+    return rows
+  }
+
   /** One stored embedding in text form, to query with; undefined when none is stored yet. */
   async someEmbedding(db: Queryable): Promise<string | undefined> {
     const { rows } = await db.query<{ v: string }>(

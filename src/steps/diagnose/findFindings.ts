@@ -39,6 +39,16 @@ const applicationRule: Rule = (_plan, m, add) => {
         recommendation: `run as a role with BYPASSRLS (ALTER ROLE ${m.privileges.role} BYPASSRLS) or, where it is not forced, as the table's owner; the preflight refuses to write until then`,
       })
     }
+    if (t.stored_dimensions) {
+      const others = t.stored_dimensions.filter((d) => d.dimensions !== t.dimensions)
+      add({
+        code: 'UNTYPED_VECTOR_COLUMN',
+        severity: 'warning',
+        ...where,
+        evidence: `${t.column} is vector with no dimensions of its own (as LangChain creates it): no index can be built on it as it is, so every search is a sequential scan. Stored: ${t.stored_dimensions.map((d) => `${n(d.rows)} of ${d.dimensions} dimensions`).join(', ') || 'nothing yet'}${others.length ? `; those of another length than the plan's ${t.dimensions} are another model's and are left alone` : ''}`,
+        recommendation: `the index batch builds an HNSW index on (${t.column}::vector(${t.dimensions})), partial to vector_dims(${t.column}) = ${t.dimensions}; the application's query must use the same cast and condition`,
+      })
+    }
     for (const v of t.materialized_views) {
       add({
         code: 'MATERIALIZED_VIEW_COPIES',

@@ -35,6 +35,7 @@ export const FINDING_CODES = [
   'ROW_SECURITY_HIDES_ROWS',
   'MATERIALIZED_VIEW_COPIES',
   'ROWS_WITHOUT_TEXT',
+  'UNTYPED_VECTOR_COLUMN',
 ] as const
 
 export const findingSchema = z.object({
@@ -87,6 +88,11 @@ export const targetColumnSchema = z.object({
   /** Row-level security on the table, and the relations whose policies hide rows from the runner's role (its counts are then of what it sees). */
   row_security: z
     .object({ enabled: z.boolean(), forced: z.boolean(), policies: z.array(z.string()), hidden_from_runner: z.array(z.string()) })
+    .nullable()
+    .default(null),
+  /** A column without dimensions of its own (vector, not vector(N)): the lengths of the vectors stored in it, and how many of each. */
+  stored_dimensions: z
+    .array(z.object({ dimensions: z.number().int(), rows: z.number().int() }))
     .nullable()
     .default(null),
   /** Materialized views that read the embedding column: they keep the old vectors until refreshed. */
