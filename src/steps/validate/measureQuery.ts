@@ -1,16 +1,7 @@
 import type { Database } from '../../db/database.ts'
 import type { Target } from '../../db/target.ts'
 import type { Plan } from '../../plan/schema.ts'
-import {
-  PGVECTOR_DEFAULT,
-  percentiles,
-  recall,
-  runAt,
-  runExact,
-  type SearchQuery,
-  type SearchSetting,
-  type TimedRun,
-} from './measureSearch.ts'
+import { percentiles, recall, runAt, runExact, type SearchQuery, type SearchSetting, type TimedRun } from './measureSearch.ts'
 import type { QueryMeasurement } from './output.ts'
 import { recommendSetting, type SweepPoint } from './recommendSetting.ts'
 
