@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createOpenAIProvider, type OpenAIOptions } from '../src/embeddings/openaiProvider.ts'
 import { fakeVector, startFakeOpenAI, type FakeOpenAI } from './helpers/fakeOpenAI.ts'
@@ -33,6 +34,18 @@ describe('the openai provider', () => {
     expect(onceEach(inputs)).toBe(true)
     expect(fake.requests.map((r) => r.inputs)).toEqual([2048, 2048, 904])
     expect(fake.requests.every((r) => r.encoding === 'base64')).toBe(true)
+  })
+
+  it('leaves no listener on a long-lived signal, however many requests it is given to (a worker runs for months)', async () => {
+    const p = provider()
+    const stop = new AbortController()
+    for (let i = 0; i < 60; i++) await p.embed([`request ${i}`], stop.signal)
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0)
+    // And it still stops a request in flight.
+    fake.delayMs = 2000
+    const inFlight = p.embed(['slow'], stop.signal)
+    setTimeout(() => stop.abort(), 50)
+    await expect(inFlight).rejects.toThrow()
   })
 
   it('keeps each request under 300,000 tokens', async () => {
