@@ -63,7 +63,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
       'the worker to listen',
       async () =>
         (await count(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND query ILIKE 'LISTEN%'`,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'runner worker' AND datname = current_database() AND query ILIKE 'LISTEN%'`,
         )) > 0,
     )
 

@@ -49,13 +49,16 @@ export function writeStatement(rs: RunnerSchema, target: Target, source: string)
    ), bound AS (
      SELECT m.model FROM ${rs.models} m WHERE m.table_name = $1 AND m.column_name = $2
    ), locked AS (
-     SELECT t.ctid AS tid, ${target.keyText('t')} AS key FROM ${target.table} t
+     SELECT ${target.keyText('t')} AS key FROM ${target.table} t
      WHERE ${target.keyValue('t')} IN (SELECT ${target.keyFromText('v.key')} FROM v)
      ORDER BY ${target.keyOrder('t')} FOR UPDATE OF t SKIP LOCKED
    ), updated AS (
+     -- Found again by key, not by the locked version's ctid: a row the application changed (and
+     -- committed) since this statement's snapshot is locked in its newest version, which the
+     -- UPDATE reaches through its key and re-checks (the text's hash) before it writes.
      UPDATE ${target.table} AS t SET ${target.embedding} = v.embedding::${target.embeddingType}
      FROM v, bound, locked
-     WHERE t.ctid = locked.tid AND locked.key = v.key AND ${target.hash('t')} = v.hash AND v.model = bound.model
+     WHERE ${target.keyValue('t')} = ${target.keyOf('locked.key')} AND locked.key = v.key AND ${target.hash('t')} = v.hash AND v.model = bound.model
      RETURNING locked.key AS row_key, v.hash, v.model
    ), meta AS (
      INSERT INTO ${rs.meta} (table_name, row_key, content_hash, model, embedded_at)
