@@ -2,7 +2,8 @@
 // application's edits against the fake OpenAI server (real SDK, real HTTP), in another process
 // so that only the worker is in this one. Prints RSS and the heap after a full garbage
 // collection every interval; flat means no listener, timer or buffer grows with requests.
-//   node --expose-gc --import tsx bench/soak.ts [--minutes 10] [--rate 20] [--every 30]
+//   npx tsx bench/soak.ts [--minutes 10] [--rate 20] [--every 30] [--database bench_soak]
+// (it runs itself again under node --expose-gc: the heap is read after a full collection)
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import pg from 'pg'
@@ -16,7 +17,13 @@ import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
 import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
 
 const gc = (globalThis as { gc?: () => void }).gc
-if (!gc) throw new Error('run with node --expose-gc --import tsx bench/soak.ts: the heap is read after a full collection')
+if (!gc) {
+  const again = await execa(process.execPath, ['--expose-gc', '--import', 'tsx', import.meta.filename, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    reject: false,
+  })
+  process.exit(again.exitCode ?? 1)
+}
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const minutes = arg('--minutes', 10)
 const rate = arg('--rate', 20)
@@ -59,6 +66,7 @@ const fake = await new Promise<{ url: string; key: string }>((resolve) =>
 )
 const provider = createOpenAIProvider({ model: 'text-embedding-ada-002', dimensions: DIMS, apiKey: fake.key, baseURL: fake.url })
 const stop = new AbortController()
+const collect = gc!
 const worker = runWorker({
   db,
   plan,
@@ -78,7 +86,7 @@ console.log('| minute | RSS MB | heap after GC MB | provider requests | rows emb
 console.log('| --- | --- | --- | --- | --- |')
 while (performance.now() - started < minutes * 60_000) {
   await sleep(every * 1000)
-  gc()
+  collect()
   const memory = process.memoryUsage()
   const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM runner.embedding_meta')
   const sample = {
@@ -105,4 +113,4 @@ const spread = (pick: (s: (typeof samples)[number]) => number) => (Math.max(...w
 console.log(
   `after warm-up: heap after GC ${base.heap.toFixed(1)} to ${warm.at(-1)!.heap.toFixed(1)} MB (spread ${(100 * spread((s) => s.heap)).toFixed(1)}% of the first), RSS ${base.rss.toFixed(1)} to ${warm.at(-1)!.rss.toFixed(1)} MB (spread ${(100 * spread((s) => s.rss)).toFixed(1)}%), over ${warm.at(-1)!.requests - base.requests} requests`,
 )
-console.log(`command: node --expose-gc --import tsx bench/soak.ts --minutes ${minutes} --rate ${rate} --every ${every}`)
+console.log(`command: npx tsx bench/soak.ts --minutes ${minutes} --rate ${rate} --every ${every}`)
