@@ -228,6 +228,11 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
     expect(refused.stderr).not.toMatch(/\n\s+at /)
     expect(await count(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'runner'`)).toBe(0)
     expect(await count(`SELECT count(*)::int AS n FROM pg_indexes WHERE tablename = 'docs' AND indexdef ILIKE '%hnsw%'`)).toBe(0)
+    // status claims no count it could not see either.
+    const status = await runAsOwner(['status', write(planFor(shape)), '--json'])
+    const reported = JSON.parse(status.stdout)
+    expect(reported.columns[0]).toMatchObject({ rows: 40, rows_hidden: true })
+    expect(reported.attention.join(' ')).toContain('public.docs: row-level security hides rows from this role')
 
     await admin.exec(`ALTER ROLE ${owner} BYPASSRLS`)
     const sessions = sessionsDir()

@@ -285,7 +285,9 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     }
     const reached = plain.filter((p) => p.recall >= 0.95 && stable(p.ef_search) && p.ef_search >= 10).map((p) => p.ef_search)
     const smallest = Math.min(...reached)
-    expect(recommended.ef_search).toBe(reached.includes(40) ? 40 : (candidates.find((c) => c > smallest && reached.includes(c)) ?? smallest))
+    expect(recommended.ef_search).toBe(
+      reached.includes(40) ? 40 : (candidates.find((c) => c > smallest && reached.includes(c)) ?? smallest),
+    )
     // Checked here, independently: at the recommended setting the planner's own plan is the index scan.
     const explained = await db.withSession(async (session) => {
       await session.query(`SET hnsw.ef_search = ${recommended.ef_search}`)

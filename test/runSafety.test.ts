@@ -296,7 +296,9 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(s.queue).toMatchObject({ pending: 4, in_flight: 0 })
     expect(s.failed.count).toBe(1)
     expect(s.failed.last[0]).toMatchObject({ table: 'public.docs', key: '42', attempts: 5, error: 'injected: the provider said no' })
-    expect(s.columns).toEqual([{ table: 'public.docs', column: 'embedding', rows: 4, embedded: 0, no_text: 0, coverage: 0, model: null }])
+    expect(s.columns).toEqual([
+      { table: 'public.docs', column: 'embedding', rows: 4, embedded: 0, no_text: 0, coverage: 0, model: null, rows_hidden: false },
+    ])
     expect(s.workers).toEqual([expect.objectContaining({ worker_id: 'gone:1:abc', alive: false })])
     expect(s.attention).toEqual([
       '1 row(s) failed to embed after every attempt (runner.embedding_failures)',

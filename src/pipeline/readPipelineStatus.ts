@@ -3,6 +3,7 @@ import { readColumnModels } from '../db/runnerSchema/columnModels.ts'
 import { readSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
+import { readHiddenRows } from '../db/catalog/readRowVisibility.ts'
 import { queueBacklog } from './queue.ts'
 import { MISSED_BEATS } from './workerRegistry.ts'
 
@@ -22,6 +23,8 @@ export interface PipelineStatus {
     no_text: number
     /** Embedded rows over the rows that have text to embed. */
     coverage: number
+    /** Row-level security hides rows from this role: the counts are of what it sees, no claim about the table. */
+    rows_hidden: boolean
     model: { provider: string; model: string; dimensions: number } | null
   }[]
   workers: { worker_id: string; host: string; pid: number; version: string; model: string; seconds_since_seen: number; alive: boolean }[]
@@ -37,8 +40,11 @@ export async function readPipelineStatus(
   const { version, latest } = await readSchemaVersion(db, rs)
   const models = await readColumnModels(db, rs)
   const columns: PipelineStatus['columns'] = []
+  const hidden: string[] = []
   for (const t of targets) {
     const { rows, nulls, no_text } = await t.counts(db)
+    const rowsHidden = (await readHiddenRows(db, t.table)).length > 0
+    if (rowsHidden) hidden.push(t.name)
     const bound = models.find((m) => m.table_name === t.name && m.column_name === t.plan.embedding_column)
     columns.push({
       table: t.name,
@@ -49,6 +55,7 @@ export async function readPipelineStatus(
       // Of the rows that have text to embed.
       coverage: rows - no_text ? (rows - nulls) / (rows - no_text) : 1,
       model: bound ? { provider: bound.provider, model: bound.model, dimensions: bound.dimensions } : null,
+      rows_hidden: rowsHidden,
     })
   }
   const status: PipelineStatus = {
@@ -57,7 +64,11 @@ export async function readPipelineStatus(
     failed: { count: 0, last: [] },
     columns,
     workers: [],
-    attention: [],
+    // A count is a claim only where the role sees every row.
+    attention: hidden.map(
+      (table) =>
+        `${table}: row-level security hides rows from this role, so its counts are of what the role sees: run status as a role with BYPASSRLS`,
+    ),
   }
   if (version === 0) {
     status.attention.push(`the auto-embedding pipeline is not installed (schema ${rs.name}): run \`runner start <plan>\``)
