@@ -171,6 +171,60 @@ describe.skipIf(!serverUrl)('as the application runs it (real server)', () => {
     expect(await count(`SELECT count(*)::int AS n FROM langchain_pg_embedding WHERE vector_dims(embedding) = 8`)).toBe(6)
   })
 
+  it('types a column without dimensions when the plan chooses it, after saying what the rewrite costs; refuses it when other lengths are stored', async () => {
+    await db.exec(`CREATE TABLE langchain_pg_embedding (id varchar PRIMARY KEY, collection_id uuid, embedding vector, document varchar, cmetadata jsonb);
+      INSERT INTO langchain_pg_embedding (id, document) SELECT md5(g::text), 'note ' || g || ' about search latency' FROM generate_series(1, 100) g;
+      INSERT INTO langchain_pg_embedding (id, document, embedding) VALUES ('other', 'another model', array_fill(0.5, ARRAY[8])::vector)`)
+    const table = {
+      table: 'langchain_pg_embedding',
+      key: 'id',
+      text_columns: ['document'],
+      embedding_column: 'embedding',
+      distance: 'cosine',
+    }
+    // LangChain's query as the library sends it: no cast, once the column is typed.
+    const asLangChain = `SELECT id, embedding <=> $1 AS distance FROM langchain_pg_embedding ORDER BY distance ASC LIMIT 4`
+    const plan = planFor(
+      { ...docs, table: 'langchain_pg_embedding', textColumns: [{ name: 'document', type: 'text' }] },
+      {
+        embedding: { dimensions: DIMS },
+        target: { tables: [{ ...table, untyped_column: 'set_type', queries: [{ name: 'as LangChain', sql: asLangChain }] }] },
+      },
+    )
+    const refused = await run(['start', write(plan)])
+    expect(refused.exitCode, refused.all).toBe(2)
+    expect(refused.stderr).toContain(
+      `target.tables[0].untyped_column: public.langchain_pg_embedding.embedding holds 1 vectors of 8 dimensions besides the plan's ${DIMS}`,
+    )
+    expect(
+      await count(`SELECT count(*)::int AS n FROM pg_indexes WHERE tablename = 'langchain_pg_embedding' AND indexdef ILIKE '%hnsw%'`),
+    ).toBe(0)
+
+    await db.exec(`DELETE FROM langchain_pg_embedding WHERE id = 'other'`)
+    const sessions = join(dir, 'sessions-typed')
+    const typed = await run(['start', write(plan)], sessions)
+    expect(typed.exitCode, typed.all).toBe(3)
+    expect(typed.stderr).toMatch(
+      /rewrites the table under ACCESS EXCLUSIVE: the application's reads and writes of it wait until it ends\. A cast of its 0 vectors took [\d.]+ s here/,
+    )
+    expect(
+      (
+        await db.query<{ t: string }>(
+          `SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'langchain_pg_embedding'::regclass AND attname = 'embedding'`,
+        )
+      ).rows[0]!.t,
+    ).toBe(`vector(${DIMS})`)
+    const index = batchOutput(sessions, 'index')
+    expect(index.indexes[0].definition).toContain('USING hnsw (embedding vector_cosine_ops)')
+    const session = join(sessions, readdirSync(sessions).sort().at(-1)!)
+    expect(readFileSync(join(session, index.migrations.up_sql), 'utf8')).toContain(
+      `ALTER TABLE "public"."langchain_pg_embedding" ALTER COLUMN "embedding" TYPE vector(${DIMS})`,
+    )
+    expect(readFileSync(join(session, index.migrations.down_sql), 'utf8')).toContain('ALTER COLUMN "embedding" TYPE vector;')
+    expect(batchOutput(sessions, 'validate').tables[0].app_queries[0]).toMatchObject({ name: 'as LangChain', index_usable: true })
+    expect(await count('SELECT count(*)::int AS n FROM langchain_pg_embedding WHERE embedding IS NULL')).toBe(0)
+  })
+
   it("LlamaIndex's table as PGVectorStore creates it (hybrid search's generated tsvector), searched as it searches", async () => {
     await db.exec(`CREATE TABLE data_docs (id bigserial PRIMARY KEY, text varchar NOT NULL, metadata_ json, node_id varchar, embedding vector(${DIMS}),
         text_search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED);

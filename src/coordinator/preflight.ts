@@ -90,6 +90,15 @@ async function checkTable(
       object: `${t.name}.${t.plan.embedding_column}`,
       problem: `is ${t.embeddingType}, not vector(${plan.embedding.dimensions})${extension.installed_version ? '' : ' (pgvector is not installed in this database: CREATE EXTENSION vector)'}`,
     })
+  } else if (t.vector.untyped && t.plan.untyped_column === 'set_type' && steps.has('index')) {
+    // Typing the column casts every stored vector: one of another length (another model's) would fail it.
+    const others = (await t.storedDimensions(db)).filter((d) => d.dimensions !== t.vector!.dimensions)
+    if (others.length)
+      refuse({
+        path: at('untyped_column'),
+        object: `${t.name}.${t.plan.embedding_column}`,
+        problem: `holds ${others.map((d) => `${d.rows.toLocaleString('en-US')} vectors of ${d.dimensions} dimensions`).join(', ')} besides the plan's ${t.vector.dimensions}: it cannot be typed ${t.vector.type}(${t.vector.dimensions}); leave untyped_column: index_cast (an index on the cast, partial to the plan's length)`,
+      })
   } else if (t.vector.dimensions !== plan.embedding.dimensions) {
     refuse({
       path: 'embedding.dimensions',

@@ -145,6 +145,12 @@ export class Target {
     return searchExpression(this.plan.embedding_column, dimensions, type, this.plan.distance, precision, rerankFactor, untyped)
   }
 
+  /** The same table once its column is typed vector(N) (untyped_column: set_type): what the index is then built on. */
+  asTyped(): Target {
+    const { type, dimensions } = this.requireVector()
+    return new Target(this.plan, this.keyTypes, `${type}(${dimensions})`, { type, dimensions }, this.columns)
+  }
+
   /**
    * A condition on a stored vector (of alias `t`, or the table itself): it is of the plan's
    * dimensions. Always so for a typed column; for an untyped one, the vectors of other lengths

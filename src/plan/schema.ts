@@ -40,6 +40,14 @@ export const targetTableSchema = z.strictObject({
    * runner's vectors are the ones the application's own writes would get. A NULL column is
    * empty. Unset: the text columns joined by a space.
    */
+  /**
+   * A column declared without dimensions (LangChain's \`vector\`): index_cast (the default)
+   * indexes a cast to the model's length and changes nothing of the column; set_type types the
+   * column vector(N) first (ALTER COLUMN ... TYPE: a rewrite of the table under ACCESS
+   * EXCLUSIVE, whose duration the index batch measures and states first), so that the
+   * application's queries need no cast. Refused when other lengths are stored.
+   */
+  untyped_column: z.enum(['index_cast', 'set_type']).default('index_cast'),
   text_template: z
     .string()
     .min(1)

@@ -19,6 +19,7 @@ import type { Plan } from '../../plan/schema.ts'
 import type { Step } from '../step.ts'
 import { readMaterializedViews, readRowSecurity, readWriterRoles } from '../../db/catalog/readApplicationSide.ts'
 import { readHiddenRows } from '../../db/catalog/readRowVisibility.ts'
+import { databaseErrorCode, errorMessage } from '../../errors.ts'
 import { findFindings } from './findFindings.ts'
 import { judgeQuery } from './judgeQuery.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
@@ -131,9 +132,31 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
       for (const q of t.plan.queries) {
         const vector = (await t.someEmbedding(db)) ?? `[${syntheticQueryVector(t.vector.dimensions).join(',')}]`
         const where = { table: t.name, column: t.plan.embedding_column, relation: t.table }
-        const shape = await judgeQuery(db, q.sql, [vector, ...q.params], t.plan.distance)
-        appQueries.push({ ...(await explainQuery(db, q.sql, [vector, ...q.params], where)), name: q.name, ...shape })
-        log(`  ${t.name} ${q.name}: ${shape.verdict}`)
+        // A query the database refuses as written (vectors of two lengths in a column without
+        // dimensions, say) is a finding about that query, not the end of the diagnosis.
+        await db.exec('SAVEPOINT runner_app_query')
+        try {
+          const shape = await judgeQuery(db, q.sql, [vector, ...q.params], t.plan.distance)
+          appQueries.push({ ...(await explainQuery(db, q.sql, [vector, ...q.params], where)), name: q.name, ...shape })
+          log(`  ${t.name} ${q.name}: ${shape.verdict}`)
+        } catch (error) {
+          if (!databaseErrorCode(error)) throw error
+          await db.exec('ROLLBACK TO SAVEPOINT runner_app_query')
+          const verdict = `it fails on this database as written: ${errorMessage(error)}`
+          appQueries.push({
+            ...where,
+            sql: q.sql,
+            plan: `(refused: ${errorMessage(error)})`,
+            scan: 'other',
+            index_name: null,
+            execution_ms: 0,
+            name: q.name,
+            servable: false,
+            filtered: false,
+            verdict,
+          })
+          log(`  ${t.name} ${q.name}: ${verdict}`)
+        }
       }
     }
     const measured = {

@@ -97,8 +97,36 @@ function recreate(index: VectorIndex, concurrently: boolean): string {
     : definition.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX IF NOT EXISTS ')
 }
 
-async function planIndex(ctx: StepContext, target: Target, freeMb: number | undefined): Promise<Planned> {
+/**
+ * untyped_column: set_type. Typing the column rewrites the table under ACCESS EXCLUSIVE: the
+ * application's reads and writes of it wait for the whole rewrite. So its cost is measured and
+ * said first (a cast of every row, under the ACCESS SHARE a read takes), and the ALTER waits for
+ * its lock at most lock_timeout like every statement that locks an application table.
+ */
+async function planTyping(ctx: StepContext, target: Target): Promise<{ up: IndexSql; down: string } | null> {
+  const vector = target.vector
+  if (!vector?.untyped || target.plan.untyped_column !== 'set_type') return null
+  const column = `${target.name}.${target.plan.embedding_column}`
+  // (a column holding other lengths was refused by the preflight)
+  const started = performance.now()
+  const { rows } = await ctx.db.query<{ n: number }>(
+    `SELECT count(${target.embedding}::${vector.type}(${vector.dimensions}))::int AS n FROM ${target.table}`,
+  )
+  const seconds = (performance.now() - started) / 1000
+  ctx.log(
+    `  ${column}: ALTER COLUMN ... TYPE ${vector.type}(${vector.dimensions}) (untyped_column: set_type) rewrites the table under ACCESS EXCLUSIVE: the application's reads and writes of it wait until it ends. A cast of its ${rows[0]!.n.toLocaleString('en-US')} vectors took ${seconds.toFixed(2)} s here; the rewrite takes longer, with every index of the table built again`,
+  )
+  return {
+    up: { sql: `ALTER TABLE ${target.table} ALTER COLUMN ${target.embedding} TYPE ${vector.type}(${vector.dimensions})` },
+    down: `ALTER TABLE ${target.table} ALTER COLUMN ${target.embedding} TYPE ${vector.type}`,
+  }
+}
+
+async function planIndex(ctx: StepContext, untypedTarget: Target, freeMb: number | undefined): Promise<Planned> {
   const { plan, db } = ctx
+  const typing = await planTyping(ctx, untypedTarget)
+  // Once typed, the index is on the column itself, and the application's queries need no cast.
+  const target = typing ? untypedTarget.asTyped() : untypedTarget
   const where = `${target.name}.${target.plan.embedding_column}`
   const vector = target.requireVector()
   const search = target.search(plan.index.precision, plan.index.rerank_factor)
@@ -137,7 +165,7 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
     // DROP INDEX CONCURRENTLY does not take a partitioned index; dropping one drops its partitions' indexes with it.
     `DROP INDEX${concurrently && !/ ON ONLY /.test(i.definition) ? ' CONCURRENTLY' : ''} IF EXISTS ${quoteQualified(i.schema, i.name)}`
   const build = (table: string, index: string): IndexSql['build'] => ({ table, maintenanceWorkMemMb: memory.chosenMb, index })
-  const up: IndexSql[] = decision.dropBefore.map((i) => ({ sql: drop(i) }))
+  const up: IndexSql[] = [...(typing ? [typing.up] : []), ...decision.dropBefore.map((i) => ({ sql: drop(i) }))]
   const leaves: Planned['partitions'] = []
   if (decision.action !== 'kept') {
     if (!partitioned) {
@@ -161,6 +189,7 @@ async function planIndex(ctx: StepContext, target: Target, freeMb: number | unde
   }
   up.push(...decision.dropAfter.map((i) => ({ sql: drop(i) })))
   const down = [
+    ...(typing ? [typing.down] : []),
     ...decision.dropAfter.map((i) => recreate(i, concurrently)).reverse(),
     ...(decision.action === 'kept'
       ? []
