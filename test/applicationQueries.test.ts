@@ -153,7 +153,7 @@ describe.skipIf(!serverUrl)('as the application runs it (real server)', () => {
       `the application's query must order by ("embedding"::vector(${DIMS})) <=> $1::vector(${DIMS}) and hold vector_dims("embedding") = ${DIMS}`,
     )
     const diagnosis = batchOutput(sessions, 'diagnose')
-    expect(diagnosis.targets[0].stored_dimensions).toEqual([{ dimensions: 8, rows: 5 }])
+    expect(diagnosis.targets[0].stored_dimensions).toEqual([{ dimensions: 8, model: null, rows: 5 }])
     expect(diagnosis.findings.map((f: { code: string }) => f.code)).toContain('UNTYPED_VECTOR_COLUMN')
     const index = batchOutput(sessions, 'index').indexes[0]
     expect(index.definition).toContain(`((embedding)::vector(${DIMS})) vector_cosine_ops`)

@@ -301,11 +301,17 @@ export class Target {
     return rows
   }
 
-  /** The lengths of the vectors stored, and how many of each (for a column without dimensions, where they may differ). */
-  async storedDimensions(db: Queryable): Promise<{ dimensions: number; rows: number }[]> {
-    const { rows } = await db.query<{ dimensions: number; rows: number }>(
-      `SELECT vector_dims(${this.embedding}) AS dimensions, count(*)::int AS rows FROM ${this.table}
-       WHERE ${this.embedding} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC`,
+  /**
+   * The lengths of the vectors stored, and how many of each (for a column without dimensions,
+   * where they may differ), by the model the runner's metadata records for them where it has
+   * them (`meta`; null: no record, the vectors' origin is unknown).
+   */
+  async storedDimensions(db: Queryable, meta: string | null = null): Promise<{ dimensions: number; model: string | null; rows: number }[]> {
+    const join = meta ? `LEFT JOIN ${meta} m ON m.table_name = $1 AND m.row_key = ${this.keyText('t')}` : ''
+    const { rows } = await db.query<{ dimensions: number; model: string | null; rows: number }>(
+      `SELECT vector_dims(t.${this.embedding}) AS dimensions, ${meta ? 'm.model' : 'NULL::text'} AS model, count(*)::int AS rows
+       FROM ${this.table} t ${join} WHERE t.${this.embedding} IS NOT NULL AND $1::text IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC`,
+      [this.name],
     )
     return rows
   }

@@ -82,7 +82,7 @@ async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t:
       ? { ...rowSecurity, hidden_from_runner: (await readHiddenRows(db, t.table)).map((h) => h.relation) }
       : null,
     materialized_views: await readMaterializedViews(db, t.table, column),
-    stored_dimensions: t.vector?.untyped ? await t.storedDimensions(db) : null,
+    stored_dimensions: t.vector?.untyped ? await t.storedDimensions(db, record.meta) : null,
   }
   const triggers = await readTriggerDetails(db, schema, table)
   const writing: Trigger[] = triggers

@@ -45,7 +45,7 @@ const applicationRule: Rule = (_plan, m, add) => {
         code: 'UNTYPED_VECTOR_COLUMN',
         severity: 'warning',
         ...where,
-        evidence: `${t.column} is vector with no dimensions of its own (as LangChain creates it): no index can be built on it as it is, so every search is a sequential scan. Stored: ${t.stored_dimensions.map((d) => `${n(d.rows)} of ${d.dimensions} dimensions`).join(', ') || 'nothing yet'}${others.length ? `; those of another length than the plan's ${t.dimensions} are another model's and are left alone` : ''}`,
+        evidence: `${t.column} is vector with no dimensions of its own (as LangChain creates it): no index can be built on it as it is, so every search is a sequential scan. Stored: ${t.stored_dimensions.map((d) => `${n(d.rows)} of ${d.dimensions} dimensions (${d.model ?? 'model not recorded'})`).join(', ') || 'nothing yet'}${others.length ? `; those of another length than the plan's ${t.dimensions} are another model's and are left alone` : ''}`,
         recommendation: `the index batch builds an HNSW index on (${t.column}::vector(${t.dimensions})), partial to vector_dims(${t.column}) = ${t.dimensions}; the application's query must use the same cast and condition`,
       })
     }

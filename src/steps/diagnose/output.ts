@@ -92,7 +92,7 @@ export const targetColumnSchema = z.object({
     .default(null),
   /** A column without dimensions of its own (vector, not vector(N)): the lengths of the vectors stored in it, and how many of each. */
   stored_dimensions: z
-    .array(z.object({ dimensions: z.number().int(), rows: z.number().int() }))
+    .array(z.object({ dimensions: z.number().int(), model: z.string().nullable().default(null), rows: z.number().int() }))
     .nullable()
     .default(null),
   /** Materialized views that read the embedding column: they keep the old vectors until refreshed. */
