@@ -14,7 +14,7 @@ import { installPipeline } from '../src/pipeline/installPipeline.ts'
 import { runWorker } from '../src/pipeline/runWorker.ts'
 import { planSchema } from '../src/plan/schema.ts'
 import { runnerSchema } from '../src/db/runnerSchema/objects.ts'
-import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { freshBenchDatabase } from './lib/benchDatabase.ts'
 
 const gc = (globalThis as { gc?: () => void }).gc
 if (!gc) {
@@ -34,12 +34,7 @@ const database = named > 0 ? process.argv[named + 1]! : 'bench_soak'
 const ROWS = 2000
 const DIMS = 1536
 
-const admin = new pg.Client({ connectionString: BENCH_SERVER })
-await admin.connect()
-await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(database)} WITH (FORCE)`)
-await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(database)}`)
-await admin.end()
-const url = urlFor(database)
+const url = await freshBenchDatabase(database)
 const setup = new pg.Client({ connectionString: url })
 await setup.connect()
 await setup.query(`CREATE EXTENSION vector; CREATE TABLE docs (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text, embedding vector(${DIMS}));

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
-import { type AppShape, planFor } from './helpers/appSchemas.ts'
+import { planFor, shapeOf, TITLE_AND_BODY } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { chainedBatches, writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
@@ -11,20 +11,7 @@ import { runCli } from './helpers/runCli.ts'
 // partitioned by time), the application's own text (text_template), and relevance shown
 // without labelled queries, as most applications have none.
 
-const docs: AppShape = {
-  schema: 'public',
-  table: 'docs',
-  key: 'bigint identity',
-  textColumns: [
-    { name: 'title', type: 'text' },
-    { name: 'body', type: 'text' },
-  ],
-  embedding: 'embedding',
-  rows: 0,
-  prefilled: 0,
-  updatedAtTrigger: false,
-  auditTrigger: false,
-}
+const docs = shapeOf({ textColumns: TITLE_AND_BODY })
 // Known-item retrieval needs vectors with room to tell rows apart: at 16 dimensions the local
 // provider found 0.43 of them on these texts, at 64 0.90, at 256 1.00 (a real model has 384 or more).
 const DIMS = 64

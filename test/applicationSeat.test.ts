@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
-import { type AppShape, DIMS, planFor } from './helpers/appSchemas.ts'
+import { DIMS, planFor, shapeOf, TITLE_AND_BODY } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { chainedBatches, writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
@@ -15,20 +15,7 @@ import { runCli } from './helpers/runCli.ts'
 // installed, its queries must never wait long on the runner's locks, and nothing may be
 // counted that row-level security hid from the runner.
 
-const shape: AppShape = {
-  schema: 'public',
-  table: 'docs',
-  key: 'bigint identity',
-  textColumns: [
-    { name: 'title', type: 'text' },
-    { name: 'body', type: 'text' },
-  ],
-  embedding: 'embedding',
-  rows: 0,
-  prefilled: 0,
-  updatedAtTrigger: false,
-  auditTrigger: false,
-}
+const shape = shapeOf({ textColumns: TITLE_AND_BODY })
 
 describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
   let target: TestTarget
@@ -57,6 +44,10 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
       env: { DATABASE_URL: urlAs(owner) },
     })
   const count = async (sql: string) => (await admin.query<{ n: number }>(sql)).rows[0]!.n
+  /** Rows whose recorded embedding is of their current text (title and body). */
+  const embeddedWithCurrentText = () =>
+    count(`SELECT count(*)::int AS n FROM docs d JOIN runner.embedding_meta m ON m.table_name = 'public.docs' AND m.row_key = d.id::text
+           WHERE m.content_hash = encode(sha256(convert_to(concat_ws(' ', d.title, d.body), 'UTF8')), 'hex')`)
   const lastSession = (sessions: string) => join(sessions, readdirSync(sessions).sort().at(-1)!)
   const batchOutput = (session: string, id: string) => {
     const folder = readdirSync(join(session, 'batches')).find((f) => f.endsWith(`-${id}`))!
@@ -121,10 +112,7 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
     const worker = await runAsOwner(['worker', write(planFor(shape)), '--until-empty'])
     expect(worker.exitCode, worker.all).toBe(0)
     expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
-    expect(
-      await count(`SELECT count(*)::int AS n FROM docs d JOIN runner.embedding_meta m ON m.table_name = 'public.docs' AND m.row_key = d.id::text
-                   WHERE m.content_hash = encode(sha256(convert_to(concat_ws(' ', d.title, d.body), 'UTF8')), 'hex')`),
-    ).toBe(40)
+    expect(await embeddedWithCurrentText()).toBe(40)
   })
 
   it('says, and does not fail, when it may not SET ROLE to prove the capture as the application', async () => {
@@ -246,9 +234,7 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
     await createApplication(120)
     const first = await runAsOwner(['start', write(planFor(shape))])
     expect(first.exitCode, first.all).toBe(3)
-    const modelVectors = async () =>
-      count(`SELECT count(*)::int AS n FROM docs d JOIN runner.embedding_meta m ON m.table_name = 'public.docs' AND m.row_key = d.id::text
-             AND m.content_hash = encode(sha256(convert_to(concat_ws(' ', d.title, d.body), 'UTF8')), 'hex')`)
+    const modelVectors = embeddedWithCurrentText
     const zeroes = () => count('SELECT count(*)::int AS n FROM docs WHERE vector_norm(embedding) = 0')
     const zero = `'[${Array(DIMS).fill(0).join(',')}]'`
 
@@ -389,10 +375,7 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
     const worker = await runAsOwner(['worker', write(plan), '--until-empty'])
     expect(worker.exitCode, worker.all).toBe(0)
     expect(await count('SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL')).toBe(0)
-    expect(
-      await count(`SELECT count(*)::int AS n FROM docs d JOIN runner.embedding_meta m ON m.table_name = 'public.docs' AND m.row_key = d.id::text
-                   WHERE m.content_hash = encode(sha256(convert_to(concat_ws(' ', d.title, d.body), 'UTF8')), 'hex')`),
-    ).toBe(3000)
+    expect(await embeddedWithCurrentText()).toBe(3000)
   }, 120_000)
 
   it('leaves rows with no text NULL, counted apart and not against coverage', async () => {

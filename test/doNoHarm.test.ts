@@ -4,7 +4,7 @@ import pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
 import { quoteIdent } from '../src/db/quote.ts'
-import { type AppShape, createApp, DIMS, generateShapes, planFor, qualified, rowCounts, snapshot } from './helpers/appSchemas.ts'
+import { type AppShape, createApp, DIMS, generateShapes, planFor, qualified, rowCounts, shapeOf, snapshot } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { startFakeAnthropic } from './helpers/fakeAnthropic.ts'
 import { startFakeOpenAI } from './helpers/fakeOpenAI.ts'
@@ -16,21 +16,6 @@ import { runCli } from './helpers/runCli.ts'
 // model per column, and refuses before the first change what a read-only look can refute.
 
 const LOCAL_MODEL = 'local-sif-glove100-v1'
-
-/** A plain application table, changed where a test says. */
-function shapeOf(overrides: Partial<AppShape> & { rows: number }): AppShape {
-  return {
-    schema: 'public',
-    table: 'docs',
-    key: 'bigint identity',
-    textColumns: [{ name: 'body', type: 'text' }],
-    embedding: 'embedding',
-    prefilled: 0,
-    updatedAtTrigger: false,
-    auditTrigger: false,
-    ...overrides,
-  }
-}
 
 /** The plan cut to diagnose and pipeline: installs the capture, embeds nothing. */
 function pipelineOnly(plan: any) {

@@ -22,6 +22,28 @@ export interface AppShape {
 
 export const DIMS = 16
 
+/** A plain application table, public.docs(id identity, body), changed where a test says. */
+export function shapeOf(overrides: Partial<AppShape> = {}): AppShape {
+  return {
+    schema: 'public',
+    table: 'docs',
+    key: 'bigint identity',
+    textColumns: [{ name: 'body', type: 'text' }],
+    embedding: 'embedding',
+    rows: 0,
+    prefilled: 0,
+    updatedAtTrigger: false,
+    auditTrigger: false,
+    ...overrides,
+  }
+}
+
+/** Text columns title and body. */
+export const TITLE_AND_BODY: AppShape['textColumns'] = [
+  { name: 'title', type: 'text' },
+  { name: 'body', type: 'text' },
+]
+
 /** A small deterministic generator of shapes, so a failure names the seed that made it. */
 export function generateShapes(seed: number, count: number): AppShape[] {
   let state = seed
