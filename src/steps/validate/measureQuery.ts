@@ -142,6 +142,7 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
     recommendation = recommendSetting(
       sweep.filter((p) => p.forced),
       goal,
+      ctx.appSetting,
     )
     why = `the planner prefers an exact sequential scan on ${ctx.rows.toLocaleString('en-US')} rows at every setting (exact, and fast at this size); measured with sequential scans disabled, for when the table grows: ${recommendation.why}`
   }
