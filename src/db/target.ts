@@ -291,11 +291,11 @@ export class Target {
     return rows[0]!
   }
 
-  /** Rows with text and a stored vector, drawn at random: items to search for, and texts to embed again. */
+  /** Rows with text and a stored vector, spread over the table the same way in every session: items to search for, and texts to embed again. */
   async sampleEmbeddedTexts(db: Queryable, count: number): Promise<(TextRow & { vector: string })[]> {
     const { rows } = await db.query<TextRow & { vector: string }>(
       `SELECT ${this.keyText()} AS key, ${this.text()} AS text, ${this.hash()} AS hash, ${this.embedding}::text AS vector
-       FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()} AND ${this.hasText()} ORDER BY random() LIMIT $1`,
+       FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()} AND ${this.hasText()} ORDER BY md5(${this.keyText()}) LIMIT $1`,
       [count],
     )
     return rows
@@ -324,10 +324,15 @@ export class Target {
     return rows[0]?.v
   }
 
-  /** Stored embeddings sampled at random: realistic query vectors. */
+  /**
+   * Stored embeddings spread over the table: realistic query vectors. The same ones in every
+   * session on the same rows (ordered by a hash of the key, not at random), so that two sessions
+   * measure, and recommend, the same thing.
+   */
   async sampleEmbeddings(db: Queryable, count: number): Promise<string[]> {
     const { rows } = await db.query<{ v: string }>(
-      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()} ORDER BY random() LIMIT $1`,
+      `SELECT ${this.embedding}::text AS v FROM ${this.table} WHERE ${this.embedding} IS NOT NULL AND ${this.ofDimensions()}
+       ORDER BY md5(${this.keyText()}) LIMIT $1`,
       [count],
     )
     return rows.map((r) => r.v)

@@ -39,7 +39,7 @@ export function renderValidation(o: ValidateOutput): string {
       )
     if (t.known_items)
       lines.push(
-        `- known items: ${t.known_items.queries} rows drawn at random, each searched by the first half of its own text: ${Math.round(t.known_items.recall_at_k * t.known_items.queries)} came back in the top ${t.known_items.k} (recall@${t.known_items.k} ${t.known_items.recall_at_k.toFixed(3)}); embedded again, ${t.known_items.consistency.matched} of ${t.known_items.consistency.sampled} landed on their stored vector (cosine >= 0.99; lowest ${t.known_items.consistency.min_cosine.toFixed(3)})`,
+        `- known items: ${t.known_items.queries} rows spread over the table (by a hash of their key, the same in every session), each searched by the first half of its own text: ${Math.round(t.known_items.recall_at_k * t.known_items.queries)} came back in the top ${t.known_items.k} (recall@${t.known_items.k} ${t.known_items.recall_at_k.toFixed(3)}); embedded again, ${t.known_items.consistency.matched} of ${t.known_items.consistency.sampled} landed on their stored vector (cosine >= 0.99; lowest ${t.known_items.consistency.min_cosine.toFixed(3)})`,
       )
     if (t.auto_embed)
       lines.push(
