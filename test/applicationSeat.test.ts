@@ -24,6 +24,8 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
   const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 6)}`
   const owner = `runner_owner_${suffix}`
   const app = `runner_appdml_${suffix}`
+  /** An ingest service's role: it inserts, and never reads. */
+  const ingest = `runner_a_ingest_${suffix}` // (sorted before the application role: the first found is not the one that reads)
   const clients: pg.Client[] = []
 
   const urlAs = (role: string) => {
@@ -83,7 +85,7 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
     await target.drop()
     const cluster = new pg.Client({ connectionString: serverUrl })
     await cluster.connect()
-    for (const role of [owner, app]) await cluster.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {})
+    for (const role of [owner, app, ingest]) await cluster.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {})
     await cluster.end()
   })
   afterAll(async () => {
@@ -92,14 +94,20 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
 
   it("the application's own role keeps writing its tables once the capture is installed, and its writes are embedded", async () => {
     await createApplication(40)
+    await admin.exec(
+      `CREATE ROLE ${ingest}; GRANT USAGE ON SCHEMA public TO ${ingest}; GRANT INSERT ON docs TO ${ingest}; GRANT ${ingest} TO ${owner}`,
+    )
     const sessions = sessionsDir()
     const started = await runAsOwner(['start', write(planFor(shape))], sessions)
     expect(started.exitCode, started.all).toBe(3) // fixed; no worker deployed yet
-    // Proved as the application's role before the trigger existed, and again by validate.
+    // Proved as each role that writes the table before the trigger existed, and again by validate.
     const pipeline = batchOutput(lastSession(sessions), 'pipeline')
-    expect(pipeline.role_proofs).toEqual([expect.objectContaining({ table: 'public.docs', role: app, proved: true })])
+    const proved = [app, ingest].sort().map((role) => expect.objectContaining({ table: 'public.docs', role, proved: true }))
+    expect(pipeline.role_proofs).toEqual(proved)
     const validation = batchOutput(lastSession(sessions), 'validate')
-    expect(validation.tables[0].auto_embed.capture_roles).toEqual([expect.objectContaining({ role: app, proved: true })])
+    expect(validation.tables[0].auto_embed.capture_roles).toEqual(proved)
+    // Searches are measured as a role that reads the table: not the ingest service's.
+    expect(validation.tables[0].latency.measured_as).toBe(app)
     // The application's role has nothing in the runner's schema, and needs nothing.
     expect(await count(`SELECT has_schema_privilege('${app}', 'runner', 'USAGE')::int AS n`)).toBe(0)
 

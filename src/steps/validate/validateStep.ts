@@ -10,7 +10,10 @@ import type { SearchExpression } from '../../db/searchExpression.ts'
 import type { Target } from '../../db/target.ts'
 import { demoLabelsPath } from '../../demo/seedDemo.ts'
 import { rankingMetrics } from '../../embeddings/rankingMetrics.ts'
-import { UsageError } from '../../errors.ts'
+import { databaseErrorCode, UsageError } from '../../errors.ts'
+
+/** SQLSTATE 42501: the role lacks a privilege the query needs. */
+const INSUFFICIENT_PRIVILEGE = '42501'
 import { liveWorkers } from '../../pipeline/workerRegistry.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import { servesQuery } from '../index/chooseIndexAction.ts'
@@ -100,9 +103,19 @@ function applicationSetting(plan: Ctx['plan'], t: Target, queryName: string): Se
   }
 }
 
-/** The first of the application's roles the runner may measure as; null when none (measured as the runner's role, and said). */
+/**
+ * The first of the application's roles that reads the table and that the runner may measure
+ * as; null when none (measured as the runner's role, and said). A role that only writes it (an
+ * ingest service) runs no search.
+ */
 async function measuringRole(ctx: Ctx, t: Target): Promise<string | null> {
-  for (const role of await applicationRoles(ctx.db, ctx.plan, t)) if (await maySetRole(ctx.db, role)) return role
+  for (const role of await applicationRoles(ctx.db, ctx.plan, t)) {
+    const { rows } = await ctx.db.query<{ reads: boolean }>(`SELECT has_table_privilege($1, $2::regclass, 'SELECT') AS reads`, [
+      role,
+      t.table,
+    ])
+    if (rows[0]!.reads && (await maySetRole(ctx.db, role))) return role
+  }
   return null
 }
 
@@ -142,7 +155,12 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   const describeRun = (at: QueryMeasurement['at_default']) =>
     `p95 ${at.p95.toFixed(2)} ms (${at.scan} scan) at ef_search ${at.setting.ef_search}${at.setting.iterative_scan === 'off' ? '' : ` with iterative_scan ${at.setting.iterative_scan}`}${at.scan === 'index' ? `, recall ${at.recall.toFixed(3)}` : ''}`
   const measure = async (q: SearchQuery) => {
-    const m = await measureQuery({ ...queryCtx, appSetting: applicationSetting(plan, t, q.name) }, q, vectors)
+    const as = { ...queryCtx, appSetting: applicationSetting(plan, t, q.name) }
+    // A query that reads what the role may not (a joined table it has no grant on) is measured as the runner's role, and says so (measured_as null).
+    const m = await measureQuery(as, q, vectors).catch((error: unknown) => {
+      if (!appRole || databaseErrorCode(error) !== INSUFFICIENT_PRIVILEGE) throw error
+      return measureQuery({ ...as, appRole: null }, q, vectors)
+    })
     const applied = m.apply.length && m.at_recommended ? `; with ${m.apply.join('; ')}: ${describeRun(m.at_recommended)}` : ''
     ctx.log(
       `  ${t.name} ${q.name} as the application runs it${appRole ? ` (role ${appRole})` : ''}: ${describeRun(m.at_default)}${applied}; exact ${m.exact.p95.toFixed(2)} ms`,
