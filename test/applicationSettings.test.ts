@@ -34,7 +34,14 @@ describe.skipIf(!serverUrl)('as the application runs it: its settings, its role,
           text_columns: ['title', 'content'],
           embedding_column: 'embedding',
           distance: 'cosine',
-          queries: [{ name: 'by alias', sql: ALIAS_QUERY }],
+          queries: [
+            { name: 'by alias', sql: ALIAS_QUERY },
+            // It reads a table the application's role has no grant on: measured as the runner's role, and said.
+            {
+              name: 'not hidden',
+              sql: `SELECT a.id FROM atoms a WHERE NOT EXISTS (SELECT 1 FROM hidden_atoms h WHERE h.id = a.id) ORDER BY a.embedding <=> $1 LIMIT 5`,
+            },
+          ],
         },
       ],
     },
@@ -64,7 +71,7 @@ describe.skipIf(!serverUrl)('as the application runs it: its settings, its role,
     db = await target.open()
     const init = await runCli(['demo', 'init', '--rows', '20000', '--database', target.url!])
     expect(init.exitCode, init.all).toBe(0)
-    await db.exec(`CREATE ROLE ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`)
+    await db.exec(`CREATE ROLE ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}; CREATE TABLE hidden_atoms (id bigint)`)
     const built = await start(plan({ steps: ['diagnose', 'backfill', 'index'] }))
     expect(built.result.exitCode, built.result.all).toBe(0)
   }, 180_000)
@@ -91,6 +98,9 @@ describe.skipIf(!serverUrl)('as the application runs it: its settings, its role,
     expect(nearest.apply).toEqual([`SET LOCAL hnsw.ef_search = ${nearest.recommended.ef_search}`])
     expect(summary).toContain(`session.execute(text("SET LOCAL hnsw.ef_search = ${nearest.recommended.ef_search}"))`)
     expect(summary).not.toContain('ALTER ROLE')
+    // A query that reads what the role may not is measured as the runner's, and the report says which.
+    expect(validation.tables[0].app_queries[1]).toMatchObject({ name: 'not hidden', measured_as: null })
+    expect(validation.tables[0].app_queries[0]).toMatchObject({ name: 'by alias', measured_as: role })
   }, 120_000)
 
   it('recommends the same setting in three sessions, one the planner keeps the index at after a fresh ANALYZE, and either side of it', async () => {
