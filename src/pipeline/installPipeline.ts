@@ -115,10 +115,9 @@ export async function installPipeline(
   rs: RunnerSchema,
   targets: Target[],
   options: InstallOptions = {},
-): Promise<{ from: number; to: number; triggers_created: number }> {
+): Promise<{ from: number; to: number }> {
   const versions = await migrateRunnerSchema(db, rs)
   const vectorSchema = await readVectorSchema(db)
-  let created = 0
   for (const t of targets) {
     await db.transaction(async (tx) => {
       await tx.exec(captureFunctionSql(rs, t, vectorSchema))
@@ -148,9 +147,8 @@ export async function installPipeline(
       options.locks ?? DEFAULT_LOCK_POLICY,
       options.log ?? (() => {}),
     )
-    created += wanted.length
   }
-  return { ...versions, triggers_created: created }
+  return versions
 }
 
 /** The schema the vector extension lives in. */

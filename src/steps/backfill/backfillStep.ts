@@ -13,6 +13,7 @@ import type { Step, StepContext } from '../step.ts'
 import { backoffMs } from '../../retryTransient.ts'
 import { queueKeys } from '../../pipeline/queue.ts'
 import { requireCaptureForRoles } from '../validate/proveAsApplicationRoles.ts'
+import { cosine, SAME_MODEL_COSINE } from '../../embeddings/sameModel.ts'
 import { lockPolicy } from '../../plan/schema.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
@@ -333,7 +334,6 @@ async function comeBackToBusyRows(ctx: StepContext<Cursor>, t: Target, cursor: C
   ctx.log(`  ${t.name}: ${left.length} row(s) the application kept locked through ${BUSY_ROUNDS} tries are queued for the workers`)
 }
 
-const SAME_MODEL_COSINE = 0.99
 /**
  * Vectors of unknown origin compared with the model's, drawn at random from all of them: when
  * every one matches, at 95% confidence fewer than 3/60 = 5% of the set are another's (the rule
@@ -365,7 +365,6 @@ async function adoptUnknownOrigin(
   const counted = await t.countUnknownOrigin(ctx.db, meta, implausible)
   const sample = await t.sampleUnknownOrigin(ctx.db, meta, UNKNOWN_SAMPLE, `NOT (${implausible})`)
   const fresh = sample.length ? await provider.embed(sample.map((r) => r.text)) : { vectors: [] }
-  const cosine = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i]!, 0) / (Math.hypot(...a) * Math.hypot(...b) || 1)
   const matched =
     sample.length > 0 &&
     sample.every((r, i) => fresh.vectors[i] && cosine(JSON.parse(r.vector) as number[], fresh.vectors[i]!) >= SAME_MODEL_COSINE)

@@ -3,6 +3,7 @@ import type { Database } from '../../db/database.ts'
 import type { SearchExpression } from '../../db/searchExpression.ts'
 import type { Target } from '../../db/target.ts'
 import type { EmbeddingProvider } from '../../embeddings/provider.ts'
+import { cosine, SAME_MODEL_COSINE } from '../../embeddings/sameModel.ts'
 import { runAt, type SearchQuery, type SearchSetting } from './measureSearch.ts'
 
 // Relevance with what every application has, when nobody labelled queries: known-item
@@ -13,8 +14,6 @@ import { runAt, type SearchQuery, type SearchSetting } from './measureSearch.ts'
 
 /** Rows searched for, and rows embedded again for the consistency check. */
 export const KNOWN_ITEMS = 30
-/** Embeddings of the same text by the same model agree to this cosine (deterministic or not, as OpenAI's are not to the bit). */
-export const SAME_MODEL_COSINE = 0.99
 
 export const knownItemsSchema = z.object({
   queries: z.number().int(),
@@ -34,18 +33,6 @@ export type KnownItems = z.infer<typeof knownItemsSchema>
 export function partOf(text: string): string {
   const words = text.trim().split(/\s+/)
   return words.slice(0, Math.max(3, Math.ceil(words.length / 2))).join(' ')
-}
-
-export function cosine(a: number[], b: number[]): number {
-  let dot = 0
-  let na = 0
-  let nb = 0
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!
-    na += a[i]! * a[i]!
-    nb += b[i]! * b[i]!
-  }
-  return dot / (Math.sqrt(na * nb) || 1)
 }
 
 export async function measureKnownItems(
