@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ResultPromise } from 'execa'
+import { execa, type ResultPromise } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionState } from '../src/checkpoint/session.ts'
 import { createTarget, serverUrl, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
@@ -283,6 +283,92 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     expect(resumed.exitCode, resumed.all).toBe(0)
     expect(stateOf(session).version).toBe(2)
     expect(JSON.parse(readFileSync(join(session, 'batches/02-second/output.json'), 'utf8'))).toEqual({ units: 5, resumed_from: 2 })
+  })
+
+  it('--pause-after stops after that batch with its headline and the resume to go on; resume records who went on', async () => {
+    const { sessions, planPath } = await setup()
+    const paused = await runner(['start', planPath, '--sessions-dir', sessions, '--pause-after', 'first'])
+    expect(paused.exitCode, paused.all).toBe(0)
+    const session = onlySession(sessions)
+    expect(paused.stderr).toContain('paused after batch first, as asked: ')
+    expect(paused.stderr).toContain(`runner resume --session ${session}\` goes on with batch second`)
+    let state = stateOf(session)
+    expect(state.status).toBe('paused')
+    expect(state.batches.map((b) => b.status)).toEqual(['completed', 'pending', 'pending'])
+    expect(state.check_ins).toEqual([expect.objectContaining({ where: 'after', batch: 'first', headline: state.batches[0]!.summary })])
+    expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5] })
+    expect(readFileSync(join(session, 'summary.md'), 'utf8')).toContain('**Verdict: Paused after batch first, as asked:')
+    expect((await runner(['status', '--sessions-dir', sessions])).stdout).toMatch(/check-in after first at .*`runner resume` goes on/)
+
+    const resumed = await runner(['resume', '--sessions-dir', sessions], { RUNNER_OPERATOR: 'alice' })
+    expect(resumed.exitCode, resumed.all).toBe(0)
+    state = stateOf(session)
+    expect(state.status).toBe('completed')
+    expect(state.check_ins).toEqual([expect.objectContaining({ batch: 'first', went_on_by: 'alice' })])
+    expect(readFileSync(join(session, 'summary.md'), 'utf8')).toMatch(/\| after \| first \| .* by alice \|/)
+    expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5], second: [1, 2, 3, 4, 5], third: [1, 2, 3, 4, 5] })
+  })
+
+  it('--pause-after each stops after every batch but the last; a name the plan lacks is refused before anything runs', async () => {
+    const { sessions, planPath } = await setup()
+    const wrong = await runner(['start', planPath, '--sessions-dir', sessions, '--pause-after', 'diagnose,nope'])
+    expect(wrong.exitCode).toBe(2)
+    expect(wrong.stderr).toContain(`--pause-after: "nope" is not a batch or step of ${planPath} (first, second, third, or each)`)
+    expect(existsSync(sessions)).toBe(false)
+
+    expect((await runner(['start', planPath, '--sessions-dir', sessions, '--pause-after', 'each'])).exitCode).toBe(0)
+    const session = onlySession(sessions)
+    expect((await runner(['resume', '--sessions-dir', sessions])).exitCode).toBe(0)
+    expect(stateOf(session).batches.map((b) => b.status)).toEqual(['completed', 'completed', 'pending'])
+    const last = await runner(['resume', '--sessions-dir', sessions, '--json'])
+    expect(JSON.parse(last.stdout).status).toBe('completed')
+    expect(stateOf(session).check_ins?.map((c) => [c.batch, Boolean(c.went_on_at)])).toEqual([
+      ['first', true],
+      ['second', true],
+    ])
+  })
+
+  it('--confirm asks at a terminal before each batch that writes, and "no" pauses the session before it', async () => {
+    const { sessions, planPath } = await setup()
+    const piped = await runner(['start', planPath, '--sessions-dir', sessions, '--confirm'])
+    expect(piped.exitCode).toBe(2)
+    expect(piped.stderr).toContain('--confirm asks at a terminal, and stdin is not one')
+
+    // A real terminal: script(1) gives the runner a pseudo-terminal; each answer is typed when its question shows.
+    const command = [
+      'node',
+      '--import',
+      'tsx',
+      'test/fixtures/runnerWithTestSteps.ts',
+      'start',
+      planPath,
+      '--sessions-dir',
+      sessions,
+      '--confirm',
+    ]
+    const child = execa('script', ['-q', '-e', '-c', command.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+      env: { TEST_TARGET_URL: target.url ?? '', RUNNER_OPERATOR: 'bob' },
+      reject: false,
+      all: true,
+    })
+    const answers = ['y', 'n']
+    let seen = ''
+    child.all!.on('data', (chunk: Buffer) => {
+      seen += chunk.toString()
+      const asked = seen.match(/\[y\/N\]/g)?.length ?? 0
+      if (asked > 2 - answers.length) child.stdin!.write(`${answers.shift()}\n`)
+    })
+    const run = await child
+    expect(run.exitCode, run.all).toBe(0)
+    expect(seen).toContain('run batch first (diagnose): First? It writes to the database. [y/N]')
+    expect(seen).toContain('run batch second (index): Second?')
+    const state = stateOf(onlySession(sessions))
+    expect(state.status).toBe('paused')
+    expect(state.batches.map((b) => b.status)).toEqual(['completed', 'pending', 'pending'])
+    expect(state.check_ins).toEqual([expect.objectContaining({ where: 'before', batch: 'second' })])
+    const events = readFileSync(join(onlySession(sessions), 'events.ndjson'), 'utf8')
+    expect(events).toMatch(/"type":"batch_confirmed","batch":"first","by":"bob"/)
+    expect(await unitLog()).toEqual({ first: [1, 2, 3, 4, 5] })
   })
 
   it('status shows where each batch is', async () => {

@@ -7,6 +7,7 @@ import type { Batch } from '../plan/schema.ts'
 import { redactSecrets } from './redactSecrets.ts'
 import {
   type BatchState,
+  type CheckIn,
   type CriterionResult,
   type ProgressEntries,
   progressSchema,
@@ -176,6 +177,21 @@ export class Session {
   interruptBatch(id: string): void {
     Object.assign(this.mutableBatch(id), { status: 'interrupted', ended_at: new Date().toISOString(), error: 'interrupted' })
     this.current.status = 'interrupted'
+    this.save()
+  }
+
+  /** A check-in: the session stops here, as asked; `runner resume` goes on. */
+  pause(checkIn: Omit<CheckIn, 'paused_at'>): void {
+    this.current.check_ins = [...(this.current.check_ins ?? []), { ...checkIn, paused_at: new Date().toISOString() }]
+    this.current.status = 'paused'
+    this.save()
+  }
+
+  /** Who went on from the last check-in (a resume of a paused session). */
+  goOn(by: string): void {
+    const last = this.current.check_ins?.at(-1)
+    if (!last || last.went_on_at) return
+    Object.assign(last, { went_on_by: by, went_on_at: new Date().toISOString() })
     this.save()
   }
 

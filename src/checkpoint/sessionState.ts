@@ -47,10 +47,25 @@ export const sessionOptionsSchema = z.object({
   with_worker: z.boolean().optional(),
   change_model: z.boolean().optional(),
   narrate: z.boolean().optional(),
+  /** Stop after these batches (ids or steps; "each": after every batch) for a check-in; resume goes on. */
+  pause_after: z.array(z.string()).optional(),
 })
 export type SessionOptions = z.infer<typeof sessionOptionsSchema>
 
-export const sessionStatusSchema = z.enum(['running', 'completed', 'failed', 'interrupted'])
+export const checkInSchema = z.object({
+  /** after: the batch completed, then the session stopped; before: the batch was declined at --confirm. */
+  where: z.enum(['after', 'before']),
+  batch: z.string(),
+  paused_at: z.string(),
+  /** The paused batch's summary (after), or what the declined batch would have done (before). */
+  headline: z.string(),
+  /** Who ran the resume that went on, and when. */
+  went_on_by: z.string().optional(),
+  went_on_at: z.string().optional(),
+})
+export type CheckIn = z.infer<typeof checkInSchema>
+
+export const sessionStatusSchema = z.enum(['running', 'completed', 'failed', 'interrupted', 'paused'])
 export type SessionStatus = z.infer<typeof sessionStatusSchema>
 
 export const sessionStateSchema = z.object({
@@ -69,6 +84,8 @@ export const sessionStateSchema = z.object({
   status: sessionStatusSchema,
   batches: z.array(batchStateSchema),
   criteria: z.array(criterionResultSchema).optional(),
+  /** Where the session stopped for a check-in (--pause-after, or a --confirm answered no), and who went on. */
+  check_ins: z.array(checkInSchema).optional(),
 })
 export type SessionState = z.infer<typeof sessionStateSchema>
 

@@ -30,6 +30,11 @@ function withSessionOptions(command: Command): Command {
     .option('--with-worker', "run a worker during the validate batch's auto-embedding check")
     .option('--change-model', 'bind columns embedded by another model to this one, and embed their rows again (shows the cost first)')
     .option('--narrate', "let each batch's agent write a narrative through the Anthropic API (sends the batch's report to it)")
+    .option(
+      '--pause-after <batches>',
+      'stop after these batches (ids or steps, comma-separated; "each": after every one; "none" on resume: no more stops) for a check-in',
+    )
+    .option('--confirm', 'at a terminal, ask before each batch that writes; "no" pauses the session there')
 }
 
 function sessionOptions(opts: Record<string, unknown>): SessionOptions {
@@ -38,7 +43,21 @@ function sessionOptions(opts: Record<string, unknown>): SessionOptions {
     with_worker: opts.withWorker === true || undefined,
     change_model: opts.changeModel === true || undefined,
     narrate: opts.narrate === true || undefined,
+    pause_after:
+      typeof opts.pauseAfter === 'string'
+        ? String(opts.pauseAfter)
+            .split(',')
+            .map((p) => p.trim())
+            .filter((p) => p && p !== 'none')
+        : undefined,
   }
+}
+
+/** --confirm: a question at the terminal before each batch that writes. */
+async function confirmer(opts: Record<string, unknown>) {
+  if (opts.confirm !== true) return undefined
+  const { confirmAtTerminal } = await import('./confirm.ts')
+  return confirmAtTerminal()
 }
 
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
@@ -93,6 +112,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       registry: await registry(),
       signal: controller.signal,
       options: sessionOptions(opts),
+      confirm: await confirmer(opts),
       json: Boolean(opts.json),
     })
   })
@@ -113,6 +133,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
       registry: await registry(),
       signal: controller.signal,
       options: sessionOptions(opts),
+      confirm: await confirmer(opts),
       json: Boolean(opts.json),
     })
   })

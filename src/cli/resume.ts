@@ -1,6 +1,7 @@
 import { resumeSession } from '../coordinator/driveSession.ts'
 import { log } from '../log/log.ts'
 import type { SessionOptions } from '../checkpoint/sessionState.ts'
+import type { Batch } from '../plan/schema.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { exitCodeOf, printOutcome } from './outcome.ts'
 
@@ -12,6 +13,8 @@ export interface ResumeOptions {
   signal: AbortSignal
   /** The command line's choices for the session (--provider, --with-worker, --change-model, --narrate). */
   options: SessionOptions
+  /** --confirm: asked before each batch that writes. */
+  confirm?: (batch: Batch) => Promise<boolean>
   /** Print the outcome as JSON on stdout instead of the session folder. */
   json: boolean
 }
@@ -25,6 +28,7 @@ export async function resume(options: ResumeOptions): Promise<number> {
     signal: options.signal,
     log,
     options: options.options,
+    confirm: options.confirm,
   })
   if (outcome.status !== 'already_completed' || options.json) printOutcome(outcome, options.json)
   return exitCodeOf(outcome)

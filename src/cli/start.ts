@@ -3,6 +3,7 @@ import { previewSession } from '../coordinator/previewSession.ts'
 import { log } from '../log/log.ts'
 import { loadPlan } from '../plan/loadPlan.ts'
 import type { SessionOptions } from '../checkpoint/sessionState.ts'
+import type { Batch } from '../plan/schema.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { exitCodeOf, printOutcome } from './outcome.ts'
 
@@ -14,6 +15,8 @@ export interface StartOptions {
   signal: AbortSignal
   /** The command line's choices for the session (--provider, --with-worker, --change-model, --narrate). */
   options: SessionOptions
+  /** --confirm: asked before each batch that writes. */
+  confirm?: (batch: Batch) => Promise<boolean>
   /** Print the outcome as JSON on stdout instead of the session folder. */
   json: boolean
 }
@@ -31,6 +34,7 @@ export async function start(options: StartOptions): Promise<number> {
     signal: options.signal,
     log,
     options: options.options,
+    confirm: options.confirm,
   })
   printOutcome(outcome, options.json)
   return exitCodeOf(outcome)

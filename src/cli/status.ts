@@ -20,6 +20,10 @@ export async function status(options: StatusOptions): Promise<number> {
     const detail = b.status === 'failed' || b.status === 'interrupted' ? b.error : b.summary
     lines.push(`  ${b.id.padEnd(12)} ${b.status.padEnd(11)} attempts ${b.attempts}${detail ? `  ${detail}` : ''}`)
   }
+  for (const c of state.check_ins ?? [])
+    lines.push(
+      `  check-in ${c.where} ${c.batch} at ${c.paused_at}${c.went_on_at ? `; went on at ${c.went_on_at} by ${c.went_on_by}` : '; `runner resume` goes on'}`,
+    )
   for (const c of state.criteria ?? [])
     lines.push(`  criterion ${c.id}: ${c.passed ? 'pass' : 'FAIL'} (${c.measured}, needs ${c.threshold})`)
   process.stdout.write(`${lines.join('\n')}\n`)

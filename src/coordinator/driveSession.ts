@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { Session } from '../checkpoint/session.ts'
 import type { CriterionResult, SessionOptions } from '../checkpoint/sessionState.ts'
@@ -12,7 +13,7 @@ import { acquireProcessLock } from '../processLock.ts'
 import type { Log } from '../log/log.ts'
 import { createProgress } from '../log/progress.ts'
 import { type LoadedPlan, loadPlan } from '../plan/loadPlan.ts'
-import type { Plan } from '../plan/schema.ts'
+import type { Batch, Plan } from '../plan/schema.ts'
 import { orderBatches } from '../plan/orderBatches.ts'
 import type { StepRegistry } from '../steps/step.ts'
 import { applySessionOptions } from './applySessionOptions.ts'
@@ -24,7 +25,7 @@ import { type RunOptions, type RunResult, runSession } from './runSession.ts'
 // against the one target it began with. The CLI only parses, calls these and prints.
 
 export interface SessionOutcome {
-  status: 'completed' | 'failed' | 'already_completed'
+  status: 'completed' | 'failed' | 'paused' | 'already_completed'
   criteria: CriterionResult[]
   sessionDir: string
 }
@@ -36,10 +37,18 @@ interface Common {
   log: Log
   /** The command line's choices for this run. */
   options: SessionOptions
+  /** --confirm: asked before each batch that writes; false pauses the session there. */
+  confirm?: (batch: Batch) => Promise<boolean>
+}
+
+/** Who is at the keyboard, for the session's record of check-ins: $RUNNER_OPERATOR, else the OS user. */
+export function operatorName(): string {
+  return process.env.RUNNER_OPERATOR || userInfo().username
 }
 
 export async function startSession(loaded: LoadedPlan, common: Common): Promise<SessionOutcome> {
   checkPlanRunnable(loaded.plan, common.registry)
+  checkPauseAfter(loaded, common.options.pause_after)
   const plan = applySessionOptions(loaded.plan, common.options)
   // The target is reached and the plan checked against it before a session folder exists:
   // a start that cannot connect leaves nothing for resume to pick up.
@@ -51,7 +60,7 @@ export async function startSession(loaded: LoadedPlan, common: Common): Promise<
     return await withTargetLock(db, runnerSchema(plan.target.runner_schema), id, async () => {
       const session = Session.create(common.sessionsDir, loaded, orderBatches(loaded.plan.batches), common.options, id)
       session.event('session_started', { plan: loaded.path, plan_sha256: loaded.sha256 })
-      return drive(session, plan, db, common)
+      return drive(session, plan, db, common, common.options)
     })
   } finally {
     await db.close()
@@ -82,8 +91,10 @@ export async function resumeSession(common: Common & { sessionDir?: string; allo
     throw new UsageError(`the plan now has batches this session does not know (${added.map((b) => b.id).join(', ')}); start a new session`)
   }
   checkPlanRunnable(loaded.plan, common.registry)
+  checkPauseAfter(loaded, common.options.pause_after)
   // What the session started with holds unless this command line says otherwise.
-  const plan = applySessionOptions(loaded.plan, { ...session.state.options, ...definedOnly(common.options) })
+  const options = { ...session.state.options, ...definedOnly(common.options) }
+  const plan = applySessionOptions(loaded.plan, options)
   const db = await openTarget(plan, common.log)
   try {
     const recorded = session.state.target_fingerprint ?? session.state.target
@@ -94,9 +105,9 @@ export async function resumeSession(common: Common & { sessionDir?: string; allo
           `resume with the same $${plan.target.database_url_env}${recorded.startsWith('embedded') ? ' (unset)' : ''}, or start a new session`,
       )
     }
-    session.event('session_resumed', { pid: process.pid })
+    session.event('session_resumed', { pid: process.pid, by: operatorName() })
     return await withTargetLock(db, runnerSchema(plan.target.runner_schema), session.state.session_id, () =>
-      drive(session, plan, db, common),
+      drive(session, plan, db, common, options),
     )
   } finally {
     await db.close()
@@ -104,7 +115,7 @@ export async function resumeSession(common: Common & { sessionDir?: string; allo
 }
 
 /** Drives a session on an open target whose lock this process holds: one process per session (the session lock). */
-async function drive(session: Session, plan: Plan, db: Database, common: Common): Promise<SessionOutcome> {
+async function drive(session: Session, plan: Plan, db: Database, common: Common, options: SessionOptions): Promise<SessionOutcome> {
   const { log } = common
   const release = acquireProcessLock(
     join(session.dir, 'session.lock'),
@@ -112,6 +123,7 @@ async function drive(session: Session, plan: Plan, db: Database, common: Common)
   )
   try {
     log(`session: ${session.dir}`)
+    if (session.state.status === 'paused') session.goOn(operatorName())
     session.begin(db.description, db.fingerprint)
     const result = await runChecked({
       session,
@@ -121,7 +133,9 @@ async function drive(session: Session, plan: Plan, db: Database, common: Common)
       progress: createProgress(),
       signal: common.signal,
       log,
+      checkIns: { pauseAfter: options.pause_after ?? [], confirm: common.confirm, operator: operatorName() },
     })
+    if (result.status === 'paused') return { ...result, sessionDir: session.dir }
     const failed = result.criteria.filter((c) => !c.passed && !c.pending)
     const pending = result.criteria.filter((c) => !c.passed && c.pending)
     if (result.status === 'completed' && failed.length > 0)
@@ -162,6 +176,16 @@ export async function runChecked(options: Omit<RunOptions, 'preflight' | 'embedd
 /** Whether batches of these steps call the embedding provider. */
 export function embedsIn(steps: Set<string>): boolean {
   return steps.has('backfill') || steps.has('validate')
+}
+
+/** --pause-after names batches or steps of the plan, or "each". */
+function checkPauseAfter(loaded: LoadedPlan, pauseAfter: string[] | undefined): void {
+  const known = new Set(['each', ...loaded.plan.batches.flatMap((b) => [b.id, b.step])])
+  const unknown = (pauseAfter ?? []).filter((p) => !known.has(p))
+  if (unknown.length)
+    throw new UsageError(
+      `--pause-after: ${unknown.map((u) => `"${u}"`).join(', ')} is not a batch or step of ${loaded.path} (${loaded.plan.batches.map((b) => b.id).join(', ')}, or each)`,
+    )
 }
 
 function definedOnly(options: SessionOptions): SessionOptions {

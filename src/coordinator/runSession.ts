@@ -33,10 +33,21 @@ export interface RunOptions {
   progress: Progress
   signal: AbortSignal
   log: Log
+  /** Check-ins between batches: where to stop, and whom to ask before a batch that writes. */
+  checkIns?: CheckIns
+}
+
+export interface CheckIns {
+  /** Batch ids or steps to stop after; "each" stops after every batch. */
+  pauseAfter: string[]
+  /** Asked before each batch that writes; false stops the session there. */
+  confirm?: (batch: Batch) => Promise<boolean>
+  /** Who answers the confirmation (recorded). */
+  operator: string
 }
 
 export interface RunResult {
-  status: 'completed' | 'failed'
+  status: 'completed' | 'failed' | 'paused'
   criteria: CriterionResult[]
 }
 
@@ -50,8 +61,9 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
   const { session, plan, registry, log } = options
   checkPlanRunnable(plan, registry)
   const outputs = new Map<string, unknown>()
+  const ordered = orderBatches(plan.batches)
 
-  for (const batch of orderBatches(plan.batches)) {
+  for (const [position, batch] of ordered.entries()) {
     const step = registry.get(batch.step)!
     const state = session.batch(batch.id)
     if (state.status === 'completed' && state.output_path) {
@@ -66,6 +78,16 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
       session.event('preflight_refused', { batch: batch.id, refusals: options.preflight.refusals })
       finish(options, outputs, 'failed')
       throw refusal
+    }
+
+    if (!batch.guards.read_only && options.checkIns?.confirm) {
+      if (!(await options.checkIns.confirm(batch))) {
+        session.pause({ where: 'before', batch: batch.id, headline: `${batch.title} (declined at --confirm)` })
+        session.event('session_paused', { before: batch.id, by: options.checkIns.operator })
+        log(`paused before batch ${batch.id}, as answered; \`runner resume --session ${session.dir}\` goes on with it`)
+        return finish(options, outputs, 'paused')
+      }
+      session.event('batch_confirmed', { batch: batch.id, by: options.checkIns.operator })
     }
 
     const inputs: Partial<StepOutputs> = {}
@@ -83,8 +105,16 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
         signal: options.signal,
         onRetry: (error, retry) => session.event('batch_retry', { batch: batch.id, error: errorMessage(error), retry }),
       })
-      await recordCompletion(options, batch, step, output, session.batch(batch.id).started_at!)
+      const summary = await recordCompletion(options, batch, step, output, session.batch(batch.id).started_at!)
       outputs.set(batch.id, output)
+      const next = ordered.slice(position + 1).find((b) => session.batch(b.id).status !== 'completed')
+      if (next && pausesAfter(options.checkIns, batch)) {
+        session.pause({ where: 'after', batch: batch.id, headline: summary })
+        session.event('session_paused', { after: batch.id })
+        log(`paused after batch ${batch.id}, as asked: ${summary}`)
+        log(`read ${session.batch(batch.id).report_path}, then \`runner resume --session ${session.dir}\` goes on with batch ${next.id}`)
+        return finish(options, outputs, 'paused')
+      }
     } catch (error) {
       if (error instanceof Interrupted) throw interrupt(session, batch.id)
       const message = errorMessage(error)
@@ -139,13 +169,18 @@ async function runBatch(options: RunOptions, batch: Batch, step: Step<any, any>,
   return parsed.data
 }
 
+function pausesAfter(checkIns: CheckIns | undefined, batch: Batch): boolean {
+  return Boolean(checkIns?.pauseAfter.some((p) => p === 'each' || p === batch.id || p === batch.step))
+}
+
+/** Writes the batch's output and report and marks it completed; returns its summary. */
 async function recordCompletion(
   options: RunOptions,
   batch: Batch,
   step: Step<any, any>,
   output: unknown,
   startedAt: string,
-): Promise<void> {
+): Promise<string> {
   const { session, plan, log } = options
   const endedAt = new Date().toISOString()
   const dir = session.batchDir(batch.id)
@@ -161,6 +196,7 @@ async function recordCompletion(
   session.completeBatch(batch.id, { summary, output_path: outputPath, report_path: reportPath, ended_at: endedAt })
   session.event('batch_completed', { batch: batch.id, summary })
   log(`batch ${batch.id}: completed: ${summary}`)
+  return summary
 }
 
 function writeFailedReport(session: Session, batch: Batch, error: string): string {
@@ -173,7 +209,7 @@ function interrupt(session: Session, batchId: string): Interrupted {
   return new Interrupted()
 }
 
-function finish(options: RunOptions, outputs: Map<string, unknown>, status: 'completed' | 'failed'): RunResult {
+function finish(options: RunOptions, outputs: Map<string, unknown>, status: RunResult['status']): RunResult {
   const { session, plan, registry } = options
   const criteria: CriterionResult[] = []
   for (const batch of plan.batches) {

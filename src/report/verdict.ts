@@ -7,7 +7,7 @@ import { type ValidateOutput, validateOutputSchema } from '../steps/validate/out
 // What a reviewer reads first, in summary.md and report.html alike: the verdict with the one
 // next action, and per target column the story before and after, from measured values only.
 
-export type VerdictKind = 'met' | 'fixed_worker_pending' | 'not_met' | 'failed' | 'interrupted' | 'unfinished'
+export type VerdictKind = 'met' | 'fixed_worker_pending' | 'not_met' | 'failed' | 'interrupted' | 'paused' | 'unfinished'
 
 export interface Verdict {
   kind: VerdictKind
@@ -35,6 +35,22 @@ export function decideVerdict(state: SessionState, sessionDir: string, validatio
     }
   if (state.status === 'interrupted')
     return { kind: 'interrupted', title: `Interrupted in batch ${stopped?.id ?? '?'}`, next: `${resume} continues from its checkpoint` }
+  const checkIn = state.check_ins?.at(-1)
+  if (state.status === 'paused' && checkIn) {
+    const report = state.batches.find((b) => b.id === checkIn.batch)?.report_path
+    const next = state.batches.find((b) => b.status !== 'completed')
+    return checkIn.where === 'after'
+      ? {
+          kind: 'paused',
+          title: `Paused after batch ${checkIn.batch}, as asked: ${checkIn.headline}`,
+          next: `read ${report ?? 'its report'}; ${resume} goes on with batch ${next?.id ?? '?'}`,
+        }
+      : {
+          kind: 'paused',
+          title: `Paused before batch ${checkIn.batch}: declined at --confirm`,
+          next: `${resume} goes on with batch ${checkIn.batch}`,
+        }
+  }
   if (state.status !== 'completed') return { kind: 'unfinished', title: 'Not finished yet', next: `${resume} if no runner is driving it` }
   const criteria = state.criteria ?? []
   const failed = criteria.filter((c) => !c.passed && !c.pending)

@@ -33,7 +33,7 @@ pre { background: #f9fafb; padding: 8px; border: 1px solid #e5e7eb; font-size: 1
 .pass { color: #15803d; font-weight: bold; } .fail { color: #b91c1c; font-weight: bold; } .waiting { color: #b45309; font-weight: bold; }
 td.pass, td.fail, td.waiting, th { white-space: nowrap; }
 #verdict { border-left: 6px solid; padding: 0.6rem 1rem; margin: 1rem 0 1.5rem; background: #f9fafb; }
-#verdict.met { border-color: #15803d; } #verdict.fixed_worker_pending { border-color: #b45309; }
+#verdict.met { border-color: #15803d; } #verdict.fixed_worker_pending, #verdict.paused { border-color: #b45309; }
 #verdict.not_met, #verdict.failed, #verdict.interrupted, #verdict.unfinished { border-color: #b91c1c; }
 #verdict h2 { margin: 0 0 0.3rem; font-size: 1.2rem; }
 .meter { background: #e5e7eb; width: 200px; max-width: 40%; height: 12px; display: inline-block; vertical-align: middle; margin-right: 6px; }
@@ -78,6 +78,17 @@ export function writeHtmlReport(session: Session, plan: Plan, review: Review): s
           `<tr><td>${i + 1}</td><td>${b.report_path ? `<a href="#batch-${escapeHtml(b.id)}">${escapeHtml(b.id)}</a>` : escapeHtml(b.id)}</td><td>${escapeHtml(b.agent)}</td><td class="${b.status === 'completed' ? 'pass' : b.status === 'failed' ? 'fail' : ''}">${escapeHtml(b.status)}</td><td>${b.attempts}</td><td>${escapeHtml((b.status === 'completed' ? b.summary : b.error) ?? '')}</td></tr>`,
       )
       .join('')}</table>`,
+    ...(state.check_ins?.length
+      ? [
+          '<h2>Check-ins</h2>',
+          `<table><tr><th>stopped</th><th>batch</th><th>at</th><th>headline</th><th>went on</th></tr>${state.check_ins
+            .map(
+              (c) =>
+                `<tr><td>${c.where}</td><td>${escapeHtml(c.batch)}</td><td>${c.paused_at}</td><td>${escapeHtml(c.headline)}</td><td>${c.went_on_at ? `${c.went_on_at} by ${escapeHtml(c.went_on_by ?? '?')}` : 'not yet'}</td></tr>`,
+            )
+            .join('')}</table>`,
+        ]
+      : []),
     ...state.batches.flatMap((b) => (b.report_path ? [batchSection(session, b.id, b.report_path)] : [])),
   )
   if (diagnosis === undefined && validation === undefined) sections.push('<p>No batch measured the database yet.</p>')

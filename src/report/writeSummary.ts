@@ -46,6 +46,13 @@ export function writeSummary(session: Session, plan: Plan, review: Review): stri
       `| ${i + 1} | ${b.id} | ${b.agent} | ${b.status} | ${b.attempts} | ${result.replace(/\|/g, '\\|').replace(/\n/g, ' ')} | ${b.report_path ? `[report](${b.report_path})` : ''} |`,
     )
   })
+  if (state.check_ins?.length) {
+    lines.push('', '## Check-ins', '', '| stopped | batch | at | headline | went on |', '| --- | --- | --- | --- | --- |')
+    for (const c of state.check_ins)
+      lines.push(
+        `| ${c.where} | ${c.batch} | ${c.paused_at} | ${c.headline.replace(/\|/g, '\\|')} | ${c.went_on_at ? `${c.went_on_at} by ${c.went_on_by}` : 'not yet'} |`,
+      )
+  }
   lines.push(
     '',
     '## Files',
