@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
+import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateDemo, demoLabels } from '../src/demo/generateDemo.ts'
 import { SUBJECTS } from '../src/demo/corpus.ts'
 import { createTarget, targetKinds, tempDir, type TestTarget } from './helpers/databases.ts'
+import { chainedBatches, writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
+import { loadPlan } from '../src/plan/loadPlan.ts'
 
 describe('the demo corpus', () => {
   it('is deterministic and labels each query with the rows built from its fact', () => {
@@ -88,5 +91,22 @@ describe.each(targetKinds)('runner demo init on %s', (kind) => {
     const run = await runCli(['demo', 'init', '--rows', 'lots'])
     expect(run.exitCode).toBe(2)
     expect(run.stderr).toBe('runner: --rows: expected a whole number from 1 to 10000000, got "lots"')
+  })
+})
+
+describe("the runner's folders in the application's repository", () => {
+  it('.runner/ and sessions/ carry their own .gitignore: git status stays clean after a demo and a session', async () => {
+    const repo = tempDir()
+    await execa('git', ['init', '-q'], { cwd: repo })
+    const init = await runCli(['demo', 'init', '--rows', '30'], { cwd: repo, env: { DATABASE_URL: '' } })
+    expect(init.exitCode, init.all).toBe(0)
+    expect(readFileSync(join(repo, '.runner/.gitignore'), 'utf8')).toMatch(/^\*$/m)
+    const shipped = loadPlan('plans/feature-1.yaml').plan
+    const plan = writePlan(repo, { ...shipped, batches: chainedBatches('diagnose') })
+    const run = await runCli(['start', plan, '--sessions-dir', 'sessions'], { cwd: repo, env: { DATABASE_URL: '' } })
+    expect(run.exitCode, run.all).toBe(0)
+    expect(readFileSync(join(repo, 'sessions/.gitignore'), 'utf8')).toMatch(/^\*$/m)
+    const status = await execa('git', ['status', '--porcelain', '--untracked-files=all'], { cwd: repo })
+    expect(status.stdout.trim()).toBe(`?? ${basename(plan)}`)
   })
 })

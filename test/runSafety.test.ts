@@ -423,7 +423,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     const resumed = JSON.parse((await runCli(['resume', '--session', outcome.session_dir, '--json'], env)).stdout)
     expect(resumed).toMatchObject({ session_dir: outcome.session_dir, status: 'already_completed', exit_code: 3 })
 
-    const found = JSON.parse((await runCli(['search', 'note about queue workers', '--plan', path, '-k', '2', '--json'], env)).stdout)
+    const found = JSON.parse((await runCli(['search', path, 'note about queue workers', '-k', '2', '--json'], env)).stdout)
     expect(found).toMatchObject({
       query: 'note about queue workers',
       tables: [{ table: 'public.docs', hits: [expect.any(Object), expect.any(Object)] }],

@@ -1,3 +1,4 @@
+import { makeOwnDir } from '../ownDirs.ts'
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import type { z } from 'zod'
@@ -63,7 +64,7 @@ export class Session {
   ): Session {
     const now = new Date()
     const dir = resolve(sessionsRoot, id)
-    mkdirSync(join(dir, 'batches'), { recursive: true })
+    makeOwnDir(join(dir, 'batches'), sessionsRoot)
     const state: SessionState = {
       version: STATE_VERSION,
       session_id: id,

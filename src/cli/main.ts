@@ -197,18 +197,19 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   program
     .command('search')
     .description('semantic search as the application runs it: the nearest rows to a text, with distances and time taken')
-    .argument('<text>', 'what to search for')
-    .option('--plan <file>', 'the plan', 'plans/feature-1.yaml')
+    .argument('<plan>', 'the plan file (with one argument only: the text, and the plan from --plan)')
+    .argument('[text]', 'what to search for')
+    .option('--plan <file>', 'the plan, the older way to give it', 'plans/feature-1.yaml')
     .option('--table <name>', 'only this target table')
     .option('-k <n>', 'rows per table', '5')
     .option('--ef-search <n>', 'hnsw.ef_search for the query (the validate batch recommends one)')
     .addOption(providerOption())
     .option('--json', 'print the hits as JSON on stdout')
-    .action(async (text: string, opts) => {
+    .action(async (first: string, second: string | undefined, opts) => {
       const { search } = await import('./search.ts')
       exitCode = await search({
-        query: text,
-        planPath: opts.plan,
+        query: second ?? first,
+        planPath: second === undefined ? opts.plan : first,
         table: opts.table,
         k: opts.k,
         efSearch: opts.efSearch,

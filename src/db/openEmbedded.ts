@@ -1,3 +1,4 @@
+import { makeOwnDir } from '../ownDirs.ts'
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { PGlite, type Transaction } from '@electric-sql/pglite'
@@ -26,7 +27,7 @@ function wrap(db: PGlite | Transaction): Queryable {
 }
 
 export async function openEmbedded(dataDir: string): Promise<Database> {
-  mkdirSync(dataDir, { recursive: true })
+  makeOwnDir(dataDir)
   const release = acquireProcessLock(
     `${resolve(dataDir)}.lock`,
     (pid) => `the embedded database in ${dataDir} is open in another runner process (pid ${pid}); wait for it to finish or stop it`,

@@ -1,3 +1,4 @@
+import { makeOwnDirFor } from '../ownDirs.ts'
 import { createHash } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -25,7 +26,7 @@ export async function seedDemo(
 ): Promise<DemoInitResult> {
   const result = await initDemo(db, rows, onProgress)
   if (result.created) {
-    mkdirSync(dirname(labelsPath), { recursive: true })
+    makeOwnDirFor(labelsPath)
     writeFileSync(labelsPath, `${JSON.stringify(result.labels, null, 2)}\n`)
   }
   return result

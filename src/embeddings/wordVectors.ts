@@ -1,3 +1,4 @@
+import { makeOwnDirFor } from '../ownDirs.ts'
 import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -30,7 +31,7 @@ export function defaultCachePath(): string {
 
 /** Cache layout: u32 version, u32 words, u32 dims, f32[dims] common, f32[words*dims] vectors, then the words joined by \n. */
 function writeCache(path: string, words: string[], vectors: Float32Array, common: Float32Array) {
-  mkdirSync(dirname(path), { recursive: true })
+  makeOwnDirFor(path)
   const header = new Uint32Array([CACHE_VERSION, words.length, WORD_DIMENSIONS])
   const text = Buffer.from(words.join('\n'), 'utf8')
   const temporary = `${path}.${process.pid}.tmp`
