@@ -59,6 +59,7 @@ export async function worker(options: WorkerCommandOptions): Promise<number> {
       await requireSchemaVersion(db, rs) // an older worker never works on a schema it does not know
       const targets = await resolveTargets(db, plan, loaded.path)
       const provider = await createProvider(plan, db.kind, log, process.env, options.provider)
+      monitor.embedder = provider
       monitor.providerRetries = () => (provider as { stats?: { retries: number } }).stats?.retries ?? 0
       const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, new Set(['backfill']), async () => provider), {
         readOnly: true,

@@ -1,10 +1,16 @@
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { z } from 'zod'
+import type { EmbeddingProvider } from '../embeddings/provider.ts'
+import { errorMessage } from '../errors.ts'
 import type { Log } from '../log/log.ts'
 
 // The worker as a service: GET /healthz answers 200 while the worker reaches its database
 // and listens for NOTIFY, 503 otherwise (so a supervisor restarts or alerts on it); GET
-// /metrics serves the Prometheus text format, every name prefixed runner_.
+// /metrics serves the Prometheus text format, every name prefixed runner_. POST /embed (also
+// at /v1/embeddings, so an OpenAI client pointed here works unchanged) embeds the
+// application's query texts with the worker's own provider and model: the same space as the
+// column, which with the local provider nothing else can give the application.
 
 export interface WorkerMonitor {
   /** The last database round trip succeeded. */
@@ -21,7 +27,16 @@ export interface WorkerMonitor {
   queue?: { pending: number; oldestSeconds: number | null }
   /** Reads the queue again (on each scrape); failures keep the last reading. */
   refresh?(): Promise<void>
+  /** The worker's provider, once created: what POST /embed embeds with. */
+  embedder?: Pick<EmbeddingProvider, 'name' | 'model' | 'dimensions' | 'embed'>
 }
+
+/** What POST /embed takes: OpenAI's request shape, so an OpenAI client pointed at the worker works. */
+const embedRequestSchema = z.object({
+  input: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(2048)]),
+  model: z.string().optional(),
+})
+const MAX_BODY_BYTES = 1_000_000
 
 export function newMonitor(): WorkerMonitor {
   return {
@@ -48,6 +63,48 @@ export function renderMetrics(m: WorkerMonitor): string {
     metric('runner_provider_seconds_total', 'counter', 'seconds spent in embedding calls', m.providerSeconds),
     metric('runner_provider_retries_total', 'counter', "the provider's retries (429, 5xx, timeouts)", m.providerRetries()),
   ].join('')
+}
+
+/** Answers POST /embed; every refusal is a JSON error naming what was wrong, in OpenAI's error shape. */
+async function embed(req: IncomingMessage, monitor: WorkerMonitor): Promise<{ status: number; body: unknown }> {
+  const error = (status: number, message: string) => ({ status, body: { error: { message, type: 'invalid_request_error' } } })
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) return error(413, `the request body is over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(chunk)
+  }
+  const embedder = monitor.embedder
+  if (!embedder) return error(503, 'the worker has not started its provider yet (it waits for the pipeline to be installed)')
+  let parsed: z.infer<typeof embedRequestSchema>
+  try {
+    const request = embedRequestSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')))
+    if (!request.success)
+      return error(400, `expected {"input": "text"} or {"input": ["text", ...]} (at most 2048 texts): ${request.error.issues[0]?.message}`)
+    parsed = request.data
+  } catch {
+    return error(400, 'the request body is not JSON')
+  }
+  if (parsed.model !== undefined && parsed.model !== embedder.model)
+    return error(400, `this worker embeds with ${embedder.model}, the model of the column; asked for ${parsed.model}`)
+  const texts = typeof parsed.input === 'string' ? [parsed.input] : parsed.input
+  try {
+    const { vectors } = await embedder.embed(texts)
+    return {
+      status: 200,
+      body: {
+        object: 'list',
+        model: embedder.model,
+        data: vectors.map((embedding, index) => ({ object: 'embedding', index, embedding })),
+        usage: { prompt_tokens: 0, total_tokens: 0 },
+        // The column's model record: the space these vectors are in.
+        runner: { provider: embedder.name, model: embedder.model, dimensions: embedder.dimensions },
+      },
+    }
+  } catch (failure) {
+    return { status: 502, body: { error: { message: `the provider failed: ${errorMessage(failure)}`, type: 'provider_error' } } }
+  }
 }
 
 const healthy = (m: WorkerMonitor) => m.databaseOk && m.listening()
@@ -78,6 +135,13 @@ export async function serveWorkerHttp(
         })
       return
     }
+    if (req.method === 'POST' && (req.url === '/embed' || req.url === '/v1/embeddings')) {
+      void embed(req, monitor).then(({ status, body }) => {
+        res.writeHead(status, { 'content-type': 'application/json' })
+        res.end(`${JSON.stringify(body)}\n`)
+      })
+      return
+    }
     res.writeHead(404).end()
   })
   await new Promise<void>((resolve, reject) => {
@@ -85,6 +149,6 @@ export async function serveWorkerHttp(
     server.listen(port, host, resolve)
   })
   const bound = (server.address() as AddressInfo).port
-  log(`worker: /healthz and /metrics on http://${host}:${bound}`)
+  log(`worker: /healthz, /metrics and POST /embed on http://${host}:${bound}`)
   return { port: bound, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
 }
