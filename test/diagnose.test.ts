@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -7,6 +8,7 @@ import type { Database } from '../src/db/database.ts'
 import { initDemo } from '../src/demo/initDemo.ts'
 import { diagnoseStep } from '../src/steps/diagnose/diagnoseStep.ts'
 import { judgeQuery } from '../src/steps/diagnose/judgeQuery.ts'
+import { scanSource } from '../src/appSource/scanSource.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import { createTarget, serverUrl, targetKinds, type TestTarget } from './helpers/databases.ts'
 import { testPlan } from './helpers/plans.ts'
@@ -235,13 +237,17 @@ describe.each(targetKinds)('diagnose on %s', (kind) => {
       await db.exec('DROP TABLE notes')
     })
 
-    it('gives file:line references from the application source', async () => {
+    it('reads the application source as an engineer would: declaration, read, write, the create path without an embedding', async () => {
       const o = await diagnose(docsPlan((p) => ((p.target as any).app_source = join(import.meta.dirname, 'fixtures/app'))))
+      // Relative to the repository root, as a reviewer opens them.
       expect(o.source_references.map((r) => `${r.file}:${r.line} ${r.kind}`)).toEqual([
-        'backend/app/models/atom.py:12 declares_vector_column',
-        'backend/app/services/vector_search_service.py:18 distance_query',
-        'backend/app/services/vector_search_service.py:24 writes_embedding',
+        'test/fixtures/app/backend/app/models/atom.py:12 declares_vector_column',
+        'test/fixtures/app/backend/app/services/vector_search_service.py:10 create_without_embedding',
+        'test/fixtures/app/backend/app/services/vector_search_service.py:18 distance_query',
+        'test/fixtures/app/backend/app/services/vector_search_service.py:23 uncalled_embedding_function',
+        'test/fixtures/app/backend/app/services/vector_search_service.py:24 writes_embedding',
       ])
+      expect(o.source_references[1]!.note).toBe('create_atom stores Atom (table atoms) without an embedding')
     })
   })
 
@@ -320,5 +326,32 @@ describe.skipIf(!serverUrl)('diagnose changes nothing (real server)', () => {
       await cleanup.exec(`DROP ROLE IF EXISTS ${role}`)
       await cleanup.close()
     }
+  })
+})
+
+describe("the application's source, read as an engineer would", () => {
+  it('tells a declaration from a write, a commented-out write from one that runs, and finds what is never called', () => {
+    const refs = scanSource(join(import.meta.dirname, 'fixtures/pyapp'))
+    const at = (file: string, line: number) => refs.find((r) => r.file === `test/fixtures/pyapp/${file}` && r.line === line)
+    // `embedding = mapped_column(Vector(EMBEDDING_DIMENSIONS))` declares; it writes nothing.
+    expect(at('app/models.py', 27)?.kind).toBe('declares_vector_column')
+    expect(refs.filter((r) => r.kind === 'writes_embedding')).toEqual([])
+    expect(at('app/atoms.py', 11)?.kind).toBe('commented_out_write')
+    expect(at('app/atoms.py', 9)).toMatchObject({
+      kind: 'create_without_embedding',
+      table: 'atoms',
+      note: 'create_atom stores Atom (table atoms) without an embedding; its embedding write at line 11 is commented out',
+    })
+    expect(at('app/embedding_service.py', 12)).toMatchObject({
+      kind: 'uncalled_embedding_function',
+      note: 'generate_embedding is defined and never called',
+    })
+    // Each reference's line holds what it says.
+    for (const r of refs)
+      expect(
+        readFileSync(join(import.meta.dirname, '..', r.file), 'utf8')
+          .split('\n')
+          [r.line - 1]!.trim(),
+      ).toContain(r.text.slice(0, 40))
   })
 })

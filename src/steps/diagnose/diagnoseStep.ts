@@ -24,7 +24,7 @@ import { findFindings } from './findFindings.ts'
 import { judgeQuery } from './judgeQuery.ts'
 import { type DiagnoseOutput, diagnoseOutputSchema, type QueryPlan, type TargetColumn, type VectorColumn } from './output.ts'
 import { groupFindings, renderDiagnosis } from './renderDiagnosis.ts'
-import { scanSource } from './scanSource.ts'
+import { scanSource } from '../../appSource/scanSource.ts'
 
 // Batch 1 of the seed: find out exactly why semantic search is broken, with evidence, and
 // change nothing. The plan runs it as a read_only batch, so every statement here executes

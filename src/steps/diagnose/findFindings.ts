@@ -198,6 +198,31 @@ function writerRule(plan: Plan, m: Measured, t: TargetMeasured, add: (f: Finding
       recommendation: 'install the auto-embedding pipeline (batch pipeline) and run `runner worker`',
     })
   }
+  const stores = applicationStores(m, t)
+  if (t.nulls > 0 && stores.length)
+    add({
+      code: 'APP_STORES_WITHOUT_EMBEDDING',
+      severity: 'error',
+      ...where,
+      evidence: stores.map((r) => `${r.file}:${r.line}: ${r.note}`).join('; '),
+      recommendation:
+        'the capture trigger and `runner worker` (batches pipeline and backfill) embed every row however the application stores it; restoring the call in the create path as well would embed in the request, and the worker still covers rows written elsewhere',
+    })
+}
+
+/** The application's create paths that store a row of this table with no embedding (from its source). */
+function applicationStores(m: Measured, t: TargetMeasured) {
+  return m.source_references.filter((r) => r.kind === 'create_without_embedding' && (r.table === undefined || r.table === t.table))
+}
+
+/** The application's side of the story: the create path, and embedding functions nothing calls. */
+function applicationSide(m: Measured, t: TargetMeasured): string {
+  const stores = applicationStores(m, t)
+  if (!stores.length) return ''
+  const uncalled = m.source_references.filter((r) => r.kind === 'uncalled_embedding_function')
+  return `; in the application, ${stores.map((r) => `${r.note} (${r.file}:${r.line})`).join(', and ')}${
+    uncalled.length ? `; ${uncalled.map((r) => `${r.note} (${r.file}:${r.line})`).join(', ')}` : ''
+  }`
 }
 
 function scanRule(m: Measured, t: TargetMeasured, add: (f: Finding) => void): void {
@@ -332,7 +357,7 @@ function rootCause(m: Measured, findings: Finding[]): string {
     const parts: string[] = []
     if (codes.has('NULL_EMBEDDINGS'))
       parts.push(
-        `embeddings are missing${codes.has('NO_EMBEDDING_WRITER') ? ' because nothing writes the column: no trigger, no queue, no worker' : ''}`,
+        `embeddings are missing${codes.has('NO_EMBEDDING_WRITER') ? ' because nothing writes the column: no trigger, no queue, no worker' : ''}${applicationSide(m, t)}`,
       )
     if (codes.has('INVALID_INDEX')) parts.push('the vector index is invalid (a failed concurrent build)')
     else if (codes.has('OPCLASS_MISMATCH') && codes.has('NO_VECTOR_INDEX'))

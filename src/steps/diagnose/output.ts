@@ -36,6 +36,7 @@ export const FINDING_CODES = [
   'MATERIALIZED_VIEW_COPIES',
   'ROWS_WITHOUT_TEXT',
   'UNTYPED_VECTOR_COLUMN',
+  'APP_STORES_WITHOUT_EMBEDDING',
 ] as const
 
 export const findingSchema = z.object({
@@ -51,8 +52,20 @@ export type Finding = z.infer<typeof findingSchema>
 export const sourceReferenceSchema = z.object({
   file: z.string(),
   line: z.number().int(),
-  kind: z.enum(['declares_vector_column', 'writes_embedding', 'calls_embedding_api', 'distance_query']),
+  kind: z.enum([
+    'declares_vector_column',
+    'writes_embedding',
+    'commented_out_write',
+    'calls_embedding_api',
+    'uncalled_embedding_function',
+    'create_without_embedding',
+    'distance_query',
+  ]),
   text: z.string(),
+  /** What the line means, where the kind alone does not say (a function never called, a create path without an embedding). */
+  note: z.string().optional(),
+  /** The table of the model a create path stores, when its class names one (__tablename__). */
+  table: z.string().optional(),
 })
 export type SourceReference = z.infer<typeof sourceReferenceSchema>
 

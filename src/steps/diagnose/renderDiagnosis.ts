@@ -143,7 +143,9 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     lines.push(
       '## Source references',
       '',
-      ...o.source_references.map((r) => `- \`${r.file}:${r.line}\` (${r.kind.replace(/_/g, ' ')}): \`${r.text.replace(/`/g, "'")}\``),
+      ...o.source_references.map(
+        (r) => `- \`${r.file}:${r.line}\` (${r.kind.replace(/_/g, ' ')}): \`${r.text.replace(/`/g, "'")}\`${r.note ? `: ${r.note}` : ''}`,
+      ),
       '',
     )
   }
