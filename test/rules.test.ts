@@ -363,6 +363,7 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
     nulls: 0,
     index: {
       name: 'atoms_embedding_hnsw',
+      opclass: 'vector_cosine_ops',
       valid: true,
       size_bytes: 1,
       shared_buffers_bytes: 2,

@@ -123,7 +123,26 @@ const targetSchema = z.strictObject({
       apply: z.boolean().default(false),
       /** alembic.ini; alembic runs in its folder. */
       ini: z.string().min(1).default('alembic.ini'),
-      command: z.string().min(1).default('alembic'),
+      /** The application's alembic; default: a .venv (or venv) beside alembic.ini, else alembic on PATH. */
+      command: z.string().min(1).optional(),
+      /** Write the models' Index(...) declarations and env.py's filter into the application (else they are printed and reported). */
+      patch: z.boolean().default(false),
+      /** Run the application's `alembic check` after the indexes exist, and report it. */
+      check: z.boolean().default(true),
+    })
+    .optional(),
+  /**
+   * Tests for the application's own suite: validate writes them here (pytest), asserting what
+   * it proved, and runs them with the application's pytest when one is found.
+   */
+  app_tests: z
+    .strictObject({
+      path: z.string().min(1).default('tests/test_vector_search.py'),
+      framework: z.literal('pytest').default('pytest'),
+      /** Run them after writing (with a .venv found beside or above the file, else python3). */
+      run: z.boolean().default(true),
+      /** The environment variable with the application role's URL to run them with (default: the runner's own URL). */
+      database_url_env: z.string().min(1).optional(),
     })
     .optional(),
   tables: z.array(targetTableSchema).min(1, 'expected at least one table to fix'),

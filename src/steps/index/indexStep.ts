@@ -23,6 +23,7 @@ import { type BuiltIndex, type IndexOutput, indexOutputSchema } from './output.t
 import { renderIndexes } from './renderIndexes.ts'
 import { chooseParallelWorkers } from './chooseParallelWorkers.ts'
 import { type BuildMemory, estimateGraphMb, recommendBuildMemory, sizeBuildMemory } from './sizeBuildMemory.ts'
+import { agreeWithAlembic, alembicCommand } from './alembicAgreement.ts'
 import {
   alembicHead,
   alembicRevision,
@@ -284,11 +285,12 @@ function writeMigrationFiles(ctx: StepContext, planned: Planned[]): IndexOutput[
 async function runAlembic(ctx: StepContext, revisionFile: string): Promise<void> {
   const alembic = ctx.plan.target.alembic!
   const ini = resolve(alembic.ini)
-  ctx.log(`  applying ${revisionFile} with \`${alembic.command} upgrade head\``)
-  const result = await execa(alembic.command, ['-c', ini, 'upgrade', 'head'], { cwd: dirname(ini), reject: false, all: true })
+  const command = alembicCommand(alembic)
+  ctx.log(`  applying ${revisionFile} with \`${command} upgrade head\``)
+  const result = await execa(command, ['-c', ini, 'upgrade', 'head'], { cwd: dirname(ini), reject: false, all: true })
   if (result.exitCode !== 0) {
     throw new WorkError(
-      `\`${alembic.command} upgrade head\` failed (exit ${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-5).join(' | ')}`,
+      `\`${command} upgrade head\` failed (exit ${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-5).join(' | ')}`,
     )
   }
 }
@@ -430,7 +432,8 @@ export const indexStep: Step<IndexOutput> = {
     const indexes: BuiltIndex[] = []
     for (const p of planned) indexes.push(await verifyIndex(ctx, p, built.get(p.decision.name), explains))
     ctx.writeArtifact('explain.txt', explains.join('\n'))
-    return { indexes, migrations }
+    const alembic = ctx.plan.target.alembic ? await agreeWithAlembic(ctx.plan, indexes, ctx.log) : undefined
+    return { indexes, migrations, alembic }
   },
 
   async preview(ctx) {
@@ -452,7 +455,10 @@ export const indexStep: Step<IndexOutput> = {
       .map((a) => `${count(a)} ${a.replace('_', ' ')}`)
     const usable = output.indexes.filter((i) => i.valid && i.explain_index === i.name).length
     const beside = output.indexes.flatMap((i) => i.left_beside)
-    return `${parts.join(', ')}; ${usable} of ${output.indexes.length} valid and usable by the application's query${beside.length ? `; ${beside.length} unusable index(es) left beside (see the report)` : ''}`
+    const check = output.alembic?.check
+    const alembic =
+      check && !check.unavailable ? `; the application's alembic check ${check.passed ? 'passed' : 'FAILED (see the report)'}` : ''
+    return `${parts.join(', ')}; ${usable} of ${output.indexes.length} valid and usable by the application's query${beside.length ? `; ${beside.length} unusable index(es) left beside (see the report)` : ''}${alembic}`
   },
 
   details: renderIndexes,

@@ -63,6 +63,28 @@ export const builtIndexSchema = z.object({
 })
 export type BuiltIndex = z.infer<typeof builtIndexSchema>
 
+/** What the application's Alembic needs to agree with the indexes, and whether it does. */
+export const alembicAgreementSchema = z.object({
+  declarations: z.array(
+    z.object({
+      table: z.string(),
+      index: z.string(),
+      model: z.string().nullable(),
+      file: z.string().nullable(),
+      code: z.string().nullable(),
+    }),
+  ),
+  /** The include_name (and include_object) functions env.py passes to context.configure. */
+  env_filter: z.string(),
+  /** Files of the application changed (alembic.patch). */
+  patched: z.array(z.string()),
+  /** The application's own `alembic check`, after the indexes exist. */
+  check: z
+    .object({ command: z.string(), exit_code: z.number().int(), passed: z.boolean(), unavailable: z.boolean(), output: z.string() })
+    .nullable(),
+})
+export type AlembicAgreement = z.infer<typeof alembicAgreementSchema>
+
 export const indexOutputSchema = z.object({
   indexes: z.array(builtIndexSchema),
   migrations: z.object({
@@ -71,5 +93,6 @@ export const indexOutputSchema = z.object({
     alembic_revision: z.string().nullable(),
     applied_with: z.enum(['runner', 'alembic']),
   }),
+  alembic: alembicAgreementSchema.optional(),
 })
 export type IndexOutput = z.infer<typeof indexOutputSchema>

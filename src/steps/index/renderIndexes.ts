@@ -1,4 +1,4 @@
-import type { IndexOutput } from './output.ts'
+import type { AlembicAgreement, IndexOutput } from './output.ts'
 
 const ms = (v: number | null) => (v === null ? 'n/a' : `${v.toFixed(2)} ms`)
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
@@ -63,7 +63,40 @@ export function renderIndexes(o: IndexOutput): string {
     `- Alembic revision: ${o.migrations.alembic_revision ? `\`${o.migrations.alembic_revision}\`` : 'none (the plan names no Alembic versions folder, or nothing needed building)'}`,
     `- applied by: ${o.migrations.applied_with}`,
     '',
+    ...(o.alembic ? alembicSection(o.alembic) : []),
     'EXPLAIN ANALYZE of each query is in `explain.txt` beside this report.',
     '',
   ].join('\n')
+}
+
+/** What the application's models and env.py need so that its Alembic agrees, and its own check. */
+function alembicSection(a: AlembicAgreement): string[] {
+  const check = a.check
+  return [
+    "## The application's Alembic",
+    '',
+    check
+      ? check.unavailable
+        ? `\`${check.command}\` is not available in this Alembic (it came in 1.9): ${check.output}`
+        : `\`${check.command}\`: ${check.passed ? '**passed**: the models and the database agree' : `**failed** (exit ${check.exit_code}): ${check.output}`}`
+      : "The application's `alembic check` was not run (alembic.check: false).",
+    '',
+    'In the models (after each class), so that autogenerate keeps the indexes:',
+    '',
+    '```python',
+    'from sqlalchemy import Index',
+    ...a.declarations.map((d) => d.code ?? `# ${d.index} (${d.table}): no model declares it plainly; the filter below keeps it out`),
+    '```',
+    '',
+    "In env.py, passed to `context.configure(...)`, so that autogenerate leaves the runner's schema alone:",
+    '',
+    '```python',
+    a.env_filter.trimEnd(),
+    '```',
+    '',
+    a.patched.length
+      ? `Written into the application (alembic.patch): ${a.patched.map((f) => `\`${f}\``).join(', ')}.`
+      : 'Nothing was written into the application (set alembic.patch to have it done).',
+    '',
+  ]
 }

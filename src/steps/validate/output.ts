@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { knownItemsSchema } from './measureKnownItems.ts'
 import { roleProofSchema } from './proveAsApplicationRoles.ts'
 import { criterionResultSchema } from '../../checkpoint/sessionState.ts'
+import { appTestsResultSchema } from './writeAppTests.ts'
 
 const percentiles = z.object({ p50: z.number(), p95: z.number(), p99: z.number() })
 
@@ -67,6 +68,7 @@ export const tableValidationSchema = z.object({
   no_text: z.number().int().default(0),
   index: z.object({
     name: z.string().nullable(),
+    opclass: z.string().nullable().default(null),
     valid: z.boolean(),
     size_bytes: z.number().int(),
     shared_buffers_bytes: z.number().int(),
@@ -116,5 +118,7 @@ export const validateOutputSchema = z.object({
   labelled_queries: z.string().nullable(),
   tables: z.array(tableValidationSchema),
   criteria: z.array(criterionResultSchema),
+  /** The tests written into the application's suite (target.app_tests), and their run. */
+  app_tests: appTestsResultSchema.nullable().default(null),
 })
 export type ValidateOutput = z.infer<typeof validateOutputSchema>

@@ -33,29 +33,35 @@ export async function removeLeftoverProbes(db: Queryable, targets: Target[], pro
   return removed
 }
 
+/**
+ * A new row through the application's table: an existing row's other columns copied, its text
+ * columns set to $1, its key from the key's default. The application's generated tests insert
+ * their probe with the same statement.
+ */
+export function probeInsertSql(t: Target): { sql: string } | { reason: string } {
+  const columns = t.columns.filter((c) => !c.generated)
+  const keys = t.keyColumns
+  if (!keys.every((k) => columns.find((c) => c.name === k)?.has_default))
+    return {
+      reason: `${t.name} (${keys.join(', ')}) has a key column without a default, so the runner cannot insert a probe row without inventing a key`,
+    }
+  const copied = columns.filter((c) => !keys.includes(c.name) && c.name !== t.plan.embedding_column)
+  const texts = new Set(t.plan.text_columns)
+  const list = copied.map((c) => quoteIdent(c.name)).join(', ')
+  const values = copied.map((c) => (texts.has(c.name) ? '$1::text' : quoteIdent(c.name))).join(', ')
+  return { sql: `INSERT INTO ${t.table} (${list}) SELECT ${values} FROM ${t.table} LIMIT 1 RETURNING ${t.keyText()} AS key` }
+}
+
 export async function probeAutoEmbedding(
   db: Queryable,
   t: Target,
   withinSeconds: number,
   onInserted: (probe: Probe) => void = () => {},
 ): Promise<ProbeResult> {
-  const columns = t.columns.filter((c) => !c.generated)
-  const keys = t.keyColumns
-  if (!keys.every((k) => columns.find((c) => c.name === k)?.has_default)) {
-    return {
-      measured: false,
-      reason: `${t.name} (${keys.join(', ')}) has a key column without a default, so the runner cannot insert a probe row without inventing a key`,
-    }
-  }
-  const copied = columns.filter((c) => !keys.includes(c.name) && c.name !== t.plan.embedding_column)
-  const texts = new Set(t.plan.text_columns)
+  const insert = probeInsertSql(t)
+  if ('reason' in insert) return { measured: false, reason: insert.reason }
   const probeText = `runner probe ${new Date().toISOString()}`
-  const list = copied.map((c) => quoteIdent(c.name)).join(', ')
-  const values = copied.map((c) => (texts.has(c.name) ? '$1' : quoteIdent(c.name))).join(', ')
-  const inserted = await db.query<{ key: string }>(
-    `INSERT INTO ${t.table} (${list}) SELECT ${values} FROM ${t.table} LIMIT 1 RETURNING ${t.keyText()} AS key`,
-    [probeText],
-  )
+  const inserted = await db.query<{ key: string }>(insert.sql, [probeText])
   const key = inserted.rows[0]?.key
   if (!key) return { measured: false, reason: `${t.name} is empty: there is no row to copy for a probe` }
   onInserted({ table: t.name, key, text: probeText })

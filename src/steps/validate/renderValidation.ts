@@ -14,6 +14,19 @@ export function renderValidation(o: ValidateOutput): string {
     '',
     `Database: ${o.database}${o.database === 'embedded' ? ' (PGlite, WebAssembly, one session: latency is not a server figure and concurrency is not exercised)' : ''}. Worker: ${o.worker}. Labelled queries: ${o.labelled_queries ?? 'none'}.`,
     '',
+    ...(o.app_tests
+      ? [
+          "## Tests in the application's suite",
+          '',
+          `\`${o.app_tests.path}\` (${o.app_tests.framework}) asserts what this batch proved; the application's team keeps it in its suite.`,
+          '',
+          o.app_tests.ran
+            ? `Run as \`${o.app_tests.command}\`: ${o.app_tests.passed} passed, ${o.app_tests.failed} failed, ${o.app_tests.skipped} skipped (exit ${o.app_tests.exit_code}).`
+            : `Not run: ${o.app_tests.detail}.`,
+          '',
+          ...(o.app_tests.ran ? ['```', o.app_tests.detail, '```', ''] : []),
+        ]
+      : []),
   ]
   for (const t of o.tables) {
     lines.push(`## ${t.table}.${t.column}`, '')

@@ -24,6 +24,7 @@ import { readExtension, versionBelow } from '../../db/catalog/readExtension.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
 import { measureKnownItems } from './measureKnownItems.ts'
 import { measureQuery } from './measureQuery.ts'
+import { writeAndRunAppTests } from './writeAppTests.ts'
 import { PGVECTOR_DEFAULT, runAt, type SearchQuery, type SearchSetting } from './measureSearch.ts'
 import { maySetRole } from '../../db/catalog/readApplicationSide.ts'
 import { type QueryMeasurement, type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
@@ -178,6 +179,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
     no_text,
     index: {
       name: index?.name ?? null,
+      opclass: index?.opclass ?? null,
       valid: Boolean(index?.valid && index.method === 'hnsw'),
       size_bytes: index?.size_bytes ?? 0,
       shared_buffers_bytes: sharedBuffers,
@@ -323,7 +325,9 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
     }
     const within = plan.criteria.auto_embed_within_seconds
     const worker = within === null ? 'not needed (auto_embed criterion off)' : await checkAutoEmbedding(ctx, tables, within)
-    return { database: db.kind, worker, labelled_queries: labelsPath, tables, criteria: judgeCriteria(plan, tables, db.kind) }
+    const deployed = tables.every((t) => t.auto_embed?.measured && t.auto_embed.deployed_worker)
+    const app_tests = plan.target.app_tests ? await writeAndRunAppTests(plan, targets, tables, deployed, log) : null
+    return { database: db.kind, worker, labelled_queries: labelsPath, tables, criteria: judgeCriteria(plan, tables, db.kind), app_tests }
   },
 
   async preview({ plan, targets }) {
@@ -342,6 +346,12 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
             .filter((c) => !c.passed)
             .map((c) => c.id)
             .join(', ')}`
+        : ''
+    }${
+      o.app_tests
+        ? o.app_tests.ran
+          ? `; the application's tests (${o.app_tests.path}): ${o.app_tests.passed} passed, ${o.app_tests.failed} failed, ${o.app_tests.skipped} skipped`
+          : `; wrote the application's tests (${o.app_tests.path}), not run: ${o.app_tests.detail}`
         : ''
     }`,
   criteria: (o) => o.criteria,
