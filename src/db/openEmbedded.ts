@@ -1,5 +1,4 @@
 import { makeOwnDir } from '../ownDirs.ts'
-import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { PGlite, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'

