@@ -88,7 +88,7 @@ describe.skipIf(!serverUrl || !existsSync(join(venv, 'bin/alembic')))(
             app_source: 'app',
             // What the application sets where it searches (SET LOCAL in its transaction).
             application_settings: { ef_search: 100 },
-            alembic: { versions_dir: 'migrations/versions', ini: 'alembic.ini', apply: true, patch: true },
+            alembic: { versions_dir: 'migrations/versions', ini: 'alembic.ini', apply: true, patch: true, capture_revision: true },
             app_tests: { path: 'tests/test_vector_search.py', database_url_env: 'APP_DATABASE_URL' },
             tables: [{ table: 'atoms', key: 'id', text_columns: ['title', 'content'], embedding_column: 'embedding', distance: 'cosine' }],
           },
@@ -188,5 +188,51 @@ describe.skipIf(!serverUrl || !existsSync(join(venv, 'bin/alembic')))(
       expect(dropped.stdout).toContain('atoms_embedding_hnsw is missing on public.atoms')
       expect(dropped.stdout).toMatch(/is a sequential scan at SET LOCAL hnsw.ef_search = 100/)
     }, 300_000)
+
+    it("a database built from scratch by the application's `alembic upgrade head` gets the indexes and the capture; downgrade removes them", async () => {
+      const scratch = await createServerDatabase()
+      const scratchDb = await scratch.open()
+      const url = (name: string) => {
+        const u = new URL(scratch.url!)
+        u.username = name
+        return u.toString()
+      }
+      const alembicThere = (args: string[]) =>
+        execa(join(app, '.venv/bin/alembic'), args, { cwd: app, env: { DATABASE_URL: url(owner) }, reject: false, all: true })
+      try {
+        const database = new URL(scratch.url!).pathname.slice(1)
+        await scratchDb.exec(
+          `CREATE EXTENSION vector; GRANT CREATE ON DATABASE ${database} TO ${owner}; ALTER SCHEMA public OWNER TO ${owner}`,
+        )
+        const built = await alembicThere(['upgrade', 'head'])
+        expect(built.exitCode, built.all).toBe(0)
+        const triggers = await scratchDb.query<{ tgname: string }>(
+          `SELECT tgname FROM pg_trigger WHERE tgrelid = 'atoms'::regclass AND NOT tgisinternal ORDER BY 1`,
+        )
+        expect(triggers.rows.map((r) => r.tgname)).toEqual(['runner_dequeue_embedding', 'runner_enqueue_embedding'])
+        expect((await scratchDb.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'atoms_embedding_hnsw'`)).rows).toHaveLength(1)
+        // A row the application stores is queued for the worker, as on the database the runner fixed.
+        await scratchDb.exec(
+          `GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT, INSERT ON atoms TO ${role}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+        )
+        const asApp = new pg.Client({ connectionString: url(role) })
+        await asApp.connect()
+        await asApp.query(`INSERT INTO atoms (title, content) VALUES ('from scratch', 'a row stored by the application')`)
+        await asApp.end()
+        expect((await scratchDb.query(`SELECT row_key FROM runner.embedding_queue WHERE table_name = 'public.atoms'`)).rows).toHaveLength(1)
+        // The record of what runner created lists the capture, so `runner pipeline uninstall` removes it there too.
+        const created = await scratchDb.query<{ kind: string }>(`SELECT kind FROM runner.created_objects ORDER BY kind`)
+        expect(created.rows.map((r) => r.kind)).toEqual(['function', 'schema', 'trigger', 'trigger'])
+        const down = await alembicThere(['downgrade', 'c3'])
+        expect(down.exitCode, down.all).toBe(0)
+        expect(
+          (await scratchDb.query(`SELECT 1 FROM pg_trigger WHERE tgrelid = 'atoms'::regclass AND NOT tgisinternal`)).rows,
+        ).toHaveLength(0)
+        expect((await scratchDb.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'atoms_embedding_hnsw'`)).rows).toHaveLength(0)
+      } finally {
+        await scratchDb.close()
+        await scratch.drop()
+      }
+    }, 120_000)
   },
 )

@@ -152,7 +152,7 @@ export async function installPipeline(
 }
 
 /** The schema the vector extension lives in. */
-async function readVectorSchema(db: Queryable): Promise<string> {
+export async function readVectorSchema(db: Queryable): Promise<string> {
   const { rows } = await db.query<{ schema: string }>(
     `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`,
   )

@@ -129,6 +129,8 @@ const targetSchema = z.strictObject({
       patch: z.boolean().default(false),
       /** Run the application's `alembic check` after the indexes exist, and report it. */
       check: z.boolean().default(true),
+      /** The pipeline batch writes the capture (schema, functions, triggers) as a revision too, so a database built by `alembic upgrade head` gets it. */
+      capture_revision: z.boolean().default(false),
     })
     .optional(),
   /**

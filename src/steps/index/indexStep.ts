@@ -1,7 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { freemem } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { execa } from 'execa'
+import { join, resolve } from 'node:path'
 import { serverIsLocal } from '../../db/catalog/readSettings.ts'
 import { readExtension } from '../../db/catalog/readExtension.ts'
 import { type Partition, readPartitions } from '../../db/catalog/readPartitions.ts'
@@ -23,7 +22,7 @@ import { type BuiltIndex, type IndexOutput, indexOutputSchema } from './output.t
 import { renderIndexes } from './renderIndexes.ts'
 import { chooseParallelWorkers } from './chooseParallelWorkers.ts'
 import { type BuildMemory, estimateGraphMb, recommendBuildMemory, sizeBuildMemory } from './sizeBuildMemory.ts'
-import { agreeWithAlembic, alembicCommand } from './alembicAgreement.ts'
+import { agreeWithAlembic, alembicUpgrade } from '../../appSource/alembic.ts'
 import {
   alembicHead,
   alembicRevision,
@@ -282,19 +281,6 @@ function writeMigrationFiles(ctx: StepContext, planned: Planned[]): IndexOutput[
   }
 }
 
-async function runAlembic(ctx: StepContext, revisionFile: string): Promise<void> {
-  const alembic = ctx.plan.target.alembic!
-  const ini = resolve(alembic.ini)
-  const command = alembicCommand(alembic)
-  ctx.log(`  applying ${revisionFile} with \`${command} upgrade head\``)
-  const result = await execa(command, ['-c', ini, 'upgrade', 'head'], { cwd: dirname(ini), reject: false, all: true })
-  if (result.exitCode !== 0) {
-    throw new WorkError(
-      `\`${command} upgrade head\` failed (exit ${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-5).join(' | ')}`,
-    )
-  }
-}
-
 /** Runs each column's statements in order (the migration's up, exactly); a CREATE INDEX through buildIndex, with its memory and progress. */
 async function runPlanned(ctx: StepContext, planned: Planned[]): Promise<Map<string, Built>> {
   const { db, plan, log } = ctx
@@ -427,7 +413,8 @@ export const indexStep: Step<IndexOutput> = {
     for (const target of ctx.targets) planned.push(await planIndex(ctx, target, freeMb))
     const migrations = writeMigrationFiles(ctx, planned)
     const built = ctx.plan.target.alembic?.apply ? new Map<string, Built>() : await runPlanned(ctx, planned)
-    if (ctx.plan.target.alembic?.apply && migrations.alembic_revision) await runAlembic(ctx, migrations.alembic_revision)
+    if (ctx.plan.target.alembic?.apply && migrations.alembic_revision)
+      await alembicUpgrade(ctx.plan.target.alembic, ctx.log, migrations.alembic_revision)
     const explains: string[] = []
     const indexes: BuiltIndex[] = []
     for (const p of planned) indexes.push(await verifyIndex(ctx, p, built.get(p.decision.name), explains))

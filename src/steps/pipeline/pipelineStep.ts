@@ -1,9 +1,18 @@
+import { writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { z } from 'zod'
+import { alembicUpgrade } from '../../appSource/alembic.ts'
+import type { Queryable } from '../../db/database.ts'
+import type { RunnerSchema } from '../../db/runnerSchema/objects.ts'
+import type { Target } from '../../db/target.ts'
+import { captureRevision, captureRevisionId } from '../../pipeline/captureRevision.ts'
+import type { Plan } from '../../plan/schema.ts'
+import { alembicHead, findRevisionFile } from '../index/writeMigrations.ts'
 import { readTableNames } from '../../db/catalog/readSettings.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { MIGRATIONS } from '../../db/runnerSchema/migrations.ts'
 import { CAPTURE_TRIGGER, DEQUEUE_TRIGGER, FAILED_TABLE, META_TABLE, QUEUE_TABLE, TRIGGER_NAMES } from '../../db/runnerSchema/objects.ts'
-import { installPipeline, readCaptureTriggers } from '../../pipeline/installPipeline.ts'
+import { installPipeline, readCaptureTriggers, readVectorSchema } from '../../pipeline/installPipeline.ts'
 import { queueBacklog } from '../../pipeline/queue.ts'
 import type { Step } from '../step.ts'
 import { type RoleProof, requireCaptureForRoles, roleProofSchema } from '../validate/proveAsApplicationRoles.ts'
@@ -22,8 +31,27 @@ const outputSchema = z.object({
   /** The capture proved as each role the application writes as, before the triggers were created. */
   role_proofs: z.array(roleProofSchema).default([]),
   worker_command: z.string(),
+  /** The capture as an Alembic revision (target.alembic.capture_revision). */
+  alembic_revision: z.string().nullable().default(null),
 })
 export type PipelineOutput = z.infer<typeof outputSchema>
+
+/** The capture as a revision on the application's head (idempotent: a re-run finds its file); applied by its alembic when the plan says so. */
+async function writeCaptureRevision(db: Queryable, rs: RunnerSchema, targets: Target[], plan: Plan, log: (m: string) => void): Promise<string> {
+  const alembic = plan.target.alembic!
+  const versionsDir = resolve(alembic.versions_dir)
+  const vectorSchema = await readVectorSchema(db)
+  const revision = captureRevisionId(rs, targets, vectorSchema)
+  const existing = findRevisionFile(versionsDir, revision)
+  const path = join(versionsDir, existing ?? `${revision}_runner_capture.py`)
+  if (!existing) {
+    writeFileSync(path, captureRevision(rs, targets, vectorSchema, { revision, downRevision: alembicHead(versionsDir), createdAt: new Date().toISOString() }))
+    log(`  wrote Alembic revision ${path}`)
+  }
+  // Everything in it is already here: upgrade only records it, so the database is at the application's head.
+  if (alembic.apply) await alembicUpgrade(alembic, log, path)
+  return path
+}
 
 export const pipelineStep: Step<PipelineOutput> = {
   name: 'pipeline',
@@ -39,6 +67,7 @@ export const pipelineStep: Step<PipelineOutput> = {
     const expected = targets.length * TRIGGER_NAMES.length
     if (triggers.length !== expected) throw new Error(`expected ${expected} capture triggers after the install, found ${triggers.length}`)
     const tables = await readTableNames(db, rs.name)
+    const alembicRevision = plan.target.alembic?.capture_revision ? await writeCaptureRevision(db, rs, targets, plan, log) : null
     return {
       schema: rs.name,
       schema_version: { from: installed.from, to: installed.to },
@@ -48,6 +77,7 @@ export const pipelineStep: Step<PipelineOutput> = {
       queue_pending: (await queueBacklog(db, rs)).pending,
       role_proofs: roleProofs,
       worker_command: 'runner worker <plan>',
+      alembic_revision: alembicRevision,
     }
   },
 
@@ -94,5 +124,11 @@ export const pipelineStep: Step<PipelineOutput> = {
         : ['No role other than the owner may write these tables.', '']),
       `New and changed rows are queued in the writer's transaction; \`${o.worker_command}\` embeds them (several may run at once). \`runner pipeline uninstall <plan>\` removes all of it.`,
       '',
+      ...(o.alembic_revision
+        ? [
+            `The same capture as an Alembic revision: \`${o.alembic_revision}\`. A database built by \`alembic upgrade head\` gets it; on one that has it, upgrade only records the revision.`,
+            '',
+          ]
+        : []),
     ].join('\n'),
 }

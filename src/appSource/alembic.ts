@@ -1,9 +1,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
-import { findModelClasses } from '../../appSource/pythonModels.ts'
-import type { Plan } from '../../plan/schema.ts'
-import type { AlembicAgreement, BuiltIndex } from './output.ts'
+import { findModelClasses } from './pythonModels.ts'
+import type { Plan } from '../plan/schema.ts'
+import { WorkError } from '../errors.ts'
+import type { AlembicAgreement, BuiltIndex } from '../steps/index/output.ts'
 
 // After the index batch, the application's Alembic must agree with the database, or the next
 // `alembic check` fails the team's CI and the next careless autogenerate drops the indexes
@@ -22,6 +23,19 @@ export function alembicCommand(alembic: AlembicPlan): string {
     if (existsSync(inVenv)) return inVenv
   }
   return 'alembic'
+}
+
+/** `alembic upgrade head` with the application's alembic, in alembic.ini's folder. */
+export async function alembicUpgrade(alembic: AlembicPlan, log: (m: string) => void, what: string): Promise<void> {
+  const ini = resolve(alembic.ini)
+  const command = alembicCommand(alembic)
+  log(`  applying ${what} with \`${command} upgrade head\``)
+  const result = await execa(command, ['-c', ini, 'upgrade', 'head'], { cwd: dirname(ini), reject: false, all: true })
+  if (result.exitCode !== 0) {
+    throw new WorkError(
+      `\`${command} upgrade head\` failed (exit ${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-5).join(' | ')}`,
+    )
+  }
 }
 
 const python = (s: string) => JSON.stringify(s)
