@@ -37,7 +37,13 @@ const outputSchema = z.object({
 export type PipelineOutput = z.infer<typeof outputSchema>
 
 /** The capture as a revision on the application's head (idempotent: a re-run finds its file); applied by its alembic when the plan says so. */
-async function writeCaptureRevision(db: Queryable, rs: RunnerSchema, targets: Target[], plan: Plan, log: (m: string) => void): Promise<string> {
+async function writeCaptureRevision(
+  db: Queryable,
+  rs: RunnerSchema,
+  targets: Target[],
+  plan: Plan,
+  log: (m: string) => void,
+): Promise<string> {
   const alembic = plan.target.alembic!
   const versionsDir = resolve(alembic.versions_dir)
   const vectorSchema = await readVectorSchema(db)
@@ -45,7 +51,10 @@ async function writeCaptureRevision(db: Queryable, rs: RunnerSchema, targets: Ta
   const existing = findRevisionFile(versionsDir, revision)
   const path = join(versionsDir, existing ?? `${revision}_runner_capture.py`)
   if (!existing) {
-    writeFileSync(path, captureRevision(rs, targets, vectorSchema, { revision, downRevision: alembicHead(versionsDir), createdAt: new Date().toISOString() }))
+    writeFileSync(
+      path,
+      captureRevision(rs, targets, vectorSchema, { revision, downRevision: alembicHead(versionsDir), createdAt: new Date().toISOString() }),
+    )
     log(`  wrote Alembic revision ${path}`)
   }
   // Everything in it is already here: upgrade only records it, so the database is at the application's head.
