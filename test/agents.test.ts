@@ -65,6 +65,21 @@ describe('the batch agent', () => {
     expect(report).not.toContain('12x faster')
   })
 
+  it("keeps a narrative that cites the application's source as the diagnosis read it, and refuses one that cites a line it did not", async () => {
+    const diagnose = loadPlan('plans/feature-1.yaml').plan.batches[0]!
+    const withSource = {
+      ...input,
+      batch: diagnose,
+      details: '## Source references\n\n- `app/atoms.py:11` (commented out write): `# atom.embedding = generate_embedding(text)`',
+    }
+    fake.reply = 'The create path lost its call: see app/atoms.py:11, where the write is commented out.'
+    expect(await writeBatchReport(withSource, { model: 'claude-test', narrate: true }, env())).toContain(fake.reply)
+    fake.reply = 'The create path lost its call in app/atoms.py:11, and app/services.py:11 never embeds.'
+    const refused = await writeBatchReport(withSource, { model: 'claude-test', narrate: true }, env())
+    expect(refused).toContain("the narrative cites app/services.py:11, which the batch did not find in the application's source")
+    expect(refused).not.toContain('never embeds')
+  })
+
   it('tells numbers from names', () => {
     expect(inventedNumbers('p95 and ef_search are fine; 3 tables, 31.9 s', '3 of 3; 31.9 s')).toEqual([])
     expect(inventedNumbers('about 1,000 rows', '999 rows')).toEqual(['1000'])
