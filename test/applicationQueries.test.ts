@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
@@ -37,7 +38,7 @@ describe.skipIf(!serverUrl)('as the application runs it (real server)', () => {
       env: { DATABASE_URL: target.url! },
     })
   const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n
-  const lastSession = (sessions: string) => join(sessions, readdirSync(sessions).sort().at(-1)!)
+  const lastSession = (sessions: string) => join(sessions, sessionFolders(sessions).at(-1)!)
   const stateOf = (sessions: string) => JSON.parse(readFileSync(join(lastSession(sessions), 'coordination-state.json'), 'utf8'))
   const batchOutput = (sessions: string, id: string) => {
     const session = lastSession(sessions)
@@ -203,7 +204,7 @@ describe.skipIf(!serverUrl)('as the application runs it (real server)', () => {
     ).toBe(`vector(${DIMS})`)
     const index = batchOutput(sessions, 'index')
     expect(index.indexes[0].definition).toContain('USING hnsw (embedding vector_cosine_ops)')
-    const session = join(sessions, readdirSync(sessions).sort().at(-1)!)
+    const session = join(sessions, sessionFolders(sessions).at(-1)!)
     expect(readFileSync(join(session, index.migrations.up_sql), 'utf8')).toContain(
       `ALTER TABLE "public"."langchain_pg_embedding" ALTER COLUMN "embedding" TYPE vector(${DIMS})`,
     )

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
@@ -50,7 +51,7 @@ describe.skipIf(!serverUrl)("from the application's seat (real server)", () => {
   const embeddedWithCurrentText = () =>
     count(`SELECT count(*)::int AS n FROM docs d JOIN runner.embedding_meta m ON m.table_name = 'public.docs' AND m.row_key = d.id::text
            WHERE m.content_hash = encode(sha256(convert_to(concat_ws(' ', d.title, d.body), 'UTF8')), 'hex')`)
-  const lastSession = (sessions: string) => join(sessions, readdirSync(sessions).sort().at(-1)!)
+  const lastSession = (sessions: string) => join(sessions, sessionFolders(sessions).at(-1)!)
   const batchOutput = (session: string, id: string) => {
     const folder = readdirSync(join(session, 'batches')).find((f) => f.endsWith(`-${id}`))!
     return JSON.parse(readFileSync(join(session, 'batches', folder, 'output.json'), 'utf8'))

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -58,7 +59,7 @@ describe.skipIf(!serverUrl)('as the application runs it: its settings, its role,
         env: { DATABASE_URL: target.url! },
       },
     )
-    const session = join(sessions, readdirSync(sessions).sort().at(-1)!)
+    const session = join(sessions, sessionFolders(sessions).at(-1)!)
     const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
     const folder = readdirSync(join(session, 'batches')).find((f) => f.endsWith('-validate'))
     const validation = folder ? JSON.parse(readFileSync(join(session, 'batches', folder, 'output.json'), 'utf8')) : null

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa, type ResultPromise } from 'execa'
@@ -40,7 +41,7 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
     }>
   }
 
-  const onlySession = (sessions: string) => join(sessions, readdirSync(sessions)[0]!)
+  const onlySession = (sessions: string) => join(sessions, sessionFolders(sessions)[0]!)
   const stateOf = (session: string) => JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8')) as SessionState
 
   async function unitLog(): Promise<Record<string, number[]>> {
@@ -68,7 +69,7 @@ describe.each(targetKinds)('coordinator on %s', (kind) => {
 
   async function waitForSession(sessions: string) {
     const until = Date.now() + 60_000
-    while (!existsSync(sessions) || readdirSync(sessions).length === 0) {
+    while (!existsSync(sessions) || sessionFolders(sessions).length === 0) {
       if (Date.now() > until) throw new Error('no session folder appeared')
       await sleep(20)
     }

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -37,7 +38,7 @@ describe('a full disk under the session folder', () => {
       /runner: cannot write \/\S+: no space left on the device \(ENOSPC\); the previous version of the file is intact/,
     )
     expect(run.stderr).not.toMatch(/\n\s+at /)
-    const session = join(sessions, readdirSync(sessions)[0]!)
+    const session = join(sessions, sessionFolders(sessions)[0]!)
     const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
     expect(state.batches.some((b: { status: string }) => b.status !== 'completed')).toBe(true)
     expect(existsSync(join(session, 'session.lock'))).toBe(false)

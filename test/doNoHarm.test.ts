@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -315,7 +316,7 @@ describe.skipIf(!serverUrl)('do no harm (real server)', () => {
         })
         expect(first.exitCode, first.all).toBe(2)
         expect(first.stderr).toContain('validate.labelled_queries: cannot read /nonexistent/labels.json')
-        const state = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'coordination-state.json'), 'utf8'))
+        const state = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, 'coordination-state.json'), 'utf8'))
         expect(state.options.provider).toBe('local')
         writePlan(dir, planFor(shape, { embedding: { provider: 'auto' } }), path.split('/').pop())
         const resumed = await runCli(['resume', '--allow-plan-change', '--sessions-dir', sessions], {
@@ -401,7 +402,7 @@ describe.skipIf(!serverUrl)('do no harm (real server)', () => {
     const sessions = join(dir, `sessions-diagnose-${Math.random().toString(36).slice(2)}`)
     const diagnosed = await runCli(['start', write(plan), '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
     expect(diagnosed.exitCode, diagnosed.all).toBe(0)
-    const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'batches/01-diagnose/output.json'), 'utf8'))
+    const output = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, 'batches/01-diagnose/output.json'), 'utf8'))
     const codes = output.findings.map((f: any) => f.code)
     expect(codes).toEqual(expect.arrayContaining(['APPLICATION_TRIGGERS', 'FOREIGN_EMBEDDINGS', 'NO_EMBEDDING_WRITER']))
     expect(output.side_effects.triggers.map((t: any) => t.name).sort()).toEqual(['audit_changes', 'set_updated_at'])

@@ -1,4 +1,5 @@
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { PNG } from 'pngjs'
@@ -27,7 +28,7 @@ function planIn(dir: string, change: (plan: any) => void = () => {}): string {
 }
 
 const stateOf = (sessions: string) =>
-  JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'coordination-state.json'), 'utf8')) as SessionState
+  JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, 'coordination-state.json'), 'utf8')) as SessionState
 const filesUnder = (dir: string): string[] =>
   readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .map((f) => join(dir, f))
@@ -59,13 +60,13 @@ describe('the whole plan on the embedded demo database', () => {
     expect(state.criteria![0]!.measured).toBe('0 of 440 (atoms 0, messages 0, topics 0)')
     // The local provider is free to repeat: its batches go straight to their writes, unsaved.
     const backfill = state.batches.find((b) => b.step === 'backfill')!
-    const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, backfill.output_path!), 'utf8'))
+    const output = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, backfill.output_path!), 'utf8'))
     expect(output.stages.embedding).toBeGreaterThan(0)
     expect(output.stages.saving).toBe(0)
   })
 
   it('writes a report.html that renders in headless Chromium with no console errors and is not blank', async () => {
-    const session = join(sessions, readdirSync(sessions)[0]!)
+    const session = join(sessions, sessionFolders(sessions)[0]!)
     const html = readFileSync(join(session, 'report.html'), 'utf8')
     expect(html).not.toMatch(/<script|<link|src="http|href="http/) // self-contained
     expect(html.match(/<figure>/g)).toHaveLength(2) // the latency and the recall charts

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify } from 'yaml'
@@ -114,7 +115,7 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     expect(cut.exitCode, cut.all).toBe(0)
     expect(cut.stderr).toMatch(/batch index: transient database error \(.*terminat.*\); running it again from its checkpoint/i)
     expect(cut.stderr).not.toMatch(/\n\s+at /)
-    const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'batches/02-index/output.json'), 'utf8'))
+    const output = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, 'batches/02-index/output.json'), 'utf8'))
     expect(output.indexes[0]).toMatchObject({ name: 'atoms_embedding_hnsw', action: 'rebuilt', valid: true })
     expect((await db.query(`SELECT 1 FROM pg_index WHERE NOT indisvalid`)).rows).toEqual([])
   })
@@ -128,8 +129,8 @@ describe.skipIf(!serverUrl)('bad input and faults (real server)', () => {
     fake.delayMs = 40
     const child = runCli(['start', plan, '--with-worker', '--sessions-dir', sessions], { env: env() })
     const cursor = () => {
-      if (!existsSync(sessions) || readdirSync(sessions).length === 0) return 0
-      const file = join(sessions, readdirSync(sessions)[0]!, 'batch-progress.json')
+      if (!existsSync(sessions) || sessionFolders(sessions).length === 0) return 0
+      const file = join(sessions, sessionFolders(sessions)[0]!, 'batch-progress.json')
       return existsSync(file) ? Number(JSON.parse(readFileSync(file, 'utf8')).backfill?.cursor?.written?.['public.atoms'] ?? 0) : 0
     }
     for (let i = 0; cursor() < 300 && i < 600; i++) await sleep(50)

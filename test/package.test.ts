@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
@@ -70,7 +71,7 @@ describe('the package', () => {
       env: { DATABASE_URL: '', OPENAI_API_KEY: '', PATH: process.env.PATH },
     })
     expect(started.exitCode, started.all).toBe(0)
-    const sessions = readdirSync(join(app, 'sessions'))
+    const sessions = sessionFolders(join(app, 'sessions'))
     expect(sessions).toHaveLength(1)
     expect(readFileSync(join(app, 'sessions', sessions[0]!, 'summary.md'), 'utf8')).toContain('**Verdict: Met: all 6 success criteria.**')
   })

@@ -1,4 +1,5 @@
-import { readFileSync, readdirSync, existsSync } from 'node:fs'
+import { readFileSync, existsSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ResultPromise } from 'execa'
@@ -246,8 +247,8 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     const sessions = join(dir, `sessions-${Date.now()}`)
     const run = runCli(['start', planPath, '--sessions-dir', sessions], { env: env() })
     const progress = async () => {
-      if (!existsSync(sessions) || readdirSync(sessions).length === 0) return 0
-      const file = join(sessions, readdirSync(sessions)[0]!, 'batch-progress.json')
+      if (!existsSync(sessions) || sessionFolders(sessions).length === 0) return 0
+      const file = join(sessions, sessionFolders(sessions)[0]!, 'batch-progress.json')
       return existsSync(file) ? Number(JSON.parse(readFileSync(file, 'utf8')).backfill?.cursor?.written?.['public.docs'] ?? 0) : 0
     }
     await waitFor('the backfill to be under way', async () => (await progress()) >= 300)
@@ -334,7 +335,7 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     expect(askedEarly, JSON.stringify({ writes, arrivals: fake.arrivals })).toHaveLength(4)
     // Where the time went: four of the five 0.3 s writes were waited for before the next could
     // start, and the session says that the database, not the provider, set the pace.
-    const session = join(sessions, readdirSync(sessions)[0]!)
+    const session = join(sessions, sessionFolders(sessions)[0]!)
     const output = JSON.parse(readFileSync(join(session, 'batches/02-backfill/output.json'), 'utf8'))
     expect(output.stages.writing).toBeGreaterThan(0.9)
     expect(output.stages.saving).toBeGreaterThan(0) // a paid provider's batches are saved before the next is asked for

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -87,7 +88,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
   })
 
   const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { env: { DATABASE_URL: url, ...env } })
-  const sessionOf = (sessions: string) => join(sessions, readdirSync(sessions)[0]!)
+  const sessionOf = (sessions: string) => join(sessions, sessionFolders(sessions)[0]!)
   const output = <T>(session: string, batch: string) =>
     JSON.parse(readFileSync(join(session, 'batches', batch, 'output.json'), 'utf8')) as T
 

@@ -1,4 +1,5 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import pg from 'pg'
@@ -47,7 +48,7 @@ describe.skipIf(!serverUrl || !existsSync(join(venv, 'bin/alembic')))(
         all: true,
       })
     const runner = (args: string[]) => runCli(args, { cwd: app, env: { DATABASE_URL: urlAs(owner), APP_DATABASE_URL: urlAs(role) } })
-    const session = () => join(app, 'sessions', readdirSync(join(app, 'sessions')).filter((f) => !f.startsWith('.'))[0]!)
+    const session = () => join(app, 'sessions', sessionFolders(join(app, 'sessions'))[0]!)
     const output = (batch: string) => {
       const folder = readdirSync(join(session(), 'batches')).find((f) => f.endsWith(`-${batch}`))!
       return JSON.parse(readFileSync(join(session(), 'batches', folder, 'output.json'), 'utf8'))

@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { type Browser, chromium } from 'playwright-core'
 import { stringify } from 'yaml'
@@ -33,7 +34,7 @@ async function start(name: string, change?: (p: any) => void) {
     cwd: dir,
     env: { DATABASE_URL: '', OPENAI_API_KEY: '' },
   })
-  return { run, session: join(sessions, readdirSync(sessions)[0]!) }
+  return { run, session: join(sessions, sessionFolders(sessions)[0]!) }
 }
 
 describe('what reviewers read (embedded demo, rendered in Chromium)', () => {

@@ -1,5 +1,6 @@
 import { execa } from 'execa'
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './helpers/sessions.ts'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
@@ -93,7 +94,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(second.stderr).not.toMatch(noStack)
     const done = await first
     expect(done.exitCode, done.all).toBe(0)
-    expect(readdirSync(sessions)).toHaveLength(1) // the refused start left no session behind
+    expect(sessionFolders(sessions)).toHaveLength(1) // the refused start left no session behind
     const rows = (await db.query<{ body: string }>('SELECT body FROM docs')).rows
     expect(rows.every((r) => fake.embedded.get(r.body) === 1)).toBe(true)
   })
@@ -116,7 +117,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
       plan.batches = plan.batches.slice(0, 1)
       await sleep(1500) // the worker elsewhere is up and beating
       expect((await runCli(['start', write(plan), '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })).exitCode).toBe(0)
-      const output = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'batches/01-diagnose/output.json'), 'utf8'))
+      const output = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, 'batches/01-diagnose/output.json'), 'utf8'))
       expect(output.writers.workers_connected).toBe(0)
       expect(output.findings.map((f: any) => f.code)).toContain('NO_EMBEDDING_WRITER')
       elsewhere.kill('SIGTERM')
@@ -373,9 +374,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     const fixed = await runCli(['start', path, '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
     expect(fixed.exitCode, fixed.all).toBe(3)
     expect(fixed.stderr).toContain('fixed, with one thing left to you: a worker to deploy: run `runner worker <plan>` as a service')
-    expect(readFileSync(join(sessions, readdirSync(sessions).sort().at(-1)!, 'summary.md'), 'utf8')).toContain(
-      'waiting for a worker to deploy',
-    )
+    expect(readFileSync(join(sessions, sessionFolders(sessions).at(-1)!, 'summary.md'), 'utf8')).toContain('waiting for a worker to deploy')
     const deployed = runCli(['worker', path], { env: { DATABASE_URL: target.url! } })
     children.push(deployed)
     await until('the worker registered', async () => (await registered()) === 1)
@@ -416,7 +415,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     const env = { env: { DATABASE_URL: target.url! } }
     const started = await runCli(['start', path, '--json', '--sessions-dir', sessions], env)
     const outcome = JSON.parse(started.stdout)
-    expect(outcome).toMatchObject({ session_dir: join(sessions, readdirSync(sessions)[0]!), status: 'completed', exit_code: 3 })
+    expect(outcome).toMatchObject({ session_dir: join(sessions, sessionFolders(sessions)[0]!), status: 'completed', exit_code: 3 })
     expect(started.exitCode).toBe(outcome.exit_code)
     expect(outcome.pending).toEqual([expect.stringContaining('a worker to deploy')])
     expect(outcome.criteria.map((c: any) => c.id)).toContain('auto_embed')
@@ -466,7 +465,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     })
     expect(failed.exitCode).toBe(1)
     expect(failed.stderr).toContain('cannot connect to the database')
-    expect(existsSync(sessions) && readdirSync(sessions).length > 0).toBe(false)
+    expect(existsSync(sessions) && sessionFolders(sessions).length > 0).toBe(false)
     const resumed = await runCli(['resume', '--sessions-dir', sessions], { env: { DATABASE_URL: target.url! } })
     expect(resumed.exitCode).toBe(2)
     expect(resumed.stderr).toContain('no unfinished session')
@@ -494,7 +493,7 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
       const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)
       const first = await runCli(['start', path, '--with-worker', '--sessions-dir', sessions], { env: { DATABASE_URL: url.toString() } })
       expect(first.exitCode, first.all).toBe(2) // the labels file is missing: the session stops, to be resumed
-      const state = JSON.parse(readFileSync(join(sessions, readdirSync(sessions)[0]!, 'coordination-state.json'), 'utf8'))
+      const state = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions)[0]!, 'coordination-state.json'), 'utf8'))
       expect(state.target).toBe(`postgres ${role}@${url.host}${url.pathname}`)
       expect(state.target_fingerprint).toBe(`${role}@${url.hostname}:${url.port}${url.pathname}`)
       writePlan(dir, { ...plan, criteria: { ...plan.criteria, relevance_recall_at_k: null } }, path.split('/').pop())

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from './sessions.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify } from 'yaml'
@@ -61,14 +62,14 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
     // 3: every batch done and every criterion met but the worker, which --with-worker starts for the check alone.
     for (let attempt = 0; exitCode !== 3 && attempt < options.maxKills + 5; attempt++) {
       // Killed before the session folder existed: there is nothing to resume, start again.
-      const args = existsSync(sessions) && readdirSync(sessions).length > 0 ? ['resume'] : ['start', planPath]
+      const args = existsSync(sessions) && sessionFolders(sessions).length > 0 ? ['resume'] : ['start', planPath]
       const child = runCli([...args, '--with-worker', '--sessions-dir', sessions], { env })
       const killAfter = attempt < options.maxKills ? 300 + next() * 4000 : Number.POSITIVE_INFINITY
       const deadline = performance.now() + killAfter
       let finished = false
       void child.then(() => (finished = true))
       while (!finished && performance.now() < deadline) {
-        const session = existsSync(sessions) ? readdirSync(sessions)[0] : undefined
+        const session = existsSync(sessions) ? sessionFolders(sessions)[0] : undefined
         const file = session && join(sessions, session, 'coordination-state.json')
         if (file && existsSync(file)) {
           try {
@@ -91,7 +92,7 @@ export async function chaosRun(options: { rows: number; maxKills: number; seed: 
           `the runner failed (exit ${exitCode}, signal ${result.signal}):\n${result.all}\n${String((result as any).message ?? '')}`,
         )
     }
-    const session = join(sessions, readdirSync(sessions)[0]!)
+    const session = join(sessions, sessionFolders(sessions)[0]!)
     const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
 
     const count = async (sql: string) => (await db.query<{ n: number }>(sql)).rows[0]!.n
