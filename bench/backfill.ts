@@ -6,7 +6,8 @@
 // tests' fake server on loopback answering each request after --remote-ms (default 150 ms),
 // through the real SDK, against that provider's own rate measured the same way.
 //   npx tsx bench/backfill.ts [--rows N] [--remote-ms MS]
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { Session } from '../src/checkpoint/session.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
@@ -55,7 +56,7 @@ async function runPlan(steps: string[], provider = 'local', env: Record<string, 
     env: { DATABASE_URL: url, ...env },
     stderr: 'inherit',
   })
-  const session = join(sessions, readdirSync(sessions)[0]!)
+  const session = Session.findLatest(sessions)!
   const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
   const backfill = state.batches.find((b: any) => b.step === 'backfill')
   return backfill ? JSON.parse(readFileSync(join(session, backfill.output_path), 'utf8')) : undefined

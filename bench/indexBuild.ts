@@ -1,7 +1,8 @@
 // The index batch against a bare CREATE INDEX with the same settings, and against the server's
 // default maintenance_work_mem, in one run on the real server.
 //   npx tsx bench/indexBuild.ts [--rows N]     (default 100000 x 1536)
-import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { Session } from '../src/checkpoint/session.ts'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import pg from 'pg'
@@ -52,7 +53,7 @@ async function runnerIndexBatch(): Promise<{ seconds: number; wallSeconds: numbe
     stderr: 'inherit',
   })
   const wallSeconds = (performance.now() - started) / 1000
-  const session = join(dir, 'sessions', readdirSync(join(dir, 'sessions'))[0]!)
+  const session = Session.findLatest(join(dir, 'sessions'))!
   const output = JSON.parse(readFileSync(join(session, 'batches/02-index/output.json'), 'utf8'))
   return { seconds: output.indexes[0].build_seconds, wallSeconds, memMb: output.indexes[0].maintenance_work_mem_mb }
 }

@@ -4,7 +4,8 @@
 // (table, TOAST, indexes, WAL written) and every criterion, against the issue's targets: the
 // whole plan under 20 minutes, the runner under 1 GB, validate under 3 minutes.
 //   npx tsx bench/scale.ts [--rows 1000000] [--max-build-mb 12000]
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { Session } from '../src/checkpoint/session.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -66,7 +67,7 @@ const { rows: disk } = await db.query<{ t: string; heap: number; toast: number; 
 )
 await db.end()
 
-const session = join(work, 'sessions', readdirSync(join(work, 'sessions'))[0]!)
+const session = Session.findLatest(join(work, 'sessions'))!
 const state = JSON.parse(readFileSync(join(session, 'coordination-state.json'), 'utf8'))
 const seconds = (b: any) => (b.started_at && b.ended_at ? (Date.parse(b.ended_at) - Date.parse(b.started_at)) / 1000 : Number.NaN)
 const gb = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GB`

@@ -4,7 +4,7 @@ import { execa } from 'execa'
 import { parse } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
-import { createApp, planFor } from './helpers/appSchemas.ts'
+import { createApp, planFor, shapeOf } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
 import { writePlan } from './helpers/plans.ts'
 import { runCli } from './helpers/runCli.ts'
@@ -90,16 +90,7 @@ describe.skipIf(!serverUrl)("the image's command, run as the image's user (real 
   let target: TestTarget
   let db: Database
   let worker: ReturnType<typeof execa> | undefined
-  const shape = {
-    schema: 'public',
-    table: 'docs',
-    key: 'bigint identity' as const,
-    textColumns: [{ name: 'body', type: 'text' as const }],
-    embedding: 'embedding',
-    prefilled: 0,
-    updatedAtTrigger: false,
-    auditTrigger: false,
-  }
+  const shape = shapeOf({ rows: 3 })
   beforeAll(async () => {
     target = await createServerDatabase()
     db = await target.open()
@@ -127,8 +118,8 @@ describe.skipIf(!serverUrl)("the image's command, run as the image's user (real 
       mkdirSync(inImage(dir), { recursive: true })
       chownSync(inImage(dir), nobody, nobody)
     }
-    await createApp(db, { ...shape, rows: 3 })
-    const plan = planFor({ ...shape, rows: 3 }, { embedding: { provider: 'local' }, worker: { poll_ms: 100 } }) as any
+    await createApp(db, shape)
+    const plan = planFor(shape, { embedding: { provider: 'local' }, worker: { poll_ms: 100 } }) as any
     plan.batches = plan.batches
       .filter((b: any) => ['diagnose', 'pipeline'].includes(b.step))
       .map((b: any) => ({ ...b, depends_on: b.step === 'pipeline' ? ['diagnose'] : [] }))

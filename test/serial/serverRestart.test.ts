@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { sessionFolders } from '../helpers/sessions.ts'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
@@ -47,7 +48,7 @@ describe.skipIf(!serverUrl)('the database restarted mid-backfill (real server)',
       env: { DATABASE_URL: target.url!, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url },
     })
     const written = () => {
-      const session = existsSync(sessions) ? readdirSync(sessions)[0] : undefined
+      const session = existsSync(sessions) ? sessionFolders(sessions)[0] : undefined
       const file = session && join(sessions, session, 'batch-progress.json')
       if (!file || !existsSync(file)) return 0
       const counts = JSON.parse(readFileSync(file, 'utf8')).backfill?.cursor?.written ?? {}

@@ -295,7 +295,10 @@ export async function writeAndRunAppTests(
   const found = findPytest(path)
   const python = found?.python ?? 'python3'
   const cwd = found?.cwd ?? dirname(path)
-  const env = options.database_url_env ? { [plan.target.database_url_env]: process.env[options.database_url_env] } : {}
+  const url = process.env[options.database_url_env ?? plan.target.database_url_env]
+  if (!url)
+    return { ...base, command: null, ran: false, exit_code: null, detail: `$${options.database_url_env ?? plan.target.database_url_env} is not set` }
+  const env = { [plan.target.database_url_env]: url }
   const result = await execa(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', path], { cwd, reject: false, all: true, env })
   const output = (result.all ?? '').trim()
   if (/No module named pytest/.test(output))
