@@ -112,7 +112,9 @@ export async function runSession(options: RunOptions): Promise<RunResult> {
         session.pause({ where: 'after', batch: batch.id, headline: summary })
         session.event('session_paused', { after: batch.id })
         log(`paused after batch ${batch.id}, as asked: ${summary}`)
-        log(`read ${join(session.dir, session.batch(batch.id).report_path!)}, then \`runner resume --session ${session.dir}\` goes on with batch ${next.id}`)
+        log(
+          `read ${join(session.dir, session.batch(batch.id).report_path!)}, then \`runner resume --session ${session.dir}\` goes on with batch ${next.id}`,
+        )
         return finish(options, outputs, 'paused')
       }
     } catch (error) {

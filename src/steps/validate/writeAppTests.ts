@@ -297,7 +297,13 @@ export async function writeAndRunAppTests(
   const cwd = found?.cwd ?? dirname(path)
   const url = process.env[options.database_url_env ?? plan.target.database_url_env]
   if (!url)
-    return { ...base, command: null, ran: false, exit_code: null, detail: `$${options.database_url_env ?? plan.target.database_url_env} is not set` }
+    return {
+      ...base,
+      command: null,
+      ran: false,
+      exit_code: null,
+      detail: `$${options.database_url_env ?? plan.target.database_url_env} is not set`,
+    }
   const env = { [plan.target.database_url_env]: url }
   const result = await execa(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', path], { cwd, reject: false, all: true, env })
   const output = (result.all ?? '').trim()
