@@ -1,11 +1,12 @@
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { createLocalProvider } from '../src/embeddings/localProvider.ts'
 import { rankingMetrics } from '../src/embeddings/rankingMetrics.ts'
 import { demoLabels, generateDemo } from '../src/demo/generateDemo.ts'
-import { defaultCachePath } from '../src/embeddings/wordVectors.ts'
+import { defaultCachePath, readPackage } from '../src/embeddings/wordVectors.ts'
+import { tempDir } from './helpers/databases.ts'
 
 const cosine = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i]!, 0)
 const norm = (a: number[]) => Math.hypot(...a)
@@ -85,4 +86,38 @@ describe('the local embedding provider', () => {
     expect(stdout.trim()).toBe('150000 0 true')
     expect(existsSync(path)).toBe(true)
   }, 120_000)
+})
+
+describe('the word-vector package, read forward in chunks', () => {
+  /** A file in the package's shape: metadata, the words, then each word's [values, norm, index] in the words' order. */
+  function packageFile(words: string[], order = words.map((_, i) => i)) {
+    const vectors = order.map(
+      (i) => `${JSON.stringify(words[i])}:[${[...Array(100)].map((_, d) => ((i * 7 + d * 13) % 97) / 97 - 0.5).join(',')},1.5,${i}]`,
+    )
+    const path = join(tempDir(), 'vectors.json')
+    writeFileSync(path, `{"precision":8,"words":${JSON.stringify(words)},"vectors":{${vectors.join(',\n')}},"unkVector":[0,-1]}`)
+    return path
+  }
+  const words = ['the', ',', '"', 'back\\slash', 'café', ']', 'end', ...[...Array(300)].map((_, i) => `w${i}`)]
+
+  it('gives every word and vector JSON.parse gives, whatever the chunk size, and stops when told', () => {
+    const path = packageFile(words)
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as { vectors: Record<string, number[]> }
+    for (const chunk of [7, 64, 4096, 1 << 20]) {
+      const seen: [string, number[]][] = []
+      readPackage(path, (word, raw) => seen.push([word, raw]) > 0, chunk)
+      expect(seen.map(([w]) => w)).toEqual(words)
+      for (const [word, raw] of seen) expect(raw).toEqual(parsed.vectors[word])
+    }
+    const first: string[] = []
+    readPackage(path, (word) => first.push(word) < 3, 64)
+    expect(first).toEqual(['the', ',', '"'])
+  })
+
+  it('refuses a file whose vectors are not in the order of its words, instead of misreading it', () => {
+    const path = packageFile(words.slice(0, 4), [0, 2, 1, 3])
+    expect(() => readPackage(path, () => true, 64)).toThrow(
+      `the vector of "\\"" is at word index 2, expected 1: not the layout this runner reads`,
+    )
+  })
 })

