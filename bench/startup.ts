@@ -10,6 +10,7 @@ import { stringify } from 'yaml'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
 import { buildCli } from './lib/buildCli.ts'
+import { measureProcess } from './lib/measureProcess.ts'
 
 await buildCli()
 
@@ -19,12 +20,10 @@ const root = join(import.meta.dirname, '..')
 const log = (m: string) => process.stderr.write(`${m}\n`)
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
-/** Wall seconds and peak RSS (KB) of one process, from GNU time. */
+/** Wall milliseconds and peak RSS (MB) of one process. */
 async function measure(command: string[], env: Record<string, string> = {}, cwd = root): Promise<{ ms: number; mb: number }> {
-  const result = await execa('/usr/bin/time', ['-f', '%e %M', ...command], { cwd, env, reject: false, all: false })
-  if (result.exitCode !== 0) throw new Error(`${command.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.slice(-400)}`)
-  const [seconds, kb] = result.stderr.trim().split('\n').at(-1)!.split(' ').map(Number)
-  return { ms: seconds! * 1000, mb: kb! / 1024 }
+  const { s, mb } = await measureProcess(command, env, cwd)
+  return { ms: s * 1000, mb }
 }
 
 async function medianOf(command: string[], env?: Record<string, string>, cwd?: string) {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { findModelClasses } from './pythonModels.ts'
+import { findInVirtualEnv, pythonString } from './python.ts'
 import type { Plan } from '../plan/schema.ts'
 import { WorkError } from '../errors.ts'
 import type { AlembicAgreement, BuiltIndex } from '../steps/index/output.ts'
@@ -16,13 +17,7 @@ type AlembicPlan = NonNullable<Plan['target']['alembic']>
 
 /** The application's alembic: the plan's command, else the virtual environment beside alembic.ini, else PATH's. */
 export function alembicCommand(alembic: AlembicPlan): string {
-  if (alembic.command) return alembic.command
-  const folder = dirname(resolve(alembic.ini))
-  for (const venv of ['.venv', 'venv']) {
-    const inVenv = join(folder, venv, 'bin', 'alembic')
-    if (existsSync(inVenv)) return inVenv
-  }
-  return 'alembic'
+  return alembic.command ?? findInVirtualEnv(dirname(resolve(alembic.ini)), 'alembic')?.path ?? 'alembic'
 }
 
 /** `alembic upgrade head` with the application's alembic, in alembic.ini's folder. */
@@ -38,7 +33,7 @@ export async function alembicUpgrade(alembic: AlembicPlan, log: (m: string) => v
   }
 }
 
-const python = (s: string) => JSON.stringify(s)
+const python = pythonString
 
 /** Index(...) for a plain-column HNSW index; undefined for an expression index (a cast), which the filter keeps out instead. */
 function declaration(index: BuiltIndex, model: string): string | undefined {
@@ -54,7 +49,7 @@ function declaration(index: BuiltIndex, model: string): string | undefined {
   return `Index(${python(index.name)}, ${model}.__table__.c[${python(column!)}], postgresql_using="hnsw"${withOptions}, postgresql_ops={${python(column!)}: ${python(opclass!)}})`
 }
 
-export function agreeWithAlembic(plan: Plan, indexes: BuiltIndex[], log: (m: string) => void): Promise<AlembicAgreement> {
+export async function agreeWithAlembic(plan: Plan, indexes: BuiltIndex[], log: (m: string) => void): Promise<AlembicAgreement> {
   const alembic = plan.target.alembic!
   const ini = resolve(alembic.ini)
   const models = findModelClasses(resolve(plan.target.app_source ?? dirname(ini)))
@@ -80,7 +75,7 @@ export function agreeWithAlembic(plan: Plan, indexes: BuiltIndex[], log: (m: str
     `  and in env.py, context.configure(..., include_name=runner_include_name${filtered.length ? ', include_object=runner_include_object' : ''}):\n${filter.replace(/^/gm, '    ')}`,
   )
   const patched = alembic.patch ? patchApplication(ini, declarations, filter, filtered.length > 0) : []
-  return runCheck(alembic, ini).then((check) => ({ declarations, env_filter: filter, patched, check }))
+  return { declarations, env_filter: filter, patched, check: await runCheck(alembic, ini) }
 }
 
 function envFilter(runnerSchema: string, indexNames: string[]): string {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { pythonString } from '../appSource/python.ts'
 import { quoteIdent } from '../db/quote.ts'
 import { CAPTURE_TRIGGER, captureFunctionName, DEQUEUE_TRIGGER, type RunnerSchema } from '../db/runnerSchema/objects.ts'
 import { MIGRATIONS } from '../db/runnerSchema/migrations.ts'
@@ -12,7 +13,7 @@ import { captureFunctionSql, captureTriggerSql } from './installPipeline.ts'
 // installed it the revision only records itself. Statements run through the driver's own
 // cursor, with no parameters: nothing in them is taken for a placeholder.
 
-const python = (s: string) => JSON.stringify(s) // a JSON string is a valid Python string literal
+const python = pythonString
 
 export function captureRevisionId(rs: RunnerSchema, targets: Target[], vectorSchema: string): string {
   const text = [rs.name, ...targets.map((t) => captureFunctionSql(rs, t, vectorSchema))].join('\n')

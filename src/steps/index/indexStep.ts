@@ -1,6 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs'
 import { freemem } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { serverIsLocal } from '../../db/catalog/readSettings.ts'
 import { readExtension } from '../../db/catalog/readExtension.ts'
 import { type Partition, readPartitions } from '../../db/catalog/readPartitions.ts'
@@ -24,13 +23,12 @@ import { chooseParallelWorkers } from './chooseParallelWorkers.ts'
 import { type BuildMemory, estimateGraphMb, recommendBuildMemory, sizeBuildMemory } from './sizeBuildMemory.ts'
 import { agreeWithAlembic, alembicUpgrade } from '../../appSource/alembic.ts'
 import {
-  alembicHead,
   alembicRevision,
   alembicRevisionId,
-  findRevisionFile,
   type IndexMigration,
   type IndexSql,
   migrationSql,
+  writeRevisionOnce,
 } from './writeMigrations.ts'
 
 // Batch 2 of the seed: an HNSW index on every target column whose operator class matches the
@@ -263,15 +261,13 @@ function writeMigrationFiles(ctx: StepContext, planned: Planned[]): IndexOutput[
   const downPath = ctx.writeArtifact('migration.down.sql', down)
   let revisionPath: string | null = null
   if (plan.target.alembic && migration.up.length > 0) {
-    const versionsDir = resolve(plan.target.alembic.versions_dir)
-    const revision = alembicRevisionId(migration)
-    const existingFile = findRevisionFile(versionsDir, revision)
-    revisionPath = join(versionsDir, existingFile ?? `${revision}_runner_hnsw_indexes.py`)
-    if (!existingFile) {
-      mkdirSync(versionsDir, { recursive: true })
-      writeFileSync(revisionPath, alembicRevision(migration, revision, alembicHead(versionsDir), new Date().toISOString()))
-      log(`  wrote Alembic revision ${revisionPath}`)
-    }
+    revisionPath = writeRevisionOnce(
+      resolve(plan.target.alembic.versions_dir),
+      alembicRevisionId(migration),
+      'runner_hnsw_indexes',
+      (ids) => alembicRevision(migration, ids.revision, ids.downRevision, ids.createdAt),
+      log,
+    )
   }
   return {
     up_sql: upPath,

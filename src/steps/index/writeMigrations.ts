@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { pythonString } from '../../appSource/python.ts'
 import { UsageError } from '../../errors.ts'
 
 // The migration the application keeps: plain SQL up/down, and an Alembic revision whose
@@ -69,7 +70,7 @@ export function alembicRevisionId(migration: IndexMigration): string {
     .slice(0, 12)
 }
 
-const python = (sql: string) => JSON.stringify(sql) // a JSON string is a valid Python string literal
+const python = pythonString
 
 export function alembicRevision(migration: IndexMigration, revision: string, downRevision: string | null, createdAt: string): string {
   return `"""runner: HNSW indexes for semantic search
@@ -101,6 +102,27 @@ def downgrade():
     with op.get_context().autocommit_block():
 ${migration.down.map((sql) => `        op.execute(${python(sql)})`).join('\n') || '        pass'}
 `
+}
+
+/**
+ * Writes a revision of the runner's into versionsDir on the current head, unless a file there
+ * already holds it (its id comes from its content: a re-run finds its own); returns its path.
+ */
+export function writeRevisionOnce(
+  versionsDir: string,
+  revision: string,
+  fileSuffix: string,
+  render: (ids: { revision: string; downRevision: string | null; createdAt: string }) => string,
+  log: (m: string) => void,
+): string {
+  const existing = findRevisionFile(versionsDir, revision)
+  const path = join(versionsDir, existing ?? `${revision}_${fileSuffix}.py`)
+  if (!existing) {
+    mkdirSync(versionsDir, { recursive: true })
+    writeFileSync(path, render({ revision, downRevision: alembicHead(versionsDir), createdAt: new Date().toISOString() }))
+    log(`  wrote Alembic revision ${path}`)
+  }
+  return path
 }
 
 /** The file in versionsDir that already holds this revision, if any. */

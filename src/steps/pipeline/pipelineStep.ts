@@ -1,5 +1,4 @@
-import { writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { z } from 'zod'
 import { alembicUpgrade } from '../../appSource/alembic.ts'
 import type { Queryable } from '../../db/database.ts'
@@ -7,7 +6,7 @@ import type { RunnerSchema } from '../../db/runnerSchema/objects.ts'
 import type { Target } from '../../db/target.ts'
 import { captureRevision, captureRevisionId } from '../../pipeline/captureRevision.ts'
 import type { Plan } from '../../plan/schema.ts'
-import { alembicHead, findRevisionFile } from '../index/writeMigrations.ts'
+import { writeRevisionOnce } from '../index/writeMigrations.ts'
 import { readTableNames } from '../../db/catalog/readSettings.ts'
 import { readSchemaVersion } from '../../db/runnerSchema/migrateRunnerSchema.ts'
 import { MIGRATIONS } from '../../db/runnerSchema/migrations.ts'
@@ -45,18 +44,14 @@ async function writeCaptureRevision(
   log: (m: string) => void,
 ): Promise<string> {
   const alembic = plan.target.alembic!
-  const versionsDir = resolve(alembic.versions_dir)
   const vectorSchema = await readVectorSchema(db)
-  const revision = captureRevisionId(rs, targets, vectorSchema)
-  const existing = findRevisionFile(versionsDir, revision)
-  const path = join(versionsDir, existing ?? `${revision}_runner_capture.py`)
-  if (!existing) {
-    writeFileSync(
-      path,
-      captureRevision(rs, targets, vectorSchema, { revision, downRevision: alembicHead(versionsDir), createdAt: new Date().toISOString() }),
-    )
-    log(`  wrote Alembic revision ${path}`)
-  }
+  const path = writeRevisionOnce(
+    resolve(alembic.versions_dir),
+    captureRevisionId(rs, targets, vectorSchema),
+    'runner_capture',
+    (ids) => captureRevision(rs, targets, vectorSchema, ids),
+    log,
+  )
   // Everything in it is already here: upgrade only records it, so the database is at the application's head.
   if (alembic.apply) await alembicUpgrade(alembic, log, path)
   return path

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
-import { dirname, join, relative, resolve } from 'node:path'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { dirname, relative, resolve } from 'node:path'
 import { execa } from 'execa'
 import { z } from 'zod'
+import { findInVirtualEnv, pythonString } from '../../appSource/python.ts'
 import type { Target } from '../../db/target.ts'
 import type { Plan } from '../../plan/schema.ts'
 import type { QueryMeasurement, TableValidation } from './output.ts'
@@ -31,8 +32,6 @@ export const appTestsResultSchema = z.object({
 })
 export type AppTestsResult = z.infer<typeof appTestsResultSchema>
 
-const py = (v: unknown) => JSON.stringify(v) // JSON strings, numbers, true/false/null are mapped below
-
 /** A Python literal for a JSON value (true/false/null spelled the Python way), one item a line. */
 function pyLiteral(value: unknown, indent = ''): string {
   if (value === null || value === undefined) return 'None'
@@ -42,9 +41,11 @@ function pyLiteral(value: unknown, indent = ''): string {
   if (Array.isArray(value)) return value.length ? `[\n${value.map((v) => `${inner}${pyLiteral(v, inner)},`).join('\n')}\n${indent}]` : '[]'
   if (typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
-    return entries.length ? `{\n${entries.map(([k, v]) => `${inner}${py(k)}: ${pyLiteral(v, inner)},`).join('\n')}\n${indent}}` : '{}'
+    return entries.length
+      ? `{\n${entries.map(([k, v]) => `${inner}${pythonString(k)}: ${pyLiteral(v, inner)},`).join('\n')}\n${indent}}`
+      : '{}'
   }
-  return py(value)
+  return JSON.stringify(value) // a string or a number: the same in Python
 }
 
 /** $1, $2 … as the DB-API's named placeholders (both psycopg and psycopg2 take them); a literal % doubled. */
@@ -124,7 +125,7 @@ try:
 except ImportError:  # psycopg2 takes the same placeholders
     import psycopg2 as driver
 
-DATABASE_URL_ENV = ${py(plan.target.database_url_env)}
+DATABASE_URL_ENV = ${pythonString(plan.target.database_url_env)}
 WORKER_DEPLOYED = ${pyLiteral(workerDeployed)}
 EMBEDDED_WITHIN_SECONDS = ${bound}
 TABLES = ${pyLiteral(specs)}
@@ -266,17 +267,6 @@ def test_a_new_row_is_embedded_by_the_worker(db, table):
 `
 }
 
-/** pytest as the application runs it: a .venv (or venv) in the test file's folder or above, else python3 on PATH. */
-function findPytest(testFile: string): { python: string; cwd: string } | undefined {
-  for (let dir = dirname(resolve(testFile)); ; dir = dirname(dir)) {
-    for (const venv of ['.venv', 'venv']) {
-      const python = join(dir, venv, 'bin', 'python')
-      if (existsSync(python)) return { python, cwd: dir }
-    }
-    if (dirname(dir) === dir) return undefined
-  }
-}
-
 export async function writeAndRunAppTests(
   plan: Plan,
   targets: Target[],
@@ -292,9 +282,10 @@ export async function writeAndRunAppTests(
   log(`  wrote the application's tests: ${shown}`)
   const base = { path: shown, framework: 'pytest' as const, passed: 0, failed: 0, skipped: 0 }
   if (!options.run) return { ...base, command: null, ran: false, exit_code: null, detail: 'not run (app_tests.run: false)' }
-  const found = findPytest(path)
-  const python = found?.python ?? 'python3'
-  const cwd = found?.cwd ?? dirname(path)
+  // pytest as the application runs it: its virtual environment in the test file's folder or above, else python3 on PATH.
+  const found = findInVirtualEnv(dirname(path), 'python', true)
+  const python = found?.path ?? 'python3'
+  const cwd = found?.folder ?? dirname(path)
   const url = process.env[options.database_url_env ?? plan.target.database_url_env]
   if (!url)
     return {
