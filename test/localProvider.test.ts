@@ -9,7 +9,7 @@ import { defaultCachePath, readPackage } from '../src/embeddings/wordVectors.ts'
 import { tempDir } from './helpers/databases.ts'
 
 const cosine = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i]!, 0)
-const norm = (a: number[]) => Math.hypot(...a)
+const norm = (a: ArrayLike<number>) => Math.hypot(...Array.from(a))
 
 describe('the local embedding provider', () => {
   const local = createLocalProvider({ dimensions: 1536 })

@@ -25,12 +25,16 @@ describe('the openai provider', () => {
   const texts = (n: number, prefix = 'text') => Array.from({ length: n }, (_, i) => `${prefix} number ${i}`)
   const onceEach = (inputs: string[]) => inputs.every((t) => fake.embedded.get(t) === 1)
 
-  it('embeds every input once, in order, within 2,048 inputs a request, through base64 as the SDK asks', async () => {
+  it('embeds every input once, in order, within 2,048 inputs a request, through base64 kept as float32 views of one buffer an answer', async () => {
     const inputs = texts(5000)
     const p = provider()
     const { vectors, failures } = await p.embed(inputs)
     expect(failures).toEqual([])
-    expect(vectors[4321]).toEqual(fakeVector(inputs[4321]!, 1536))
+    expect(Array.from(vectors[4321]!)).toEqual(fakeVector(inputs[4321]!, 1536))
+    // Not 1,536 doubles a vector on the heap: views sharing their answer's bytes.
+    expect(vectors[0]).toBeInstanceOf(Float32Array)
+    expect((vectors[0] as Float32Array).buffer).toBe((vectors[1] as Float32Array).buffer)
+    expect((vectors[0] as Float32Array).buffer).not.toBe((vectors[2048] as Float32Array).buffer)
     expect(onceEach(inputs)).toBe(true)
     expect(fake.requests.map((r) => r.inputs)).toEqual([2048, 2048, 904])
     expect(fake.requests.every((r) => r.encoding === 'base64')).toBe(true)

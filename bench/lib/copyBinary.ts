@@ -1,3 +1,4 @@
+import type { Vector } from '../../src/embeddings/provider.ts'
 import { vectorBytes, viewOf, writeVector } from '../../src/db/vectorBinary.ts'
 
 // For bench/writePaths.ts, the alternative the runner measured and did not take: rows in
@@ -6,7 +7,7 @@ import { vectorBytes, viewOf, writeVector } from '../../src/db/vectorBinary.ts'
 // length and bytes, then -1. A text field is its UTF-8; a bigint is an int8; a number[] is a
 // pgvector vector in its binary form (src/db/vectorBinary.ts).
 
-export type CopyField = string | bigint | number[]
+export type CopyField = string | bigint | Vector
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1')
 

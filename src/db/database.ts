@@ -1,3 +1,4 @@
+import type { Vector } from '../embeddings/provider.ts'
 // The one database interface every step uses. Two implementations: a pg pool for any
 // postgres:// URL (connectPostgres.ts) and the embedded PGlite database (openEmbedded.ts).
 
@@ -25,7 +26,7 @@ export interface Database extends Queryable {
   readonly fingerprint: string
   transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>
   /** Vectors as one parameter for `$n::vector[]`: binary to the server (vectorBinary.ts), text to the embedded database. */
-  vectorArray(vectors: number[][]): Promise<unknown>
+  vectorArray(vectors: Vector[]): Promise<unknown>
   /**
    * One connection for the duration of work, outside any transaction: for session settings
    * (SET maintenance_work_mem) and statements that refuse a transaction block (CREATE INDEX

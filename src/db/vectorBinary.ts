@@ -1,4 +1,5 @@
 import pgvector from 'pgvector'
+import type { Vector } from '../embeddings/provider.ts'
 
 // Vectors as one binary query parameter of type vector[], so that nothing is printed or parsed
 // as text: formatting 1,536 floats a row as text cost the backfill 130 µs a row of the thread
@@ -8,10 +9,10 @@ import pgvector from 'pgvector'
 // dimensions (int16), an unused int16 and each value as a big-endian float4.
 
 /** Bytes of one vector's binary form. */
-export const vectorBytes = (vector: number[]): number => 4 + 4 * vector.length
+export const vectorBytes = (vector: Vector): number => 4 + 4 * vector.length
 
 /** Writes one vector's binary form at `at` of a view over the output; where it ends. */
-export function writeVector(view: DataView, at: number, vector: number[]): number {
+export function writeVector(view: DataView, at: number, vector: Vector): number {
   view.setInt16(at, vector.length)
   view.setInt16(at + 2, 0)
   at += 4
@@ -25,7 +26,7 @@ export function writeVector(view: DataView, at: number, vector: number[]): numbe
 export const viewOf = (out: Buffer): DataView => new DataView(out.buffer, out.byteOffset, out.byteLength)
 
 /** The binary form of vector[], for a statement's `$n::vector[]`; `vectorOid` is this database's oid of pgvector's type. */
-export function encodeVectorArray(vectors: number[][], vectorOid: number): Buffer {
+export function encodeVectorArray(vectors: Vector[], vectorOid: number): Buffer {
   const out = Buffer.allocUnsafe(20 + vectors.reduce((n, v) => n + 4 + vectorBytes(v), 0)) // every byte is written below
   const view = viewOf(out)
   let at = out.writeInt32BE(1, 0) // one dimension
@@ -41,6 +42,6 @@ export function encodeVectorArray(vectors: number[][], vectorOid: number): Buffe
 }
 
 /** The text form of the same vector[] (an array literal of pgvector's literals), for a database that takes parameters as text. */
-export function vectorArrayLiteral(vectors: number[][]): string {
-  return `{${vectors.map((v) => `"${pgvector.toSql(v)}"`).join(',')}}`
+export function vectorArrayLiteral(vectors: Vector[]): string {
+  return `{${vectors.map((v) => `"${pgvector.toSql(Array.from(v))}"`).join(',')}}`
 }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { getEncoding, type Tiktoken } from 'js-tiktoken'
+import { decode, encode } from 'gpt-tokenizer/encoding/cl100k_base'
 import OpenAI from 'openai'
 import { ProviderError, UsageError } from '../errors.ts'
 import { MAX_TOKENS_PER_INPUT, planRequests } from './planRequests.ts'
@@ -42,11 +42,26 @@ export interface OpenAIStats {
   truncated: number
 }
 
-let encoder: Tiktoken | undefined
-/** cl100k_base is the tokenizer of text-embedding-ada-002 and the text-embedding-3 models: counts are exact. */
-function tokenizer(): Tiktoken {
-  encoder ??= getEncoding('cl100k_base')
-  return encoder
+// cl100k_base is the tokenizer of text-embedding-ada-002 and the text-embedding-3 models: counts
+// are exact. gpt-tokenizer's tables hold 11 MB of heap where js-tiktoken's held 82 MB, and that
+// difference was most of a backfill's memory (bench/backfillMemory.ts).
+
+/**
+ * The answer's vectors, asked for as base64 (OpenAI's float32, little-endian), decoded into one
+ * buffer per answer and kept as float32 views of it. The SDK's own decoding makes each one an
+ * array of 1,536 doubles, and those arrays, outliving the young generation while their batch is
+ * saved and written, were most of a backfill's garbage and held its peak above 200 MB.
+ */
+function decodeVectors(encoded: unknown[], dimensions: number, model: string): Float32Array[] {
+  const bytes = 4 * dimensions
+  const all = Buffer.allocUnsafe(bytes * encoded.length) // every byte is written below
+  return encoded.map((text, i) => {
+    if (typeof text !== 'string') throw new SyntaxError(`embedding ${i} of the answer is not base64 (${typeof text})`)
+    const length = Buffer.byteLength(text, 'base64')
+    if (length !== bytes) throw new ProviderError(`the model ${model} returned ${length / 4} dimensions; ${dimensions} are needed`)
+    all.write(text, i * bytes, 'base64')
+    return new Float32Array(all.buffer, all.byteOffset + i * bytes, dimensions)
+  })
 }
 
 function isTransient(error: unknown): boolean {
@@ -85,7 +100,7 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
   const maxAttempts = options.maxAttempts ?? 8
   const takesDimensions = options.model.startsWith('text-embedding-3')
 
-  async function request(inputs: string[], tokens: number, signal?: AbortSignal): Promise<number[][]> {
+  async function request(inputs: string[], tokens: number, signal?: AbortSignal): Promise<Float32Array[]> {
     for (let attempt = 1; ; attempt++) {
       await budget.acquire(tokens, signal)
       stats.requests++
@@ -93,7 +108,12 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
       try {
         const { data, response } = await client.embeddings
           .create(
-            { model: options.model, input: inputs, ...(takesDimensions ? { dimensions: options.dimensions } : {}) },
+            {
+              model: options.model,
+              input: inputs,
+              encoding_format: 'base64',
+              ...(takesDimensions ? { dimensions: options.dimensions } : {}),
+            },
             { signal: linked.signal },
           )
           .withResponse()
@@ -101,10 +121,11 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
         budget.update(response.headers)
         if (!Array.isArray(data.data) || data.data.length !== inputs.length)
           throw new SyntaxError(`the answer has ${data.data?.length} embeddings for ${inputs.length} inputs`)
-        const vectors = [...data.data].sort((a, b) => a.index - b.index).map((d) => d.embedding as number[])
-        const wrong = vectors.find((v) => v.length !== options.dimensions)
-        if (wrong)
-          throw new ProviderError(`the model ${options.model} returned ${wrong.length} dimensions; ${options.dimensions} are needed`)
+        const vectors = decodeVectors(
+          [...data.data].sort((a, b) => a.index - b.index).map((d) => d.embedding as unknown),
+          options.dimensions,
+          options.model,
+        )
         return vectors
       } catch (error) {
         if (error instanceof ProviderError || signal?.aborted) throw error
@@ -159,17 +180,16 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
     stats,
 
     async embed(inputs: string[], signal?: AbortSignal): Promise<EmbedResult> {
-      const enc = tokenizer()
       const texts: string[] = []
       const counts: number[] = []
       for (const input of inputs) {
         // An empty input is a 400 from the API; one space embeds as "nothing" and keeps the row.
         let text = input.trim() === '' ? ' ' : input
-        let tokens = enc.encode(text)
+        let tokens = encode(text)
         if (tokens.length > MAX_TOKENS_PER_INPUT) {
           stats.truncated++
           tokens = tokens.slice(0, MAX_TOKENS_PER_INPUT)
-          text = enc.decode(tokens)
+          text = decode(tokens)
         }
         texts.push(text)
         counts.push(tokens.length)
@@ -190,8 +210,7 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
     },
 
     estimateCost(inputs: string[]) {
-      const enc = tokenizer()
-      const tokens = inputs.reduce((s, t) => s + Math.min(MAX_TOKENS_PER_INPUT, enc.encode(t).length), 0)
+      const tokens = inputs.reduce((s, t) => s + Math.min(MAX_TOKENS_PER_INPUT, encode(t).length), 0)
       const price = PRICES[options.model]
       return {
         tokens,

@@ -6,9 +6,15 @@ export interface EmbeddingFailure {
   reason: string
 }
 
+/**
+ * An embedding. A remote provider's answer arrives as float32 bytes and stays in them (views
+ * over one buffer per answer): as 1,536 doubles a vector it was most of a backfill's garbage.
+ */
+export type Vector = Float32Array | number[]
+
 export interface EmbedResult {
   /** One vector per text, in order; null where that text failed (see failures). */
-  vectors: (number[] | null)[]
+  vectors: (Vector | null)[]
   failures: EmbeddingFailure[]
 }
 

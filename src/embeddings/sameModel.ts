@@ -5,7 +5,7 @@
 
 export const SAME_MODEL_COSINE = 0.99
 
-export function cosine(a: number[], b: number[]): number {
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let dot = 0
   let na = 0
   let nb = 0

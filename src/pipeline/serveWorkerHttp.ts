@@ -96,7 +96,7 @@ async function embed(req: IncomingMessage, monitor: WorkerMonitor): Promise<{ st
       body: {
         object: 'list',
         model: embedder.model,
-        data: vectors.map((embedding, index) => ({ object: 'embedding', index, embedding })),
+        data: vectors.map((embedding, index) => ({ object: 'embedding', index, embedding: embedding && Array.from(embedding) })),
         usage: { prompt_tokens: 0, total_tokens: 0 },
         // The column's model record: the space these vectors are in.
         runner: { provider: embedder.name, model: embedder.model, dimensions: embedder.dimensions },

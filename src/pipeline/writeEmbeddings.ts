@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Database } from '../db/database.ts'
 import type { RunnerSchema } from '../db/runnerSchema/objects.ts'
 import type { Target } from '../db/target.ts'
+import type { Vector } from '../embeddings/provider.ts'
 
 // Writes a batch of embeddings in one statement, in a transaction of its own. A row is
 // written only if its text still hashes to what was embedded (an older embedding never
@@ -29,7 +30,7 @@ import type { Target } from '../db/target.ts'
 export interface EmbeddedRow {
   key: string
   hash: string
-  vector: number[]
+  vector: Vector
 }
 
 export interface WritePolicy {
