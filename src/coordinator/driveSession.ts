@@ -167,6 +167,12 @@ export async function runChecked(options: Omit<RunOptions, 'preflight' | 'embedd
   const checked = await db.transaction((tx) => preflight(tx, plan, targets, rs, left, embedsIn(left) ? provider.load : undefined), {
     readOnly: true,
   })
+  if (left.has('backfill') && plan.backfill.mode === 'queue' && db.kind === 'embedded')
+    checked.refusals.push({
+      path: 'backfill.mode',
+      object: 'queue',
+      problem: 'needs workers that reach the database, and the embedded database is opened by this process alone: use mode direct with it',
+    })
   for (const note of checked.notes) log(`preflight: ${note}`)
   if (checked.refusals.length)
     log(`preflight: ${checked.refusals.length} refusal(s); read-only batches run, then the session stops before its first change`)

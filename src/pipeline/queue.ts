@@ -170,6 +170,38 @@ export async function queueStaleRows(
   return { last: r.read < limit ? null : r.last, read: r.read, queued: r.queued }
 }
 
+/**
+ * The backfill's share of the queue (backfill.mode queue): the next `limit` rows of `source` (a
+ * table, or one partition of it) with no embedding and text to embed, by key after `after`, are
+ * queued under `tableName` for the workers; a failure recorded for one of them by an earlier
+ * attempt is cleared, since it is tried again. Returns the last key read (null at the end).
+ */
+export async function queueNullRows(
+  db: Queryable,
+  rs: RunnerSchema,
+  tableName: string,
+  source: Target,
+  after: string | null,
+  limit: number,
+): Promise<{ last: string | null; queued: number }> {
+  const { rows } = await db.query<{ last: string | null; read: number; queued: number }>(
+    `WITH page AS (
+       SELECT ${source.keyText('t')} AS key, row_number() OVER (ORDER BY ${source.keyOrder('t')}) AS n FROM ${source.table} t
+       WHERE t.${source.embedding} IS NULL AND ${source.hasText('t')} AND ($3::text IS NULL OR ${source.keyValue('t')} > ${source.keyOf('$3::text')})
+       ORDER BY ${source.keyOrder('t')} LIMIT $2
+     ), cleared AS (
+       DELETE FROM ${rs.failed} f USING page WHERE f.table_name = $1 AND f.row_key = page.key
+     ), queued AS (
+       INSERT INTO ${rs.queue} (table_name, row_key) SELECT $1, key FROM page ON CONFLICT DO NOTHING RETURNING 1
+     )
+     SELECT (SELECT key FROM page ORDER BY n DESC LIMIT 1) AS last, (SELECT count(*) FROM page)::int AS read, (SELECT count(*) FROM queued)::int AS queued`,
+    [tableName, limit, after],
+  )
+  const r = rows[0]!
+  if (r.queued > 0) await db.query('SELECT pg_notify($1, $2)', [rs.channel, tableName])
+  return { last: r.read < limit ? null : r.last, queued: r.queued }
+}
+
 export async function queueBacklog(db: Queryable, rs: RunnerSchema): Promise<{ pending: number; oldestSeconds: number | null }> {
   const { rows } = await db.query<{ pending: number; oldest: number | null }>(
     `SELECT count(*)::int AS pending, extract(epoch FROM now() - min(enqueued_at))::float8 AS oldest FROM ${rs.queue}`,

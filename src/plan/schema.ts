@@ -198,6 +198,21 @@ const workerSchema = z
   })
   .prefault({})
 
+const backfillSchema = z
+  .strictObject({
+    /**
+     * direct: this process embeds the rows and writes them. queue: it queues them, and every
+     * registered worker, on any machine that reaches the database, drains the queue with the
+     * worker's leases, model check and stale-write guard, while the batch waits and reports.
+     */
+    mode: z.enum(['direct', 'queue']).default('direct'),
+    /** With mode queue: rows queued a statement, by key. */
+    queue_chunk: z.number().int().positive().max(100_000).default(5000),
+    /** With mode queue: how long the batch waits while rows are pending and no worker is alive before it stops (a resume waits again). */
+    no_worker_seconds: z.number().positive().default(60),
+  })
+  .prefault({})
+
 const indexSchema = z
   .strictObject({
     method: z.literal('hnsw').default('hnsw'),
@@ -303,6 +318,7 @@ export const planSchema = z
     embedding: embeddingSchema,
     index: indexSchema,
     worker: workerSchema,
+    backfill: backfillSchema,
     validate: validateSchema,
     criteria: criteriaSchema,
     agents: z

@@ -15,6 +15,14 @@ import { queueKeys } from '../../pipeline/queue.ts'
 import { requireCaptureForRoles } from '../validate/proveAsApplicationRoles.ts'
 import { cosine, SAME_MODEL_COSINE } from '../../embeddings/sameModel.ts'
 import { lockPolicy } from '../../plan/schema.ts'
+import {
+  backfillThroughFleet,
+  countFleetWork,
+  describeFleet,
+  type FleetCounts,
+  fleetCursorSchema,
+  fleetOutputSchema,
+} from './fleetBackfill.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
 // nothing written during the backfill is missed. Pages through NULL rows by key (never
@@ -84,6 +92,10 @@ const outputSchema = z.object({
   failures: z.array(failureSchema),
   seconds: z.number(),
   stages: stagesSchema.optional(),
+  /** direct: this process embedded the NULL rows; queue: the workers did (backfill.mode). */
+  mode: z.enum(['direct', 'queue']).default('direct'),
+  /** With mode queue: what was queued, and the workers that drained it. */
+  fleet: fleetOutputSchema.nullable().default(null),
 })
 export type BackfillOutput = z.infer<typeof outputSchema>
 
@@ -104,6 +116,8 @@ const cursorSchema = z.object({
   busy: z.record(z.string(), z.array(z.string())).optional(),
   busy_queued: z.record(z.string(), z.number().int()).optional(),
   unknown_checks: z.record(z.string(), unknownCheckSchema).optional(),
+  /** With backfill.mode queue: what was queued for the workers, from where. */
+  fleet: fleetCursorSchema.optional(),
 })
 type Cursor = z.infer<typeof cursorSchema>
 const cursorSpec: CursorSpec<Cursor> = { version: 1, schema: cursorSchema }
@@ -459,9 +473,22 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       )
     }
 
+    // With backfill.mode queue, the NULL rows go to the workers; what is left for this process is the vectors not of this model.
+    const fleetMode = plan.backfill.mode === 'queue'
+    let fleet: FleetCounts | null = null
+    if (fleetMode) {
+      cursor.fleet ??= {
+        since: (await db.query<{ now: string }>('SELECT now()::text AS now')).rows[0]!.now,
+        after: {},
+        queued: {},
+        workers: [],
+        waited_seconds: 0,
+      }
+      await backfillThroughFleet(ctx as StepContext<unknown>, cursor.fleet, () => ctx.checkpoint.save(cursor))
+    }
     const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0)
     let done = sum(cursor.written) + sum(cursor.failedCount)
-    const task = ctx.progress.start('backfill', Math.max(estimate.rows, done))
+    const task = ctx.progress.start('backfill', Math.max(fleetMode ? estimate.reembed_rows : estimate.rows, done))
     const started = performance.now()
     const elapsed = () => cursor.seconds + (performance.now() - started) / 1000
     const onBatch = (t: Target) => (rows: number) => task.update((done += rows), t.label)
@@ -469,7 +496,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       // A partitioned table is backfilled partition by partition: each page read and written where its rows are.
       const { partitioned, partitions } = await readPartitions(db, t.table)
       const leaves = partitioned ? partitions.filter((p) => p.leaf).map((p) => t.partition(p.relation)) : [t]
-      for (const leaf of leaves)
+      for (const leaf of fleetMode ? [] : leaves)
         await embedPages(ctx, leaf, cursor, 'after', (after, limit) => leaf.readNullPage(db, after, limit), onBatch(leaf), elapsed)
       await comeBackToBusyRows(ctx, t, cursor)
       // Vectors that are not this model's: another model's after --change-model, and those of unknown origin unless kept or adopted.
@@ -482,8 +509,9 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       await embedPages(ctx, t, cursor, 'foreign_after', readForeign, onBatch(t), elapsed)
       await comeBackToBusyRows(ctx, t, cursor)
     }
-    const seconds = elapsed()
+    const seconds = elapsed() + (cursor.fleet?.waited_seconds ?? 0)
     task.finish()
+    if (cursor.fleet) fleet = await countFleetWork(ctx as StepContext<unknown>, targets, cursor.fleet.since, MAX_LISTED_FAILURES)
     // Production's autovacuum analyzes a freshly written table within minutes, and the planner's
     // choice between the index and a scan turns on those statistics: taken now, so that what
     // validate measures is what the application will get (SHARE UPDATE EXCLUSIVE: no query waits).
@@ -493,17 +521,34 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       const { nulls, no_text } = await t.counts(db)
       tables.push({
         table: t.name,
-        written: cursor.written[t.name] ?? 0,
+        written: (cursor.written[t.name] ?? 0) + (fleet?.written[t.name] ?? 0),
         reembedded: cursor.reembedded?.[t.name] ?? 0,
         adopted: cursor.adopted?.[t.name] ?? 0,
-        failed: cursor.failedCount[t.name] ?? 0,
+        failed: (cursor.failedCount[t.name] ?? 0) + (fleet?.failed[t.name] ?? 0),
         remaining_null: nulls - no_text,
         no_text,
         busy_queued: cursor.busy_queued?.[t.name] ?? 0,
         unknown_check: cursor.unknown_checks?.[t.name] ?? null,
       })
     }
-    return { provider: provider.name, model: provider.model, estimate, tables, failures: cursor.failures, seconds, stages: cursor.stages }
+    const fleetOutput = cursor.fleet
+      ? {
+          queued: sum(cursor.fleet.queued),
+          workers: cursor.fleet.workers,
+          waited_seconds: cursor.fleet.waited_seconds,
+        }
+      : null
+    return {
+      provider: provider.name,
+      model: provider.model,
+      estimate,
+      tables,
+      failures: [...cursor.failures, ...(fleet?.failures ?? [])].slice(0, MAX_LISTED_FAILURES),
+      seconds,
+      stages: cursor.stages,
+      mode: plan.backfill.mode,
+      fleet: fleetOutput,
+    }
   },
 
   async preview(ctx) {
@@ -525,7 +570,8 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     const remaining = o.tables.reduce((s, t) => s + t.remaining_null, 0)
     const failed = o.tables.reduce((s, t) => s + t.failed, 0)
     const noText = o.tables.reduce((s, t) => s + t.no_text, 0)
-    return `${written.toLocaleString('en-US')} embeddings written with ${o.model} in ${o.seconds.toFixed(1)} s; ${failed} rows failed; ${remaining} rows remain NULL${noText ? `; ${noText} rows have no text to embed (left NULL)` : ''}`
+    const by = o.fleet ? ` by ${o.fleet.workers.length} worker(s) from the queue` : ''
+    return `${written.toLocaleString('en-US')} embeddings written with ${o.model}${by} in ${o.seconds.toFixed(1)} s; ${failed} rows failed; ${remaining} rows remain NULL${noText ? `; ${noText} rows have no text to embed (left NULL)` : ''}`
   },
 
   details: (o) =>
@@ -534,7 +580,10 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
       '',
       `Provider ${o.provider}, model ${o.model}. Estimated before the start: ${describeEstimate(o.estimate, o.provider)}.`,
       '',
-      ...[describeStages(o.stages, o.seconds)].filter((line) => line !== null).flatMap((line) => [line, '']),
+      // With the fleet, the seconds are the wait for the workers: no stage of this process's set the pace.
+      ...[o.fleet ? describeFleet(o.fleet) : describeStages(o.stages, o.seconds)]
+        .filter((line) => line !== null)
+        .flatMap((line) => [line, '']),
       "| table | NULL rows embedded | vectors not of this model, embedded again | unknown-origin vectors proved this model's | rows failed | rows still NULL | no text to embed (left NULL) | held by the application, queued for the workers |",
       '| --- | --- | --- | --- | --- | --- | --- | --- |',
       ...o.tables.map(
