@@ -86,6 +86,7 @@ describe.skipIf(!serverUrl)('the backfill a worker fleet shares (backfill.mode: 
     const planPath = writeFleetPlan()
     const sessions = sessionsDir()
     fake.delayMs = 100 // a provider bound: each answer takes 100 ms
+    const startedAt = Date.now()
     const start = runCli(['start', planPath, '--sessions-dir', sessions], { env: env() })
     const doomed = startWorker(planPath)
     const survivor = startWorker(planPath)
@@ -96,6 +97,7 @@ describe.skipIf(!serverUrl)('the backfill a worker fleet shares (backfill.mode: 
     )
     doomed.kill('SIGKILL')
     const result = await start
+    const wallSeconds = (Date.now() - startedAt) / 1000
     expect(result.exitCode, result.all).toBe(0)
     expect((await doomed).signal).toBe('SIGKILL')
 
@@ -110,6 +112,9 @@ describe.skipIf(!serverUrl)('the backfill a worker fleet shares (backfill.mode: 
     expect(output.mode).toBe('queue')
     expect(output.fleet.queued).toBe(ROWS)
     expect(output.fleet.workers.length).toBe(2)
+    // The wait is counted once, however often it was saved on the way.
+    expect(output.fleet.waited_seconds).toBeGreaterThan(0.5)
+    expect(output.fleet.waited_seconds).toBeLessThan(wallSeconds)
     expect(output.tables[0]).toMatchObject({ table: 'public.notes', written: ROWS, failed: 0, remaining_null: 0 })
     expect(result.all).toMatch(/1,200 rows queued for the workers/)
     expect(result.all).toMatch(/by 2 worker\(s\) from the queue/)

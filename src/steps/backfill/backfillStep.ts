@@ -488,7 +488,11 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     }
     const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0)
     let done = sum(cursor.written) + sum(cursor.failedCount)
-    const task = ctx.progress.start('backfill', Math.max(fleetMode ? estimate.reembed_rows : estimate.rows, done))
+    // (With the fleet, this process's own progress is shown only when it has vectors to embed again.)
+    const task =
+      fleetMode && estimate.reembed_rows === 0
+        ? { update: () => {}, finish: () => {} }
+        : ctx.progress.start('backfill', Math.max(fleetMode ? estimate.reembed_rows : estimate.rows, done))
     const started = performance.now()
     const elapsed = () => cursor.seconds + (performance.now() - started) / 1000
     const onBatch = (t: Target) => (rows: number) => task.update((done += rows), t.label)

@@ -92,7 +92,8 @@ export async function backfillThroughFleet(ctx: StepContext<unknown>, fleet: Fle
   )
   const task = ctx.progress.start('backfill (workers)', queued)
   const started = performance.now()
-  const waited = () => fleet.waited_seconds + (performance.now() - started) / 1000
+  const waitedBefore = fleet.waited_seconds // by an earlier run of this batch
+  const waited = () => waitedBefore + (performance.now() - started) / 1000
   let lastWorkerSeen = performance.now()
   let lastReport = 0
   for (;;) {
