@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { totalmem } from 'node:os'
 import { sessionFolders } from './helpers/sessions.ts'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -6,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Database } from '../src/db/database.ts'
 import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import type { IndexOutput } from '../src/steps/index/output.ts'
+import { estimateGraphMb } from '../src/steps/index/sizeBuildMemory.ts'
 import type { ValidateOutput } from '../src/steps/validate/output.ts'
 import { DIMS } from './helpers/appSchemas.ts'
 import { createServerDatabase, serverUrl, tempDir, type TestTarget } from './helpers/databases.ts'
@@ -388,6 +390,54 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     const updates = (c: typeof before) => c.rows.reduce((s, r) => s + r.upd, 0)
     expect(updates(after) - updates(before)).toBe(1)
     expect(await snapshot()).toEqual(rowsBefore)
+  })
+
+  it("compares the indexes with the server's memory settings, measures where the search's pages come from, and recommends only what the numbers show", async () => {
+    await createTenantDocs(db)
+    const plan = partitionedPlan({
+      validate: { latency_queries: 20, exact_queries: 10, rounds: 1, ef_search_candidates: [40] },
+      criteria: { relevance_recall_at_k: null, auto_embed_within_seconds: null, latency_p95_ms_max: null },
+    })
+    plan.target.tables = [docsTable] as any
+    plan.batches = chainedBatches('diagnose', 'index', 'validate') as any
+    const validate = async (name: string) => {
+      const sessions = join(dir, `sessions-memory-${name}`)
+      const ran = await run(['start', writePlan(dir, plan, `memory-${name}.yaml`), '--sessions-dir', sessions])
+      expect(ran.exitCode, ran.all).toBe(0)
+      const session = sessionOf(sessions)
+      return { ran, session, o: output<ValidateOutput>(session, '03-validate'), diagnosed: output<DiagnoseOutput>(session, '01-diagnose') }
+    }
+    const { o, diagnosed } = await validate('fits')
+    // Before the index exists, diagnose counts the one the plan would build, at the index batch's own estimate of its graph.
+    expect(diagnosed.memory!.indexes_bytes).toBe(0)
+    expect(diagnosed.memory!.planned_bytes).toBe(estimateGraphMb(30_000, DIMS, 4, 16) * 1024 * 1024)
+    expect(diagnosed.memory!.advice).toEqual([])
+    const sharedBuffers = Number((await db.query(`SELECT pg_size_bytes(current_setting('shared_buffers')) AS b`)).rows[0]!.b)
+    expect(o.memory!.settings.shared_buffers_bytes).toBe(sharedBuffers)
+    expect(o.memory!.settings.machine_bytes).toBe(totalmem()) // the server runs on this machine
+    expect(o.memory!.indexes_bytes).toBe(o.tables[0]!.index.size_bytes)
+    expect(o.memory!.indexes_bytes).toBeGreaterThan(0)
+    // A small index in shared_buffers: warm, every page a search touches is found there.
+    const buffers = o.tables[0]!.buffers!
+    expect(buffers.first_pass.queries).toBe(20)
+    expect(buffers.warm.hit_blocks).toBeGreaterThan(0)
+    expect(buffers.warm.read_blocks).toBe(0)
+    expect(o.memory!.advice).toEqual([])
+
+    // The planner told that less memory caches the data than the index takes (the database's own setting): said, with what to set.
+    await db.exec(`ALTER DATABASE ${pg.escapeIdentifier(new URL(url).pathname.slice(1))} SET effective_cache_size = '64kB'`)
+    const { ran, session, o: told, diagnosed: toldBefore } = await validate('small-cache')
+    // Diagnose, with the index there now, says the same before anything is changed.
+    expect(toldBefore.memory!.indexes_bytes).toBe(o.tables[0]!.index.size_bytes)
+    expect(toldBefore.memory!.advice[0]).toMatch(/^effective_cache_size \(64 kB\)/)
+    expect(told.memory!.settings.effective_cache_size_bytes).toBe(64 * 1024)
+    expect(told.memory!.advice).toHaveLength(1)
+    expect(told.memory!.advice[0]).toMatch(
+      /^effective_cache_size \(64 kB\) tells the planner less memory caches the data than the vector indexes take/,
+    )
+    expect(told.memory!.advice[0]).toMatch(/Recommended: effective_cache_size = [\d.]+ [kMG]B or more/)
+    expect(ran.all).toMatch(/memory: effective_cache_size/)
+    expect(readFileSync(join(session, 'batches/03-validate/report.md'), 'utf8')).toMatch(/## Memory[\s\S]*- effective_cache_size/)
   })
 
   it('measures a binary-quantized index against the full vectors, and re-ranking more candidates recovers recall', async () => {

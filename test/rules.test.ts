@@ -15,6 +15,7 @@ import { chooseParallelWorkers } from '../src/steps/index/chooseParallelWorkers.
 import { recommendBuildMemory, sizeBuildMemory } from '../src/steps/index/sizeBuildMemory.ts'
 import { recommendSetting, type SweepPoint } from '../src/steps/validate/recommendSetting.ts'
 import { judgeCriteria } from '../src/steps/validate/judgeCriteria.ts'
+import { adviseMemory } from '../src/steps/validate/measureMemory.ts'
 import type { QueryMeasurement, TableValidation } from '../src/steps/validate/output.ts'
 
 // The runner's pure rules, each against a table of cases: what decides an index action, a
@@ -117,7 +118,7 @@ function measured(
     side_effects?: DiagnoseOutput['side_effects']
     application?: Partial<Pick<DiagnoseOutput['targets'][number], 'no_text' | 'row_security' | 'materialized_views'>>
   } = {},
-): Omit<DiagnoseOutput, 'findings' | 'root_cause'> {
+): Omit<DiagnoseOutput, 'findings' | 'root_cause' | 'memory'> {
   const rows = overrides.rows ?? 100_000
   return {
     database: { kind: 'postgres', server_version: '15' },
@@ -370,6 +371,7 @@ function table(overrides: Partial<TableValidation> = {}): TableValidation {
       fits_shared_buffers: true,
       prewarmed: false,
     },
+    buffers: null,
     explain: { scan: 'index', index_name: 'atoms_embedding_hnsw', forced_index_name: 'atoms_embedding_hnsw', execution_ms: 1 },
     latency: measurement(),
     app_queries: [],
@@ -755,5 +757,48 @@ describe("describeStages (where the backfill's time went)", () => {
   })
   it('says nothing for a backfill from before the stages were measured', () => {
     expect(describeStages(undefined, 12)).toBeNull()
+  })
+})
+
+describe('adviseMemory (when memory, not the index, sets the latency)', () => {
+  const GB = 1024 ** 3
+  const settings = (shared: number, cache: number, machine: number | null = 24 * GB) => ({
+    shared_buffers_bytes: shared,
+    effective_cache_size_bytes: cache,
+    machine_bytes: machine,
+  })
+  const pass = (read: number, p95: number) => ({ queries: 20, p50_ms: p95 / 2, p95_ms: p95, hit_blocks: 300 - read, read_blocks: read })
+
+  it('recommends nothing when the indexes fit in shared_buffers and the planner is told they are cached', () => {
+    expect(adviseMemory(settings(4 * GB, 16 * GB), 1 * GB, { first: pass(200, 9), warm: pass(0, 1) })).toEqual([])
+  })
+
+  it('recommends shared_buffers above the indexes, with the pages read from outside it as the figure it moves', () => {
+    const [advice, ...rest] = adviseMemory(settings(128 * 1024 ** 2, 16 * GB), 3.9 * GB, { first: pass(280, 40), warm: pass(120, 18) })
+    expect(rest).toEqual([])
+    expect(advice).toMatch(/^shared_buffers \(128 MB\) is smaller than the vector indexes \(3\.9 GB\)/)
+    expect(advice).toMatch(/shared_buffers = 4\.9 GB or more \(this machine has 24\.0 GB/)
+    expect(advice).toMatch(
+      /before any warm-up p95 40\.00 ms, 280 of 300 pages a query read from outside shared_buffers; warm p95 18\.00 ms, 120 of 300/,
+    )
+  })
+
+  it('says when the indexes cannot stay in memory on the machine at all, and that the planner is told too little', () => {
+    const advice = adviseMemory(settings(2 * GB, 4 * GB), 15 * GB)
+    expect(advice).toHaveLength(3)
+    expect(advice[0]).toMatch(/more than half of this machine's memory \(24\.0 GB\).*index\.precision: half/)
+    expect(advice[2]).toMatch(/^effective_cache_size \(4\.0 GB\) tells the planner .*effective_cache_size = 18\.8 GB or more/)
+  })
+
+  it('reads no machine memory for a server on another host, and says nothing of it', () => {
+    const advice = adviseMemory(settings(128 * 1024 ** 2, 4 * GB, null), 1 * GB)
+    expect(advice).toHaveLength(1)
+    expect(advice[0]).not.toMatch(/this machine/)
+  })
+
+  it('names other tables competing for shared_buffers when the indexes fit but warm searches still read', () => {
+    expect(adviseMemory(settings(4 * GB, 16 * GB), 1 * GB, { first: pass(200, 9), warm: pass(40, 4) })[0]).toMatch(
+      /other tables compete for it/,
+    )
   })
 })

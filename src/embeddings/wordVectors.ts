@@ -19,6 +19,8 @@ export interface WordVectors {
   size: number
   /** A word's row (rows are in frequency order: row 0 is the most frequent word), or undefined. */
   rowOf(word: string): number | undefined
+  /** The word of a row. */
+  word(row: number): string
   /** A row's unit vector of WORD_DIMENSIONS values. */
   vector(row: number): Float32Array
   /** The frequency-weighted mean direction, removed from sentence vectors (as SIF removes the common component). */
@@ -86,6 +88,7 @@ function readCache(path: string): WordVectors {
       const row = words.indexOf(word)
       return row < 0 ? undefined : row
     },
+    word: (row) => words[row]!,
     vector(row) {
       if (block) return block.subarray(row * WORD_DIMENSIONS, (row + 1) * WORD_DIMENSIONS)
       let vector = rows.get(row)

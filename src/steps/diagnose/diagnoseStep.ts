@@ -1,3 +1,5 @@
+import { estimateGraphMb } from '../index/sizeBuildMemory.ts'
+import { adviseMemory, readMemorySettings } from '../validate/measureMemory.ts'
 import { resolve } from 'node:path'
 import { readExtension, readServerVersion } from '../../db/catalog/readExtension.ts'
 import { readPartitions } from '../../db/catalog/readPartitions.ts'
@@ -102,6 +104,31 @@ async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t:
   return { measured, writing, firing }
 }
 
+const BYTES_PER_DIMENSION = { full: 4, half: 2, binary: 0.125 } as const
+
+/**
+ * The vector indexes the searches will walk: those on the target columns now, and, for a
+ * column without a valid HNSW index, about the size of the one the plan would build (the
+ * index batch's own estimate of its graph); compared with the server's memory settings.
+ */
+async function judgeMemory(
+  db: Queryable,
+  plan: Plan,
+  targets: TargetColumn[],
+  indexes: DiagnoseOutput['indexes'],
+): Promise<DiagnoseOutput['memory']> {
+  const onTarget = (t: TargetColumn) => indexes.filter((i) => i.schema === t.schema && i.table === t.table && i.column === t.column)
+  const indexesBytes = targets.reduce((sum, t) => sum + onTarget(t).reduce((s, i) => s + i.size_bytes, 0), 0)
+  const plannedBytes = targets
+    .filter((t) => t.dimensions && !onTarget(t).some((i) => i.valid && i.method === 'hnsw'))
+    .reduce(
+      (sum, t) => sum + estimateGraphMb(t.rows, t.dimensions!, BYTES_PER_DIMENSION[plan.index.precision], plan.index.m) * 1024 * 1024,
+      0,
+    )
+  const settings = await readMemorySettings(db)
+  return { settings, indexes_bytes: indexesBytes, planned_bytes: plannedBytes, advice: adviseMemory(settings, indexesBytes + plannedBytes) }
+}
+
 export const diagnoseStep: Step<DiagnoseOutput> = {
   name: 'diagnose',
   output: diagnoseOutputSchema,
@@ -182,7 +209,9 @@ export const diagnoseStep: Step<DiagnoseOutput> = {
         .map((q) => `-- ${q.table}.${q.column}${'name' in q ? ` (${q.name})` : ''}\n${q.sql}\n\n${q.plan}\n`)
         .join('\n'),
     )
-    return { ...measured, ...findFindings(plan, measured) }
+    const memory = db.kind === 'embedded' ? null : await judgeMemory(db, plan, measured.targets, measured.indexes)
+    for (const line of memory?.advice ?? []) log(`  memory: ${line}`)
+    return { ...measured, ...findFindings(plan, measured), memory }
   },
 
   async preview({ targets }) {

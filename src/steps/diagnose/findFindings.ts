@@ -12,7 +12,7 @@ export const RECOMMENDED_PGVECTOR = '0.8.4'
 
 const n = (value: number) => value.toLocaleString('en-US')
 
-type Measured = Omit<DiagnoseOutput, 'findings' | 'root_cause'>
+type Measured = Omit<DiagnoseOutput, 'findings' | 'root_cause' | 'memory'>
 
 /** Each rule reads the measurements and adds the findings it sees; findFindings runs them in report order. */
 type Rule = (plan: Plan, m: Measured, add: (f: Finding) => void) => void

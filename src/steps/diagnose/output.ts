@@ -1,3 +1,4 @@
+import { memorySettingsSchema } from '../validate/measureMemory.ts'
 import { z } from 'zod'
 import {
   extensionSchema,
@@ -149,5 +150,13 @@ export const diagnoseOutputSchema = z.object({
   source_references: z.array(sourceReferenceSchema),
   findings: z.array(findingSchema),
   root_cause: z.string(),
+  /**
+   * The target columns' vector indexes (those there, and about the size of those the plan would
+   * build) against the server's memory settings, and what to change; null on the embedded database.
+   */
+  memory: z
+    .object({ settings: memorySettingsSchema, indexes_bytes: z.number(), planned_bytes: z.number(), advice: z.array(z.string()) })
+    .nullable()
+    .default(null),
 })
 export type DiagnoseOutput = z.infer<typeof diagnoseOutputSchema>

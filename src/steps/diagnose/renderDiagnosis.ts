@@ -1,3 +1,4 @@
+import { renderMemory } from '../validate/measureMemory.ts'
 import type { DiagnoseOutput } from './output.ts'
 
 const n = (value: number) => value.toLocaleString('en-US')
@@ -43,6 +44,7 @@ export function renderDiagnosis(o: DiagnoseOutput): string {
     '',
     `${o.database.kind} PostgreSQL ${o.database.server_version}; pgvector installed: ${o.extension.installed_version ?? 'no'}, available: ${o.extension.available_version ?? 'no'}`,
     '',
+    ...(o.memory ? renderMemory(o.memory) : []),
     '## Vector columns',
     '',
     '| column | type | rows | NULL | targeted |',

@@ -1,3 +1,4 @@
+import { bufferPassSchema, memorySettingsSchema } from './measureMemory.ts'
 import { z } from 'zod'
 import { knownItemsSchema } from './measureKnownItems.ts'
 import { roleProofSchema } from './proveAsApplicationRoles.ts'
@@ -75,6 +76,8 @@ export const tableValidationSchema = z.object({
     fits_shared_buffers: z.boolean(),
     prewarmed: z.boolean(),
   }),
+  /** The nearest-10 query under EXPLAIN (ANALYZE, BUFFERS) before any warm-up and warm: where its pages came from (measureMemory.ts). */
+  buffers: z.object({ first_pass: bufferPassSchema, warm: bufferPassSchema }).nullable().default(null),
   explain: z.object({
     scan: z.enum(['index', 'sequential', 'other']),
     index_name: z.string().nullable(),
@@ -120,5 +123,10 @@ export const validateOutputSchema = z.object({
   criteria: z.array(criterionResultSchema),
   /** The tests written into the application's suite (target.app_tests), and their run. */
   app_tests: appTestsResultSchema.nullable().default(null),
+  /** The server's memory settings against the vector indexes' total size, and what to change (never changed by the runner). */
+  memory: z
+    .object({ settings: memorySettingsSchema, indexes_bytes: z.number(), advice: z.array(z.string()) })
+    .nullable()
+    .default(null),
 })
 export type ValidateOutput = z.infer<typeof validateOutputSchema>

@@ -1,8 +1,11 @@
 import { driverLines } from './measureQuery.ts'
+import { type BufferPass, renderMemory } from './measureMemory.ts'
 import type { QueryMeasurement, ValidateOutput } from './output.ts'
 
 const ms = (v: number) => `${v.toFixed(2)} ms`
 const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`
+const describePass = (p: BufferPass) =>
+  `p50 ${ms(p.p50_ms)}, p95 ${ms(p.p95_ms)} (server time), ${p.hit_blocks.toFixed(0)} pages a query from shared_buffers and ${p.read_blocks.toFixed(0)} from outside it`
 
 export function renderValidation(o: ValidateOutput): string {
   const lines = [
@@ -27,6 +30,7 @@ export function renderValidation(o: ValidateOutput): string {
           ...(o.app_tests.ran ? ['```', o.app_tests.detail, '```', ''] : []),
         ]
       : []),
+    ...(o.memory ? renderMemory(o.memory) : []),
   ]
   for (const t of o.tables) {
     lines.push(`## ${t.table}.${t.column}`, '')
@@ -41,9 +45,9 @@ export function renderValidation(o: ValidateOutput): string {
     lines.push(
       `- EXPLAIN ANALYZE: ${t.explain.scan} scan${t.explain.index_name ? ` using ${t.explain.index_name}` : ''}, ${ms(t.explain.execution_ms)}${t.explain.scan !== 'index' ? `; with sequential scans disabled: ${t.explain.forced_index_name ?? 'no index scan'}` : ''} (explain-${t.table.split('.').pop()}.txt)`,
     )
-    if (t.latency && !t.index.fits_shared_buffers)
+    if (t.buffers)
       lines.push(
-        `- the index does not fit in shared_buffers: raise shared_buffers above ${mb(t.index.size_bytes)} (a server restart), or index at half precision (index.precision: half, half the size). Measured here on 100,000 x 1536: halfvec with shared_buffers holding the index reached recall@10 0.964 at p95 2.73 ms (bench/results.md).`,
+        `- the nearest-10 query under EXPLAIN (ANALYZE, BUFFERS), ${t.buffers.first_pass.queries} queries: before any warm-up ${describePass(t.buffers.first_pass)}; warm ${describePass(t.buffers.warm)}`,
       )
     for (const q of t.latency ? [t.latency, ...t.app_queries] : []) lines.push(...renderQuery(q))
     if (t.relevance)

@@ -5,6 +5,7 @@ import { readVectorIndexes } from '../../db/catalog/readVectorIndexes.ts'
 import type { VectorIndex } from '../../db/catalog/vocabulary.ts'
 import { explainNearest } from '../../db/explainNearest.ts'
 import { prewarmIndex } from '../../db/prewarmIndex.ts'
+import { adviseMemory, bufferPass, readMemorySettings } from './measureMemory.ts'
 import { quoteQualified } from '../../db/quote.ts'
 import type { SearchExpression } from '../../db/searchExpression.ts'
 import type { Target } from '../../db/target.ts'
@@ -133,12 +134,17 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   const forced = natural.scan === 'index' ? natural : await explainNearest(db, t, search, { forceIndex: true })
   // Only an index the query can use is prewarmed and measured as one.
   const usableIndex = index?.valid && forced.index_name === index.name ? index.name : null
+  const vectors = await t.sampleEmbeddings(db, plan.validate.latency_queries)
+  // Where the search's pages come from, before any warm-up of the runner's and again once warm.
+  const bufferSample = vectors.slice(0, BUFFER_PASS_QUERIES)
+  const nearestSql = t.nearestSql(search)
+  const passOf = () => bufferPass(db, nearestSql, (v) => [v, 10], bufferSample, applicationSetting(plan, t, 'nearest-10'))
+  const firstPass = usableIndex && bufferSample.length ? await passOf() : null
   const prewarmed = usableIndex ? await prewarmIndex(db, quoteQualified(t.plan.schema, usableIndex)) : false
   ctx.writeArtifact(
     `explain-${t.plan.table}.txt`,
     `-- ${natural.sql}\n\n${natural.plan}\n${forced !== natural ? `\n-- sequential scans disabled:\n${forced.plan}\n` : ''}`,
   )
-  const vectors = await t.sampleEmbeddings(db, plan.validate.latency_queries)
   const extension = await readExtension(db)
   const appRole = await measuringRole(ctx, t)
   const queryCtx = {
@@ -171,6 +177,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   const latency = vectors.length ? await measure(nearest) : null
   const appQueries = []
   if (vectors.length) for (const q of app) appQueries.push(await measure(q))
+  const buffers = firstPass ? { first_pass: firstPass, warm: await passOf() } : null
   return {
     table: t.name,
     column: t.plan.embedding_column,
@@ -186,6 +193,7 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
       fits_shared_buffers: (index?.size_bytes ?? 0) <= sharedBuffers,
       prewarmed,
     },
+    buffers,
     explain: {
       scan: natural.scan,
       index_name: natural.index_name,
@@ -301,6 +309,22 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
   return note
 }
 
+/** Queries in each buffer pass: enough to see a pattern, few enough not to warm the index by themselves. */
+const BUFFER_PASS_QUERIES = 20
+
+/**
+ * The vector indexes measured, all together, against the server's memory settings; the passes
+ * of the largest index are the evidence. None on the embedded database (its memory is this process's).
+ */
+async function judgeMemory(db: Ctx['db'], tables: TableValidation[]): Promise<ValidateOutput['memory']> {
+  if (db.kind === 'embedded') return null
+  const settings = await readMemorySettings(db)
+  const indexesBytes = tables.reduce((sum, t) => sum + t.index.size_bytes, 0)
+  const largest = tables.filter((t) => t.buffers).sort((a, b) => b.index.size_bytes - a.index.size_bytes)[0]
+  const passes = largest?.buffers ? { first: largest.buffers.first_pass, warm: largest.buffers.warm } : undefined
+  return { settings, indexes_bytes: indexesBytes, advice: adviseMemory(settings, indexesBytes, passes) }
+}
+
 export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
   name: 'validate',
   output: validateOutputSchema,
@@ -327,7 +351,17 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
     const worker = within === null ? 'not needed (auto_embed criterion off)' : await checkAutoEmbedding(ctx, tables, within)
     const deployed = tables.every((t) => t.auto_embed?.measured && t.auto_embed.deployed_worker)
     const app_tests = plan.target.app_tests ? await writeAndRunAppTests(plan, targets, tables, deployed, log) : null
-    return { database: db.kind, worker, labelled_queries: labelsPath, tables, criteria: judgeCriteria(plan, tables, db.kind), app_tests }
+    const memory = await judgeMemory(db, tables)
+    for (const line of memory?.advice ?? []) log(`  memory: ${line}`)
+    return {
+      database: db.kind,
+      worker,
+      labelled_queries: labelsPath,
+      tables,
+      criteria: judgeCriteria(plan, tables, db.kind),
+      app_tests,
+      memory,
+    }
   },
 
   async preview({ plan, targets }) {
