@@ -15,7 +15,7 @@ import pg from 'pg'
 import { stringify } from 'yaml'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { startFakeOpenAI } from '../test/helpers/fakeOpenAI.ts'
-import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { freshBenchDatabase } from './lib/benchDatabase.ts'
 import { buildCli, buildCliAt } from './lib/buildCli.ts'
 import { measureProcess } from './lib/measureProcess.ts'
 
@@ -42,13 +42,7 @@ const fake = await startFakeOpenAI()
 type Measured = { s: number; mb: number }
 const results: { rows: number; floor: Measured; backfill: Measured; before?: Measured }[] = []
 for (const rows of sizes) {
-  const name = `runner_bench_backfill_memory_${rows}`
-  const admin = new pg.Client({ connectionString: BENCH_SERVER })
-  await admin.connect()
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = urlFor(name)
+  const url = await freshBenchDatabase(`runner_bench_backfill_memory_${rows}`)
   log(`${rows} rows: seeding ...`)
   await execa('node', ['bin/runner.js', 'demo', 'init', '--rows', String(rows), '--database', url], { cwd: root, stderr: 'inherit' })
   const env = { DATABASE_URL: url, OPENAI_API_KEY: fake.key, OPENAI_BASE_URL: fake.url, PATH: process.env.PATH ?? '' }

@@ -14,7 +14,7 @@ import { stringify } from 'yaml'
 import { Session } from '../src/checkpoint/session.ts'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { startFakeOpenAI } from '../test/helpers/fakeOpenAI.ts'
-import { BENCH_SERVER, urlFor } from './lib/benchDatabase.ts'
+import { freshBenchDatabase } from './lib/benchDatabase.ts'
 import { buildCli } from './lib/buildCli.ts'
 
 await buildCli()
@@ -28,13 +28,7 @@ const cli = join(root, 'bin/runner.js')
 const log = (m: string) => process.stderr.write(`${m}\n`)
 const dir = mkdtempSync(join(tmpdir(), 'bench-fleet-'))
 
-const name = `runner_bench_fleet_${rows}`
-const admin = new pg.Client({ connectionString: BENCH_SERVER })
-await admin.connect()
-await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-await admin.query(`CREATE DATABASE ${name}`)
-await admin.end()
-const url = urlFor(name)
+const url = await freshBenchDatabase(`runner_bench_fleet_${rows}`)
 log(`seeding ${rows} demo rows ...`)
 await execa('node', [cli, 'demo', 'init', '--rows', String(rows), '--database', url], { cwd: root, stderr: 'inherit' })
 

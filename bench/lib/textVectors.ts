@@ -2,6 +2,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
+import { random } from '../../src/demo/generateDemo.ts'
 import { createLocalProvider } from '../../src/embeddings/localProvider.ts'
 import { loadWordVectors, WORD_DIMENSIONS, type WordVectors } from '../../src/embeddings/wordVectors.ts'
 import { encodeCopyBinary } from './copyBinary.ts'
@@ -21,18 +22,6 @@ const ANCHORS_FROM = 300
 const ANCHORS_TO = 20_000
 const VOCABULARY = 50_000
 const COPY_ROWS = 4000
-
-/** A small deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Each subject's words: an anchor and its nearest neighbours by cosine among the common words. */
 function subjects(words: WordVectors, next: () => number): number[][] {

@@ -20,7 +20,7 @@ const FACTS: { subject: Subject; fact: Fact }[] = SUBJECTS.flatMap((subject) => 
 const AUTHORS = ['ana', 'bo', 'chen', 'dara', 'eli', 'femi', 'gus', 'hana']
 
 /** A small seeded PRNG (mulberry32): deterministic rows without a dependency. */
-function random(seed: number): () => number {
+export function random(seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0
