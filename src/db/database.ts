@@ -1,6 +1,7 @@
-import type { Vector } from '../embeddings/provider.ts'
 // The one database interface every step uses. Two implementations: a pg pool for any
 // postgres:// URL (connectPostgres.ts) and the embedded PGlite database (openEmbedded.ts).
+
+import type { Vector } from '../embeddings/provider.ts'
 
 export interface QueryResult<Row> {
   rows: Row[]

@@ -1,4 +1,4 @@
-import { estimateGraphMb } from '../index/sizeBuildMemory.ts'
+import { BYTES_PER_DIMENSION, estimateGraphMb } from '../index/sizeBuildMemory.ts'
 import { adviseMemory, readMemorySettings } from '../validate/measureMemory.ts'
 import { resolve } from 'node:path'
 import { readExtension, readServerVersion } from '../../db/catalog/readExtension.ts'
@@ -104,8 +104,6 @@ async function measureTarget(db: Queryable, plan: Plan, record: RunnerRecord, t:
   return { measured, writing, firing }
 }
 
-const BYTES_PER_DIMENSION = { full: 4, half: 2, binary: 0.125 } as const
-
 /**
  * The vector indexes the searches will walk: those on the target columns now, and, for a
  * column without a valid HNSW index, about the size of the one the plan would build (the
@@ -121,10 +119,11 @@ async function judgeMemory(
   const indexesBytes = targets.reduce((sum, t) => sum + onTarget(t).reduce((s, i) => s + i.size_bytes, 0), 0)
   const plannedBytes = targets
     .filter((t) => t.dimensions && !onTarget(t).some((i) => i.valid && i.method === 'hnsw'))
-    .reduce(
-      (sum, t) => sum + estimateGraphMb(t.rows, t.dimensions!, BYTES_PER_DIMENSION[plan.index.precision], plan.index.m) * 1024 * 1024,
-      0,
-    )
+    .reduce((sum, t) => {
+      const indexed =
+        plan.index.precision === 'binary' ? 'bit' : plan.index.precision === 'half' || t.type === 'halfvec' ? 'halfvec' : 'vector'
+      return sum + estimateGraphMb(t.rows, t.dimensions!, BYTES_PER_DIMENSION[indexed], plan.index.m) * 1024 * 1024
+    }, 0)
   const settings = await readMemorySettings(db)
   return { settings, indexes_bytes: indexesBytes, planned_bytes: plannedBytes, advice: adviseMemory(settings, indexesBytes + plannedBytes) }
 }

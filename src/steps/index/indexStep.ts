@@ -20,7 +20,7 @@ import { chooseIndexAction, type IndexDecision, servesQuery } from './chooseInde
 import { type BuiltIndex, type IndexOutput, indexOutputSchema } from './output.ts'
 import { renderIndexes } from './renderIndexes.ts'
 import { chooseParallelWorkers } from './chooseParallelWorkers.ts'
-import { type BuildMemory, estimateGraphMb, recommendBuildMemory, sizeBuildMemory } from './sizeBuildMemory.ts'
+import { type BuildMemory, estimateGraphMb, recommendBuildMemory, sizeBuildMemory, BYTES_PER_DIMENSION } from './sizeBuildMemory.ts'
 import { agreeWithAlembic, alembicUpgrade } from '../../appSource/alembic.ts'
 import {
   alembicRevision,
@@ -153,8 +153,7 @@ async function planIndex(ctx: StepContext, untypedTarget: Target, freeMb: number
   // Each table's graph is built on its own: a partitioned table's largest partition sizes the memory.
   // Before the backfill few rows are embedded; a copy of this database that is filled (the migration's) needs the memory for all.
   const largest = Math.max(1, ...byTable.map((t) => t.rows - t.nulls || t.rows))
-  // Bytes a dimension takes in the graph: a bit for binary, two for halfvec, four for vector.
-  const width = indexedType === 'bit' ? 0.125 : indexedType === 'halfvec' ? 2 : 4
+  const width = BYTES_PER_DIMENSION[indexedType]
   const memory = sizeBuildMemory(estimateGraphMb(largest, vector.dimensions, width, plan.index.m), planMax, freeMb)
   const memoryAdvice = recommendBuildMemory(memory, width === 4 ? estimateGraphMb(largest, vector.dimensions, 2, plan.index.m) : null)
   const using = `USING hnsw (${search.expression} ${search.opclass}) WITH (m = ${plan.index.m}, ef_construction = ${plan.index.ef_construction})${search.where ? ` WHERE ${search.where}` : ''}`

@@ -10,6 +10,9 @@ export interface BuildMemory {
   cappedBy?: string
 }
 
+/** Bytes a dimension takes in the graph, by the type indexed: a bit for binary, two for halfvec, four for vector. */
+export const BYTES_PER_DIMENSION = { vector: 4, halfvec: 2, bit: 0.125 } as const
+
 /**
  * The graph holds each element's vector and its neighbour lists (2m at layer 0, m above, with
  * about 1/ln(m) of elements on upper layers). Measured here, 100,000 x 1536 at m=16 builds an

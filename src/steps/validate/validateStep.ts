@@ -135,8 +135,9 @@ async function measureTable(ctx: Ctx, t: Target): Promise<Omit<TableValidation, 
   // Only an index the query can use is prewarmed and measured as one.
   const usableIndex = index?.valid && forced.index_name === index.name ? index.name : null
   const vectors = await t.sampleEmbeddings(db, plan.validate.latency_queries)
-  // Where the search's pages come from, before any warm-up of the runner's and again once warm.
-  const bufferSample = vectors.slice(0, BUFFER_PASS_QUERIES)
+  // Where the search's pages come from, before any warm-up of the runner's and again once warm
+  // (not on the embedded database: its pages are this process's memory).
+  const bufferSample = db.kind === 'embedded' ? [] : vectors.slice(0, BUFFER_PASS_QUERIES)
   const nearestSql = t.nearestSql(search)
   const passOf = () => bufferPass(db, nearestSql, (v) => [v, 10], bufferSample, applicationSetting(plan, t, 'nearest-10'))
   const firstPass = usableIndex && bufferSample.length ? await passOf() : null
