@@ -4,7 +4,8 @@
 //   - JSON.parse of the word-vector package (what the conversion did before it read in chunks);
 //   - the conversion into the binary cache, as the local provider's first use runs it;
 //   - `runner start plans/feature-1.yaml` on the embedded demo in a new folder: with no cache
-//     (a fresh clone's first run), then again in another new folder with the cache built.
+//     (a fresh clone's first run), then again in another new folder with the cache built;
+//   - PGlite alone opening a new folder (its initdb) and an existing one.
 //   npx tsx bench/firstRun.ts [--runs 3]
 import { mkdtempSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -67,6 +68,20 @@ await execa(
   {
     env: { RUNNER_CACHE_DIR: cacheBuilt },
   },
+)
+// Where the demo run's memory goes: PGlite opening a new folder (its initdb runs in a WASM
+// instance of its own beside the database's), against opening one that exists.
+const openPGlite = (dir: string) => [
+  'node',
+  '--input-type=module',
+  '-e',
+  `const { PGlite } = await import('@electric-sql/pglite'); const { vector } = await import('@electric-sql/pglite-pgvector'); const db = await PGlite.create(${JSON.stringify(dir)}, { extensions: { vector } }); await db.exec('CREATE EXTENSION IF NOT EXISTS vector'); await db.close()`,
+]
+const existing = join(fresh('bench-pglite-'), 'db')
+await execa(openPGlite(existing)[0]!, openPGlite(existing).slice(1), { cwd: root })
+cases.push(
+  ['PGlite opening a new folder (initdb)', () => measureProcess(openPGlite(join(fresh('bench-pglite-'), 'db')), {}, root)],
+  ['PGlite opening an existing folder', () => measureProcess(openPGlite(existing), {}, root)],
 )
 cases.push([
   'demo run, cache built',

@@ -2,7 +2,7 @@
 // printed (its figures, the baseline it compares with in the same run, the command).
 //   npm run bench            quick sizes, a few minutes
 //   npm run bench -- --full  100,000 x 1536 on the real server, chaos x20, and the whole plan and
-//                            the three precisions at 1,000,000 (about three hours)
+//                            half precision at 1,000,000 (about three hours)
 //   npm run bench -- --out FILE   write somewhere else than bench/results.md
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -18,15 +18,19 @@ const runs: [string, string[]][] = full
       ['throughput.ts', ['--texts', '20000', '--tpm', '60000']],
       ['indexBuild.ts', ['--rows', '100000']],
       ['latency.ts', ['--rows', '100000', '--queries', '200']],
-      ['latency.ts', ['--rows', '1000000', '--queries', '200', '--build-mb', '10000']],
+      ['latency.ts', ['--rows', '1000000', '--queries', '200', '--build-mb', '6000', '--only', 'half']],
+      ['latency.ts', ['--vectors', 'clusters', '--rows', '100000', '--queries', '200']],
       ['writePaths.ts', ['--rows', '50000']],
       ['backfill.ts', ['--rows', '100000']],
+      ['backfillMemory.ts', ['--rows', '20000,100000']],
+      ['fleet.ts', ['--rows', '20000', '--delay-ms', '200', '--workers', '1,2,4,8']],
       ['chaos.ts', ['--runs', '20', '--rows', '10000']],
       ['workerChaos.ts', ['--seconds', '60', '--rate', '40', '--workers', '3']],
       ['soak.ts', ['--minutes', '11']],
       ['reconcile.ts', ['--rows', '100000']],
       ['partitionedWrites.ts', ['--partitions', '24', '--rows-per-partition', '10000']],
       ['startup.ts', ['--runs', '9']],
+      ['firstRun.ts', ['--runs', '3']],
       ['scale.ts', ['--rows', '1000000']],
     ]
   : [
@@ -36,12 +40,15 @@ const runs: [string, string[]][] = full
       ['latency.ts', ['--rows', '10000', '--queries', '50']],
       ['writePaths.ts', ['--rows', '5000']],
       ['backfill.ts', ['--rows', '10000']],
+      ['backfillMemory.ts', ['--rows', '5000,20000']],
+      ['fleet.ts', ['--rows', '5000', '--delay-ms', '200', '--workers', '1,2,4']],
       ['chaos.ts', ['--runs', '3', '--rows', '3000']],
       ['workerChaos.ts', ['--seconds', '20', '--rate', '40', '--workers', '3']],
       ['soak.ts', ['--minutes', '3', '--every', '15']],
       ['reconcile.ts', ['--rows', '20000']],
       ['partitionedWrites.ts', ['--partitions', '12', '--rows-per-partition', '5000']],
       ['startup.ts', ['--runs', '5']],
+      ['firstRun.ts', ['--runs', '1']],
       ['scale.ts', ['--rows', '20000']],
     ]
 
