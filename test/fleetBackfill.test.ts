@@ -122,6 +122,45 @@ describe.skipIf(!serverUrl)('the backfill a worker fleet shares (backfill.mode: 
     expect((await survivor).exitCode).toBe(0)
   })
 
+  it('queues a table partitioned by time and keyed (id, ts) partition by partition, and one worker embeds every row', async () => {
+    await db.exec(`CREATE TABLE events (id bigint NOT NULL, ts timestamptz NOT NULL, body text, embedding vector(${DIMS}), PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts);
+      CREATE TABLE events_2026_01 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+      CREATE TABLE events_2026_02 PARTITION OF events FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+      CREATE TABLE events_2026_03 PARTITION OF events FOR VALUES FROM ('2026-03-01') TO ('2026-04-01');
+      INSERT INTO events (id, ts, body) SELECT g, '2026-01-01'::timestamptz + (g % 90) * interval '1 day', 'event ' || g FROM generate_series(1, 600) g`)
+    const p = testPlan({ urlEnv: 'DATABASE_URL' }) as any
+    p.target.tables = [{ table: 'events', key: ['id', 'ts'], text_columns: ['body'], embedding_column: 'embedding', distance: 'cosine' }]
+    p.embedding = { provider: 'openai', model: 'text-embedding-3-small', dimensions: DIMS, batch_size: 100 }
+    p.worker = { batch_size: 50, poll_ms: 200, heartbeat_seconds: 0.5, reconcile_seconds: null }
+    p.backfill = { mode: 'queue', queue_chunk: 70 }
+    p.batches = chainedBatches('pipeline', 'backfill')
+    const planPath = writePlan(dir, p, 'partitioned.yaml')
+    const sessions = sessionsDir()
+    const worker = startWorker(planPath)
+    const result = await runCli(['start', planPath, '--sessions-dir', sessions], { env: env() })
+    expect(result.exitCode, result.all).toBe(0)
+    const { rows } = await db.query<{ id: number; e: string | null }>('SELECT id, embedding::text AS e FROM events')
+    const wrong = rows.filter(
+      (r) => !r.e || fakeVector(`event ${r.id}`, DIMS).some((v, i) => Math.abs(v - (JSON.parse(r.e!) as number[])[i]!) > 1e-5),
+    )
+    expect(wrong.map((r) => r.id)).toEqual([])
+    expect(rows).toHaveLength(600)
+    expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
+    const { output, state } = backfillOutput(sessions)
+    expect(output.fleet.queued).toBe(600)
+    expect(output.tables[0]).toMatchObject({ table: 'public.events', written: 600, remaining_null: 0 })
+    // Each partition was queued on its own, to its end.
+    const progress = JSON.parse(readFileSync(join(sessions, sessionFolders(sessions).at(-1)!, 'batch-progress.json'), 'utf8'))
+    const cursor = progress.backfill.cursor
+    expect(Object.keys(cursor.fleet.after).sort()).toEqual(
+      ['events_2026_01', 'events_2026_02', 'events_2026_03'].map((p) => `public.events "public"."${p}"`),
+    )
+    expect(Object.values(cursor.fleet.after)).toEqual([null, null, null])
+    expect(state.batches.every((b: { status: string }) => b.status === 'completed')).toBe(true)
+    worker.kill('SIGTERM')
+    await worker
+  })
+
   it('stops, resumable, when no worker is alive, and a resume with a worker running finishes without queuing anything twice', async () => {
     const planPath = writeFleetPlan({ no_worker_seconds: 2 })
     const sessions = sessionsDir()
