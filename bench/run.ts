@@ -2,7 +2,7 @@
 // printed (its figures, the baseline it compares with in the same run, the command).
 //   npm run bench            quick sizes, a few minutes
 //   npm run bench -- --full  100,000 x 1536 on the real server, chaos x20, and the whole plan and
-//                            half precision at 1,000,000 (about three hours)
+//                            full and half precision at 1,000,000 (about three hours)
 //   npm run bench -- --out FILE   write somewhere else than bench/results.md
 import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -18,6 +18,7 @@ const runs: [string, string[]][] = full
       ['throughput.ts', ['--texts', '20000', '--tpm', '60000']],
       ['indexBuild.ts', ['--rows', '100000']],
       ['latency.ts', ['--rows', '100000', '--queries', '200']],
+      ['latency.ts', ['--rows', '1000000', '--queries', '200', '--build-mb', '10000', '--only', 'full']],
       ['latency.ts', ['--rows', '1000000', '--queries', '200', '--build-mb', '6000', '--only', 'half']],
       ['latency.ts', ['--vectors', 'clusters', '--rows', '100000', '--queries', '200']],
       ['writePaths.ts', ['--rows', '50000']],
