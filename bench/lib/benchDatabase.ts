@@ -20,13 +20,18 @@ export function urlFor(database: string): string {
   return url.toString()
 }
 
-export async function ensureBenchDatabase(name: string, rows: number, dimensions: number, log: (m: string) => void): Promise<string> {
+/** A database of this name on the benchmark server, created when it does not exist (its contents kept when it does); its URL. */
+export async function benchDatabase(name: string): Promise<string> {
   const admin = new pg.Client({ connectionString: BENCH_SERVER })
   await admin.connect()
   const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])
   if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`)
   await admin.end()
-  const url = urlFor(name)
+  return urlFor(name)
+}
+
+export async function ensureBenchDatabase(name: string, rows: number, dimensions: number, log: (m: string) => void): Promise<string> {
+  const url = await benchDatabase(name)
   const db = new pg.Client({ connectionString: url })
   await db.connect()
   try {

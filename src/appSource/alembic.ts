@@ -2,7 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
 import { findModelClasses } from './pythonModels.ts'
-import { findInVirtualEnv, pythonString } from './python.ts'
+import { findInVirtualEnv, pythonString as python } from './python.ts'
 import type { Plan } from '../plan/schema.ts'
 import { WorkError } from '../errors.ts'
 import type { AlembicAgreement, BuiltIndex } from '../steps/index/output.ts'
@@ -32,8 +32,6 @@ export async function alembicUpgrade(alembic: AlembicPlan, log: (m: string) => v
     )
   }
 }
-
-const python = pythonString
 
 /** Index(...) for a plain-column HNSW index; undefined for an expression index (a cast), which the filter keeps out instead. */
 function declaration(index: BuiltIndex, model: string): string | undefined {

@@ -121,12 +121,11 @@ export function createOpenAIProvider(options: OpenAIOptions): EmbeddingProvider 
         budget.update(response.headers)
         if (!Array.isArray(data.data) || data.data.length !== inputs.length)
           throw new SyntaxError(`the answer has ${data.data?.length} embeddings for ${inputs.length} inputs`)
-        const vectors = decodeVectors(
+        return decodeVectors(
           [...data.data].sort((a, b) => a.index - b.index).map((d) => d.embedding as unknown),
           options.dimensions,
           options.model,
         )
-        return vectors
       } catch (error) {
         if (error instanceof ProviderError || signal?.aborted) throw error
         if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { pythonString } from '../appSource/python.ts'
+import { pythonString as python } from '../appSource/python.ts'
 import { quoteIdent } from '../db/quote.ts'
 import { CAPTURE_TRIGGER, captureFunctionName, DEQUEUE_TRIGGER, type RunnerSchema } from '../db/runnerSchema/objects.ts'
 import { MIGRATIONS } from '../db/runnerSchema/migrations.ts'
@@ -12,8 +12,6 @@ import { captureFunctionSql, captureTriggerSql } from './installPipeline.ts'
 // Every part is skipped where it is already there, so on a database where the pipeline batch
 // installed it the revision only records itself. Statements run through the driver's own
 // cursor, with no parameters: nothing in them is taken for a placeholder.
-
-const python = pythonString
 
 export function captureRevisionId(rs: RunnerSchema, targets: Target[], vectorSchema: string): string {
   const text = [rs.name, ...targets.map((t) => captureFunctionSql(rs, t, vectorSchema))].join('\n')

@@ -15,14 +15,7 @@ import { queueKeys } from '../../pipeline/queue.ts'
 import { requireCaptureForRoles } from '../validate/proveAsApplicationRoles.ts'
 import { cosine, SAME_MODEL_COSINE } from '../../embeddings/sameModel.ts'
 import { lockPolicy } from '../../plan/schema.ts'
-import {
-  backfillThroughFleet,
-  countFleetWork,
-  describeFleet,
-  type FleetCounts,
-  fleetCursorSchema,
-  fleetOutputSchema,
-} from './fleetBackfill.ts'
+import { backfillThroughFleet, countFleetWork, describeFleet, fleetCursorSchema, fleetOutputSchema } from './fleetBackfill.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
 // nothing written during the backfill is missed. Pages through NULL rows by key (never
@@ -475,7 +468,6 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
 
     // With backfill.mode queue, the NULL rows go to the workers; what is left for this process is the vectors not of this model.
     const fleetMode = plan.backfill.mode === 'queue'
-    let fleet: FleetCounts | null = null
     if (fleetMode) {
       cursor.fleet ??= {
         since: (await db.query<{ now: string }>('SELECT now()::text AS now')).rows[0]!.now,
@@ -484,7 +476,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
         workers: [],
         waited_seconds: 0,
       }
-      await backfillThroughFleet(ctx as StepContext<unknown>, cursor.fleet, () => ctx.checkpoint.save(cursor))
+      await backfillThroughFleet(ctx, cursor.fleet, () => ctx.checkpoint.save(cursor))
     }
     const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0)
     let done = sum(cursor.written) + sum(cursor.failedCount)
@@ -515,7 +507,7 @@ export const backfillStep: Step<BackfillOutput, Cursor> = {
     }
     const seconds = elapsed() + (cursor.fleet?.waited_seconds ?? 0)
     task.finish()
-    if (cursor.fleet) fleet = await countFleetWork(ctx as StepContext<unknown>, targets, cursor.fleet.since, MAX_LISTED_FAILURES)
+    const fleet = cursor.fleet ? await countFleetWork(ctx, targets, cursor.fleet.since, MAX_LISTED_FAILURES) : null
     // Production's autovacuum analyzes a freshly written table within minutes, and the planner's
     // choice between the index and a scan turns on those statistics: taken now, so that what
     // validate measures is what the application will get (SHARE UPDATE EXCLUSIVE: no query waits).

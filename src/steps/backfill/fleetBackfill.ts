@@ -42,11 +42,14 @@ export interface FleetCounts {
   failures: { table: string; key: string; reason: string }[]
 }
 
+/** What of a batch's context the fleet backfill uses: everything but the checkpoint, which the backfill's own cursor holds. */
+type FleetContext = Pick<StepContext, 'db' | 'runnerSchema' | 'plan' | 'targets' | 'signal' | 'log' | 'progress'>
+
 const POLL_MS = 1000
 const REPORT_EVERY_MS = 10_000
 
 /** Queues every NULL row with text of each target (partition by partition), from the cursor on. */
-async function queueAll(ctx: StepContext<unknown>, fleet: FleetCursor, save: () => void): Promise<void> {
+async function queueAll(ctx: FleetContext, fleet: FleetCursor, save: () => void): Promise<void> {
   const { db, runnerSchema: rs, plan } = ctx
   for (const t of ctx.targets) {
     const { partitioned, partitions } = await readPartitions(db, t.table)
@@ -68,7 +71,7 @@ async function queueAll(ctx: StepContext<unknown>, fleet: FleetCursor, save: () 
 }
 
 /** Jobs still queued for the targets. */
-async function pendingJobs(ctx: StepContext<unknown>): Promise<number> {
+async function pendingJobs(ctx: FleetContext): Promise<number> {
   const { rows } = await ctx.db.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM ${ctx.runnerSchema.queue} WHERE table_name = ANY($1::text[])`,
     [ctx.targets.map((t) => t.name)],
@@ -81,7 +84,7 @@ async function pendingJobs(ctx: StepContext<unknown>): Promise<number> {
  * shrinks, a line every few seconds with the workers alive, and a stop (resumable) when rows
  * are pending and no worker has been alive for backfill.no_worker_seconds.
  */
-export async function backfillThroughFleet(ctx: StepContext<unknown>, fleet: FleetCursor, save: () => void): Promise<void> {
+export async function backfillThroughFleet(ctx: FleetContext, fleet: FleetCursor, save: () => void): Promise<void> {
   const { plan, log } = ctx
   await queueAll(ctx, fleet, save)
   const queued = Object.values(fleet.queued).reduce((a, b) => a + b, 0)
@@ -135,7 +138,7 @@ export function describeFleet(f: FleetOutput): string {
 }
 
 /** What the workers wrote and failed for these targets since the backfill began queuing, read from the runner's own records. */
-export async function countFleetWork(ctx: StepContext<unknown>, targets: Target[], since: string, listed: number): Promise<FleetCounts> {
+export async function countFleetWork(ctx: FleetContext, targets: Target[], since: string, listed: number): Promise<FleetCounts> {
   const { db, runnerSchema: rs } = ctx
   const names = targets.map((t) => t.name)
   const counts = async (table: string, at: string) => {

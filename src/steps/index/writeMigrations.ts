@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { pythonString } from '../../appSource/python.ts'
+import { pythonString as python } from '../../appSource/python.ts'
 import { UsageError } from '../../errors.ts'
 
 // The migration the application keeps: plain SQL up/down, and an Alembic revision whose
@@ -69,8 +69,6 @@ export function alembicRevisionId(migration: IndexMigration): string {
     .digest('hex')
     .slice(0, 12)
 }
-
-const python = pythonString
 
 export function alembicRevision(migration: IndexMigration, revision: string, downRevision: string | null, createdAt: string): string {
   return `"""runner: HNSW indexes for semantic search
