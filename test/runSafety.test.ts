@@ -382,6 +382,27 @@ describe.skipIf(!serverUrl)('run safety (real server)', () => {
     expect(again.exitCode, again.all).toBe(0)
   })
 
+  it('a run killed during the auto-embedding check: the resume does not count the dead check worker as a deployed one', async () => {
+    await createApp(db, { ...shape, rows: 20 })
+    // Ten beats of grace: a dead worker's registration looks alive for 30 s, long past the resume.
+    const path = write(openaiPlan({ worker: { heartbeat_seconds: 10, poll_ms: 100 } }))
+    const sessions = join(dir, `sessions-${Math.random().toString(36).slice(2)}`)
+    fake.delayMs = 1000 // the check's worker registers, then waits a second on its provider call
+    const first = runCli(['start', path, '--with-worker', '--sessions-dir', sessions], { env: env() })
+    children.push(first)
+    const workers = () => count(`SELECT count(*)::int AS n FROM runner.workers`).catch(() => 0) // none before the pipeline batch
+    await until('the check worker registered', async () => (await workers()) === 1, 60_000)
+    first.kill('SIGKILL')
+    await first.catch(() => {})
+    expect(await workers()).toBe(1) // the dead worker's registration, fresh for 30 s
+    fake.delayMs = 0
+    const resumed = await runCli(['resume', '--with-worker', '--sessions-dir', sessions], { env: env() })
+    expect(resumed.exitCode, resumed.all).toBe(3)
+    expect(resumed.stderr).toContain('no `runner worker` is registered to embed new rows after this run: deploy one (deploy/)')
+    expect(await workers()).toBe(0)
+    expect(await count(`SELECT count(*)::int AS n FROM docs WHERE embedding IS NULL`)).toBe(0)
+  })
+
   it('reconciles rows written with the capture trigger bypassed, within the interval', async () => {
     await createApp(db, { ...shape, rows: 6 })
     const plan = planFor(

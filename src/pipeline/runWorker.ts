@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Database } from '../db/database.ts'
 import { bindColumnModels } from '../db/runnerSchema/columnModels.ts'
@@ -13,7 +11,7 @@ import { retryTransient } from '../retryTransient.ts'
 import { claimJobs, completeJobs, deferJobs, failJobs, type Job, queueBacklog, releaseJobs } from './queue.ts'
 import { createReconciler } from './reconcile.ts'
 import { newMonitor, type WorkerMonitor } from './serveWorkerHttp.ts'
-import { beat, MISSED_BEATS, registerWorker, unregisterWorker } from './workerRegistry.ts'
+import { beat, MISSED_BEATS, newWorkerId, registerWorker, unregisterWorker } from './workerRegistry.ts'
 import { alreadyEmbedded, type WritePolicy, writeEmbeddings } from './writeEmbeddings.ts'
 
 // The background worker (the seed's TaskIQ worker): registers itself, beats (renewing the
@@ -89,7 +87,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerStats> {
   const { db, plan, provider, signal, log } = options
   const { batch_size, lease_seconds, max_attempts, poll_ms, heartbeat_seconds } = plan.worker
   const rs = runnerSchema(plan.target.runner_schema)
-  const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
+  const workerId = options.workerId ?? newWorkerId()
   const stats: WorkerStats = { embedded: 0, failed: 0, batches: 0 }
   // Waits out any outage of the database while the worker is meant to run.
   const monitor = options.monitor ?? newMonitor()

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Queryable } from '../db/database.ts'
 import { readSchemaVersion } from '../db/runnerSchema/migrateRunnerSchema.ts'
@@ -21,6 +22,11 @@ export interface WorkerRecord {
   model: string
   started_at: string
   seconds_since_seen: number
+}
+
+/** host:pid:random, unique among the workers of every machine. */
+export function newWorkerId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`
 }
 
 export async function registerWorker(db: Queryable, rs: RunnerSchema, workerId: string, model: string): Promise<void> {

@@ -15,8 +15,19 @@ export type ProbeResult = { measured: true; delay_ms: number; key: string } | { 
 export const probeSchema = z.object({ table: z.string(), key: z.string(), text: z.string() })
 export type Probe = z.infer<typeof probeSchema>
 
-/** The validate batch's cursor: the probe rows in flight, so a crash never leaves one behind. */
-export const probesCursor: CursorSpec<{ probes: Probe[] }> = { version: 1, schema: z.object({ probes: z.array(probeSchema) }) }
+/**
+ * The validate batch's cursor: the probe rows in flight, so a crash never leaves one behind, and
+ * the check's own worker, so a crash never leaves its registration counted as a deployed worker.
+ */
+export const probesCursor: CursorSpec<ProbesCursor> = {
+  version: 1,
+  schema: z.object({ probes: z.array(probeSchema), check_worker: z.string().optional() }),
+}
+export interface ProbesCursor {
+  probes: Probe[]
+  /** The worker id of the worker the check runs in this process, while it runs. */
+  check_worker?: string
+}
 
 /** Removes probe rows a crashed run left behind: only the recorded key, and only while it still holds the probe text. */
 export async function removeLeftoverProbes(db: Queryable, targets: Target[], probes: Probe[]): Promise<number> {

@@ -15,7 +15,8 @@ import { databaseErrorCode, UsageError } from '../../errors.ts'
 
 /** SQLSTATE 42501: the role lacks a privilege the query needs. */
 const INSUFFICIENT_PRIVILEGE = '42501'
-import { liveWorkers } from '../../pipeline/workerRegistry.ts'
+import { liveWorkers, newWorkerId, unregisterWorker } from '../../pipeline/workerRegistry.ts'
+import { releaseJobs } from '../../pipeline/queue.ts'
 import { runWorker } from '../../pipeline/runWorker.ts'
 import { servesQuery } from '../index/chooseIndexAction.ts'
 import { applicationRoles, describeRoleProofs, proveAsApplicationRoles } from './proveAsApplicationRoles.ts'
@@ -29,14 +30,21 @@ import { writeAndRunAppTests } from './writeAppTests.ts'
 import { PGVECTOR_DEFAULT, runAt, type SearchQuery, type SearchSetting } from './measureSearch.ts'
 import { maySetRole } from '../../db/catalog/readApplicationSide.ts'
 import { type QueryMeasurement, type TableValidation, type ValidateOutput, validateOutputSchema } from './output.ts'
-import { type Probe, probeAutoEmbedding, probesCursor, removeLeftoverProbes, requeueProbe } from './probeAutoEmbedding.ts'
+import {
+  type Probe,
+  type ProbesCursor,
+  probeAutoEmbedding,
+  probesCursor,
+  removeLeftoverProbes,
+  requeueProbe,
+} from './probeAutoEmbedding.ts'
 import { proveCapture } from './proveCapture.ts'
 import { renderValidation } from './renderValidation.ts'
 
 // Batch 4 of the seed: measure, on the target database, everything the success criteria
 // speak of, and judge them from the measurements. It fixes nothing.
 
-type Ctx = StepContext<{ probes: Probe[] }>
+type Ctx = StepContext<ProbesCursor>
 
 interface Label {
   query: string
@@ -257,8 +265,13 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
     : `${running} \`runner worker\` process(es) registered`
   ctx.log(`  auto-embedding check: worker ${note}`)
   const stop = new AbortController()
+  const probes: Probe[] = []
+  // Recorded before it registers: a run killed now leaves a registration the resume removes.
+  const cursor: ProbesCursor = { probes, check_worker: startHere ? newWorkerId() : undefined }
+  ctx.checkpoint.save(cursor)
   const worker = startHere
     ? runWorker({
+        workerId: cursor.check_worker,
         db,
         plan,
         targets,
@@ -269,7 +282,6 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
         statsIntervalMs: 3_600_000,
       })
     : undefined
-  const probes: Probe[] = []
   const method = plan.validate.auto_embed_check
   const deployed_worker = db.kind === 'embedded' || running > 0
   try {
@@ -297,7 +309,7 @@ async function checkAutoEmbedding(ctx: Ctx, tables: TableValidation[], withinSec
           ? await requeueProbe(db, ctx.runnerSchema, t, withinSeconds)
           : await probeAutoEmbedding(db, t, withinSeconds, (inserted) => {
               probes.push(inserted)
-              ctx.checkpoint.save({ probes }) // before waiting: a crash now leaves a record of the row
+              ctx.checkpoint.save(cursor) // before waiting: a crash now leaves a record of the row
             })
       tables[i]!.auto_embed = probe.measured
         ? { measured: true, delay_ms: probe.delay_ms, reason: null, method, capture, capture_roles, worker_running: true, deployed_worker }
@@ -326,7 +338,7 @@ async function judgeMemory(db: Ctx['db'], tables: TableValidation[]): Promise<Va
   return { settings, indexes_bytes: indexesBytes, advice: adviseMemory(settings, indexesBytes, passes) }
 }
 
-export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
+export const validateStep: Step<ValidateOutput, ProbesCursor> = {
   name: 'validate',
   output: validateOutputSchema,
   cursor: probesCursor,
@@ -335,8 +347,15 @@ export const validateStep: Step<ValidateOutput, { probes: Probe[] }> = {
     const { db, plan, log, targets } = ctx
     for (const t of targets) t.requireVector()
     // A run killed while its probe row waited for a worker left that row behind: remove it first.
-    const leftover = ctx.checkpoint.load()?.probes ?? []
-    if (leftover.length) log(`  removed ${await removeLeftoverProbes(db, targets, leftover)} probe row(s) left by an interrupted run`)
+    const leftover = ctx.checkpoint.load()
+    if (leftover?.probes.length)
+      log(`  removed ${await removeLeftoverProbes(db, targets, leftover.probes)} probe row(s) left by an interrupted run`)
+    // Its check's worker died with it (one run per database), but its registration looks alive for
+    // three beats more: it would be counted as a deployed worker. Its jobs go back to the queue.
+    if (leftover?.check_worker) {
+      await releaseJobs(db, ctx.runnerSchema, leftover.check_worker)
+      await unregisterWorker(db, ctx.runnerSchema, leftover.check_worker)
+    }
     ctx.checkpoint.save({ probes: [] })
     // Statistics as autovacuum would have left them (the backfill ends with the same): the planner's choices measured here are the application's.
     for (const t of targets) await db.exec(`ANALYZE ${t.table}`)
