@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describeUrl } from '../src/db/connectPostgres.ts'
+import { readEmbeddedTemplate, writeEmbeddedTemplate } from '../src/db/embeddedTemplate.ts'
+import { EMBEDDED_SHARED_BUFFERS, openEmbedded } from '../src/db/openEmbedded.ts'
 import type { Database } from '../src/db/database.ts'
 import { quoteIdent, quoteQualified } from '../src/db/quote.ts'
 import { countEmbeddings } from '../src/coordinator/guards.ts'
@@ -135,5 +139,35 @@ describe.skipIf(!serverUrl)('a LISTEN connection on the real server', () => {
       await listener.close()
     }
     expect(listener.connected()).toBe(false)
+  })
+})
+
+describe("the embedded database's template (npm run build writes it)", () => {
+  it("a new folder opens from the build's dump: initialized as initdb leaves it, with pgvector, at the embedded shared_buffers", async () => {
+    expect(readEmbeddedTemplate(), 'dist/embedded-template.tar.gz: run `npm run build`').toBeInstanceOf(Blob)
+    const path = join(tempDir('runner-template-'), 'db')
+    const db = await openEmbedded(path)
+    try {
+      const databases = await db.query<{ datname: string }>('SELECT datname FROM pg_database ORDER BY datname')
+      expect(databases.rows.map((r) => r.datname)).toEqual(['postgres', 'template0', 'template1'])
+      // Nothing but initdb's work: no extension is in the dump, the folder's owner creates it.
+      expect((await db.query('SELECT extname FROM pg_extension ORDER BY extname')).rows).toEqual([{ extname: 'plpgsql' }])
+      await db.exec(`CREATE EXTENSION vector; CREATE TABLE t (id int, v vector(3)); CREATE INDEX ON t USING hnsw (v vector_l2_ops)`)
+      await db.exec(`INSERT INTO t VALUES (1, '[1,2,3]'), (2, '[3,2,1]')`)
+      expect((await db.query<{ id: number }>(`SELECT id FROM t ORDER BY v <-> '[3,2,2]' LIMIT 1`)).rows).toEqual([{ id: 2 }])
+      expect((await db.query('SHOW shared_buffers')).rows).toEqual([{ shared_buffers: EMBEDDED_SHARED_BUFFERS }])
+    } finally {
+      await db.close()
+    }
+    expect(existsSync(join(path, 'PG_VERSION'))).toBe(true)
+  })
+
+  it('is used only with the PGlite version that wrote it', async () => {
+    const dir = tempDir('runner-template-dist-')
+    await writeEmbeddedTemplate(dir)
+    expect(readEmbeddedTemplate(dir)).toBeInstanceOf(Blob)
+    writeFileSync(join(dir, 'embedded-template.json'), JSON.stringify({ pglite: '0.0.1' }))
+    expect(readEmbeddedTemplate(dir)).toBeUndefined()
+    expect(readEmbeddedTemplate(tempDir('runner-template-none-'))).toBeUndefined()
   })
 })

@@ -1,8 +1,10 @@
 import { makeOwnDir } from '../ownDirs.ts'
-import { resolve } from 'node:path'
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { PGlite, type Transaction } from '@electric-sql/pglite'
 import { vector } from '@electric-sql/pglite-pgvector'
 import { acquireProcessLock } from '../processLock.ts'
+import { readEmbeddedTemplate } from './embeddedTemplate.ts'
 import { vectorArrayLiteral } from './vectorBinary.ts'
 import type { Database, Queryable, QueryResult } from './database.ts'
 
@@ -12,6 +14,13 @@ import type { Database, Queryable, QueryResult } from './database.ts'
 // One process opens a folder at a time: PGlite takes no lock of its own, and a second process
 // opening the folder (a `resume` refused a moment later, a worker beside a `start`) corrupts
 // it for good once either is killed. `<folder>.lock` plays the part of postmaster.pid.
+
+/**
+ * PGlite's shared_buffers (128MB by default) are resident from the start: 32MB holds the demo's
+ * working set and takes about 120 MB off the first run's peak (bench/firstRun.ts). Set on the
+ * command line of the embedded postgres, not written into the folder.
+ */
+export const EMBEDDED_SHARED_BUFFERS = '32MB'
 
 function wrap(db: PGlite | Transaction): Queryable {
   return {
@@ -33,7 +42,13 @@ export async function openEmbedded(dataDir: string): Promise<Database> {
   )
   let db: PGlite
   try {
-    db = await PGlite.create(dataDir, { extensions: { vector } })
+    // A new folder starts from the build's template, where there is one (embeddedTemplate.ts).
+    const loadDataDir = existsSync(join(dataDir, 'PG_VERSION')) ? undefined : readEmbeddedTemplate()
+    db = await PGlite.create(dataDir, {
+      extensions: { vector },
+      loadDataDir,
+      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`],
+    })
   } catch (error) {
     release()
     throw error
