@@ -5,7 +5,8 @@
 // in the same run: the same command with the pipeline batch alone (the process with everything
 // loaded and connected, embedding nothing), and, with --before REV, the backfill of the runner
 // as it was at that git revision. Memory that grows with the table shows as a peak that grows
-// from the smaller size to the larger.
+// from the smaller size to the larger. Also the same backfill under `node --optimize-for-size`
+// (V8 collecting eagerly, for a memory-tight machine: NODE_OPTIONS=--optimize-for-size).
 //   npx tsx bench/backfillMemory.ts [--rows 20000,100000] [--before REV]
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -40,7 +41,7 @@ const planWith = (steps: string[]) => {
 
 const fake = await startFakeOpenAI()
 type Measured = { s: number; mb: number }
-const results: { rows: number; floor: Measured; backfill: Measured; before?: Measured }[] = []
+const results: { rows: number; floor: Measured; backfill: Measured; small: Measured; before?: Measured }[] = []
 for (const rows of sizes) {
   const url = await freshBenchDatabase(`runner_bench_backfill_memory_${rows}`)
   log(`${rows} rows: seeding ...`)
@@ -66,13 +67,16 @@ for (const rows of sizes) {
   const floor = await measureProcess(start(planWith(['pipeline'])), env, dir)
   log(`${rows} rows: pipeline and backfill ...`)
   const backfill = await measureProcess(start(planWith(['pipeline', 'backfill'])), env, dir)
+  log(`${rows} rows: pipeline and backfill, node --optimize-for-size ...`)
+  await reset()
+  const small = await measureProcess(['node', '--optimize-for-size', ...start(planWith(['pipeline', 'backfill'])).slice(1)], env, dir)
   let before: Measured | undefined
   if (beforeCli) {
     log(`${rows} rows: pipeline and backfill, the runner at ${beforeRevision} ...`)
     await reset()
     before = await measureProcess(start(planWith(['pipeline', 'backfill']), beforeCli), env, dir)
   }
-  results.push({ rows, floor, backfill, before })
+  results.push({ rows, floor, backfill, small, before })
   log(
     `  floor ${floor.mb.toFixed(0)} MB, backfill ${backfill.mb.toFixed(0)} MB in ${backfill.s.toFixed(1)} s${before ? `, before ${before.mb.toFixed(0)} MB in ${before.s.toFixed(1)} s` : ''}`,
   )
@@ -84,15 +88,15 @@ const smallest = results[0]!
 console.log(`## The backfill's peak memory: demo app, OpenAI protocol on loopback, batches of ${shipped.embedding.batch_size}\n`)
 const was = beforeRevision ? ` | the runner at ${beforeRevision} | now against it (memory, time)` : ''
 console.log(
-  `| rows | the pipeline batch alone (floor) | pipeline and backfill | above the floor | ratio to the smallest size | seconds${was} |`,
+  `| rows | the pipeline batch alone (floor) | pipeline and backfill | above the floor | ratio to the smallest size | seconds | node --optimize-for-size | against the default (memory, time)${was} |`,
 )
-console.log(`| --- | --- | --- | --- | --- | ---${beforeRevision ? ' | --- | ---' : ''} |`)
+console.log(`| --- | --- | --- | --- | --- | --- | --- | ---${beforeRevision ? ' | --- | ---' : ''} |`)
 for (const r of results) {
   const then = r.before
     ? ` | ${r.before.mb.toFixed(0)} MB in ${r.before.s.toFixed(1)} s | ${(r.backfill.mb / r.before.mb).toFixed(2)}, ${(r.backfill.s / r.before.s).toFixed(2)}`
     : ''
   console.log(
-    `| ${rowsOf(r.rows)} | ${r.floor.mb.toFixed(0)} MB | ${r.backfill.mb.toFixed(0)} MB | ${(r.backfill.mb - r.floor.mb).toFixed(0)} MB | ${(r.backfill.mb / smallest.backfill.mb).toFixed(2)} | ${r.backfill.s.toFixed(1)}${then} |`,
+    `| ${rowsOf(r.rows)} | ${r.floor.mb.toFixed(0)} MB | ${r.backfill.mb.toFixed(0)} MB | ${(r.backfill.mb - r.floor.mb).toFixed(0)} MB | ${(r.backfill.mb / smallest.backfill.mb).toFixed(2)} | ${r.backfill.s.toFixed(1)} | ${r.small.mb.toFixed(0)} MB in ${r.small.s.toFixed(1)} s | ${(r.small.mb / r.backfill.mb).toFixed(2)}, ${(r.small.s / r.backfill.s).toFixed(2)}${then} |`,
   )
 }
 console.log(

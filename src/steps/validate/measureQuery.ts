@@ -1,7 +1,16 @@
 import type { Database } from '../../db/database.ts'
 import type { Target } from '../../db/target.ts'
 import type { Plan } from '../../plan/schema.ts'
-import { percentiles, recall, runAt, runExact, type SearchQuery, type SearchSetting, type TimedRun } from './measureSearch.ts'
+import {
+  percentiles,
+  type RunsByPlan,
+  recall,
+  runAt,
+  runExact,
+  type SearchQuery,
+  type SearchSetting,
+  type TimedRun,
+} from './measureSearch.ts'
 import type { QueryMeasurement } from './output.ts'
 import { recommendSetting, type SweepPoint, sweepSettled } from './recommendSetting.ts'
 
@@ -64,8 +73,13 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
   const exactVectors = vectors.slice(0, v.exact_queries)
   const exact = await runExact(db, query, exactVectors)
 
-  const point = async (setting: SearchSetting, forced: boolean, role: string | null = null): Promise<SweepPoint & { run: TimedRun }> => {
-    const run = await runAt(db, target.table, query, vectors, setting, forced, role)
+  const point = async (
+    setting: SearchSetting,
+    forced: boolean,
+    role: string | null = null,
+    runsByPlan?: RunsByPlan,
+  ): Promise<SweepPoint & { run: TimedRun }> => {
+    const run = await runAt(db, target.table, query, vectors, setting, forced, role, runsByPlan)
     const p = percentiles(run.ms)
     return {
       ...setting,
@@ -127,12 +141,14 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
   const sweep: (SweepPoint & { run: TimedRun })[] = []
   /** Up the candidates, until the ones left cannot change the recommendation (the largest are the slowest). */
   let unmeasured: number[] = []
+  // A plan that uses no index runs the same at every setting: timed once in the sweep (never in the rounds, whose spread is the point).
+  const runsByPlan: RunsByPlan = new Map()
   const sweepAll = async (iterative: SearchSetting['iterative_scan'], forced: boolean) => {
     const line: SweepPoint[] = []
     unmeasured = []
     for (const [i, ef] of candidates.entries()) {
       if (ctx.signal.aborted) break
-      const p = await point({ ef_search: ef, iterative_scan: iterative }, forced)
+      const p = await point({ ef_search: ef, iterative_scan: iterative }, forced, null, runsByPlan)
       sweep.push(p)
       line.push(p)
       const judged = forced ? sweep.filter((q) => q.forced) : sweep

@@ -117,6 +117,12 @@ function renderQuery(q: QueryMeasurement): string[] {
               `| ${s.ef_search} | ${s.iterative_scan} | ${s.forced ? 'disabled' : 'allowed'} | ${s.scan}${s.index_name ? ` (${s.index_name})` : ''} | ${s.recall.toFixed(3)} | ${ms(s.p50)} | ${ms(s.p95)} |`,
           ),
           '',
+          ...(q.sweep.filter((s) => s.scan === 'sequential').length > 1
+            ? [
+                'A plan that uses no index runs the same at every setting: it was timed once, and its figures are shown at each setting the planner chose it.',
+                '',
+              ]
+            : []),
         ]
       : []),
   ]

@@ -1,0 +1,19 @@
+import v8 from 'node:v8'
+import vm from 'node:vm'
+
+// A long batch loop allocates per-batch buffers of a megabyte or more (the provider's answer,
+// the vectors in binary) that V8 places straight in its old generation and frees only at a
+// full collection, which it puts off while the heap may still grow: the process's memory then
+// climbs with the table though little stays alive (about 35 MB at 100,000 rows). A full
+// collection every few batches, some 20 ms on that heap, keeps the peak flat
+// (bench/backfillMemory.ts). Node exposes the collector only behind a flag, set here once.
+
+let gc: (() => void) | undefined
+
+export function collectGarbage(): void {
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc')
+    gc = vm.runInNewContext('gc') as () => void
+  }
+  gc()
+}
