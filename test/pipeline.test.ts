@@ -127,7 +127,9 @@ describe.skipIf(!serverUrl)('the auto-embedding pipeline (real server)', () => {
     expect(await count('SELECT count(*)::int AS n FROM runner.embedding_queue')).toBe(0)
     const counts = [...fake.embedded].filter(([t]) => t.startsWith('doc '))
     expect(counts).toHaveLength(10000)
-    expect(counts.every(([, n]) => n === 1)).toBe(true)
+    // Named, with the workers' own logs, if it ever fails again (it did once in CI under load, and never here in a row of runs).
+    const twice = counts.filter(([, n]) => n > 1).map(([text, n]) => `${text} x${n}`)
+    expect(twice, results.map((r) => r.all).join('\n---\n')).toEqual([])
     const perWorker = results.map((r) => Number(/worker stopped: (\d+) embedded/.exec(r.all)![1]))
     expect(perWorker.reduce((a, b) => a + b, 0)).toBe(10000)
     expect(perWorker.filter((n) => n > 0).length).toBeGreaterThan(1) // the work was shared

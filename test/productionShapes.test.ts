@@ -445,7 +445,7 @@ describe.skipIf(!serverUrl)('production shapes (real server)', () => {
     const recallWith = async (factor: number) => {
       const plan = partitionedPlan({
         index: { precision: 'binary', rerank_factor: factor },
-        validate: { latency_queries: 20, exact_queries: 10, rounds: 1, ef_search_candidates: [40, 100] },
+        validate: { latency_queries: 40, exact_queries: 40, rounds: 1, ef_search_candidates: [40, 100] },
         criteria: { relevance_recall_at_k: null, auto_embed_within_seconds: null, latency_p95_ms_max: null },
       })
       plan.target.tables = [docsTable] as any

@@ -8,7 +8,7 @@ import { PGlite } from '@electric-sql/pglite'
 // A new embedded database starts from a dump of a freshly initialized data folder, written once
 // by the build (`npm run build`, which `npm install` runs). PGlite's own initdb runs a second
 // WebAssembly instance beside the database's and peaks near 800 MB; loading the dump peaks near
-// 420 MB and takes half the time (bench/firstRun.ts). The dump holds what initdb writes and
+// 360 MB and takes half the time (bench/firstRun.ts). The dump holds what initdb writes and
 // nothing else, so a folder made from it is the folder initdb would have made; it is used only
 // with the PGlite version that wrote it, and without it PGlite's initdb runs as before.
 
