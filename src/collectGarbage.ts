@@ -8,7 +8,15 @@ import vm from 'node:vm'
 // collection every few batches, some 20 ms on that heap, keeps the peak flat
 // (bench/backfillMemory.ts). Node exposes the collector only behind a flag, set here once.
 
+/** Batches between full collections, counted across tables and partitions (a partition may hold fewer than this). */
+const BATCHES_BETWEEN_COLLECTIONS = 8
+let batches = 0
 let gc: (() => void) | undefined
+
+/** A batch was written and its buffers are garbage: every few batches, a full collection. */
+export function batchWritten(): void {
+  if (++batches % BATCHES_BETWEEN_COLLECTIONS === 0) collectGarbage()
+}
 
 export function collectGarbage(): void {
   if (!gc) {

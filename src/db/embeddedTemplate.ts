@@ -17,7 +17,7 @@ const DIST = fileURLToPath(new URL('../../dist/', import.meta.url))
 const dump = (dir: string) => join(dir, 'embedded-template.tar.gz')
 const manifest = (dir: string) => join(dir, 'embedded-template.json')
 
-export function installedPGliteVersion(): string {
+function installedPGliteVersion(): string {
   const require = createRequire(import.meta.url)
   const main = require.resolve('@electric-sql/pglite')
   // The package's main file is in dist/; its package.json one folder up.

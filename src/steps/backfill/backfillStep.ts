@@ -15,7 +15,7 @@ import { queueKeys } from '../../pipeline/queue.ts'
 import { requireCaptureForRoles } from '../validate/proveAsApplicationRoles.ts'
 import { cosine, SAME_MODEL_COSINE } from '../../embeddings/sameModel.ts'
 import { lockPolicy } from '../../plan/schema.ts'
-import { collectGarbage } from '../../collectGarbage.ts'
+import { batchWritten } from '../../collectGarbage.ts'
 import { backfillThroughFleet, countFleetWork, describeFleet, fleetCursorSchema, fleetOutputSchema } from './fleetBackfill.ts'
 
 // Batch 3b of the seed: backfill the NULL embeddings. The capture is installed first, so
@@ -29,8 +29,6 @@ import { backfillThroughFleet, countFleetWork, describeFleet, fleetCursorSchema,
 const MAX_LISTED_FAILURES = 100
 /** Batches between two VACUUMs of the staging table (each batch leaves ~1.5 MB dead at 256 x 1536). */
 const VACUUM_STAGING_EVERY = 64
-/** Batches between full garbage collections: the peak memory stays flat whatever the table's size (collectGarbage.ts). */
-const COLLECT_GARBAGE_EVERY = 8
 const COST_SAMPLE_ROWS = 1000
 
 const estimateSchema = z.object({
@@ -234,7 +232,6 @@ async function embedPages(
   let readFrom = positions[at] ?? null
   let writtenHere = 0
   let savedBatches = 0
-  let writtenBatches = 0
   // A saved batch is written by its name: the vectors are in the staging table, and held here
   // past the write they would outlive the young generation and cost the garbage collector a copy each.
   const write = async (rows: TextRow[], failures: EmbedResult['failures'], batch: string | EmbeddedRow[]) => {
@@ -252,7 +249,7 @@ async function embedPages(
     cursor.failedCount[t.name] = (cursor.failedCount[t.name] ?? 0) + failures.length
     ctx.checkpoint.save({ ...cursor, seconds: elapsed() })
     onBatch(rows.length)
-    if (++writtenBatches % COLLECT_GARBAGE_EVERY === 0) collectGarbage()
+    batchWritten() // every few batches a full garbage collection: the peak memory stays flat whatever the table's size
     // Each written batch leaves its saved copy dead in the staging table's storage: reclaimed as it goes.
     if (typeof batch === 'string' && ++savedBatches % VACUUM_STAGING_EVERY === 0) await ctx.db.exec(`VACUUM ${ctx.runnerSchema.staging}`)
   }

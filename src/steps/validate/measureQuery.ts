@@ -139,36 +139,32 @@ export async function measureQuery(ctx: QueryContext, query: SearchQuery, vector
   await runAt(db, target.table, query, vectors.slice(0, 20), { ef_search: candidates.at(-1)!, iterative_scan: 'off' }) // warm-up
   const goal = { indexName: ctx.usableIndex, limit: reach, recallTarget: v.recall_target }
   const sweep: (SweepPoint & { run: TimedRun })[] = []
-  /** Up the candidates, until the ones left cannot change the recommendation (the largest are the slowest). */
-  let unmeasured: number[] = []
   // A plan that uses no index runs the same at every setting: timed once in the sweep (never in the rounds, whose spread is the point).
   const runsByPlan: RunsByPlan = new Map()
-  const sweepAll = async (iterative: SearchSetting['iterative_scan'], forced: boolean) => {
+  /** Up the candidates, until the ones left cannot change the recommendation (the largest are the slowest); returns those left. */
+  const sweepAll = async (iterative: SearchSetting['iterative_scan'], forced: boolean): Promise<number[]> => {
     const line: SweepPoint[] = []
-    unmeasured = []
     for (const [i, ef] of candidates.entries()) {
       if (ctx.signal.aborted) break
       const p = await point({ ef_search: ef, iterative_scan: iterative }, forced, null, runsByPlan)
       sweep.push(p)
       line.push(p)
       const judged = forced ? sweep.filter((q) => q.forced) : sweep
-      if (sweepSettled(judged, goal, ctx.appSetting, line, candidates.slice(i + 1))) {
-        unmeasured = candidates.slice(i + 1)
-        break
-      }
+      if (sweepSettled(judged, goal, ctx.appSetting, line, candidates.slice(i + 1))) return candidates.slice(i + 1)
     }
+    return []
   }
-  await sweepAll('off', false)
+  let unmeasured = await sweepAll('off', false)
   let recommendation = recommendSetting(sweep, goal, ctx.appSetting)
   // A filter that leaves few rows starves the plain scan (it returns at most ef_search rows
   // before filtering): pgvector 0.8's iterative scan keeps going until LIMIT rows pass.
   if (!recommendation.recall_target_reached && /\bwhere\b/i.test(query.sql) && ctx.iterativeScan) {
-    await sweepAll('relaxed_order', false)
+    unmeasured = await sweepAll('relaxed_order', false)
     recommendation = recommendSetting(sweep, goal, ctx.appSetting)
   }
   let why = recommendation.why
   if (!recommendation.setting && ctx.rows < SMALL_TABLE_ROWS && sweep.every((p) => p.scan !== 'index')) {
-    await sweepAll('off', true)
+    unmeasured = await sweepAll('off', true)
     recommendation = recommendSetting(
       sweep.filter((p) => p.forced),
       goal,
